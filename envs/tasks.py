@@ -1,0 +1,110 @@
+"""The inner-task catalogue: short task names -> Gymnasium envs with the wrappers their presets need.
+
+``make_task("HalfCheetah", n_envs=1, seed=0, normalize=True)`` returns an SB3 ``DummyVecEnv`` of
+``Monitor``-wrapped ``HalfCheetah-v5`` envs (``Monitor`` records raw episode returns), seeded
+``seed, seed + 1, ...``, optionally inside ``VecNormalize`` (observations and rewards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from hypergym.envs.tiny import Countdown
+
+__all__ = ["TASKS", "TaskSpec", "make_task", "task_spaces"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One inner task of the catalogue."""
+
+    env_id: str | Callable[..., gym.Env]
+    """Gymnasium id (or a constructor, for the tiny test tasks)."""
+    family: str
+    """``mujoco``, ``box2d``, ``classic`` or ``tiny``."""
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``gym.make``."""
+    extra: str | None = None
+    """pip extra that installs the task's dependencies, if any."""
+
+
+TASKS: dict[str, TaskSpec] = {
+    # MuJoCo (v5)
+    **{
+        name: TaskSpec(f"{name}-v5", "mujoco")
+        for name in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer", "Humanoid", "InvertedDoublePendulum", "InvertedPendulum", "Reacher")
+    },
+    # Box2D
+    "BipedalWalker": TaskSpec("BipedalWalker-v3", "box2d", extra="box2d"),
+    "LunarLanderContinuous": TaskSpec("LunarLander-v3", "box2d", {"continuous": True}, extra="box2d"),
+    "LunarLander": TaskSpec("LunarLander-v3", "box2d", extra="box2d"),
+    # Classic control
+    "CartPole": TaskSpec("CartPole-v1", "classic"),
+    "Pendulum": TaskSpec("Pendulum-v1", "classic"),
+    "Acrobot": TaskSpec("Acrobot-v1", "classic"),
+    "MountainCar": TaskSpec("MountainCar-v0", "classic"),
+    "MountainCarContinuous": TaskSpec("MountainCarContinuous-v0", "classic"),
+    # Tiny tasks for tests
+    "Countdown": TaskSpec(Countdown, "tiny"),
+}
+
+
+def _spec(task: str) -> TaskSpec:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
+    return TASKS[task]
+
+
+def _make_one(spec: TaskSpec) -> gym.Env:
+    try:
+        if callable(spec.env_id):
+            return spec.env_id(**spec.env_kwargs)
+        return gym.make(spec.env_id, **spec.env_kwargs)
+    except gym.error.DependencyNotInstalled as err:
+        hint = f' (pip install "hypergym[{spec.extra}]")' if spec.extra else ""
+        raise gym.error.DependencyNotInstalled(f"{err}{hint}") from err
+
+
+@cache
+def task_spaces(task: str) -> tuple[gym.Space, gym.Space]:
+    """Observation and action space of ``task`` (one env is built once and closed)."""
+    env = _make_one(_spec(task))
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def make_task(
+    task: str,
+    n_envs: int = 1,
+    seed: int = 0,
+    normalize: bool = False,
+    gamma: float = 0.99,
+) -> VecEnv:
+    """Build the vectorised inner environment of ``task``.
+
+    Args:
+        task: A name of :data:`TASKS`.
+        n_envs: Number of parallel envs (DummyVecEnv: on few cores it beats subprocesses).
+        seed: Env ``i`` is seeded ``seed + i`` at its first reset.
+        normalize: Wrap in ``VecNormalize`` (running mean/std of observations and of discounted returns).
+        gamma: Discount used by ``VecNormalize`` for reward scaling.
+
+    Raises:
+        ValueError: On an unknown task or ``n_envs < 1``.
+    """
+    spec = _spec(task)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+    venv = make_vec_env(lambda: _make_one(spec), n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+    if normalize:
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=gamma)
+    return venv

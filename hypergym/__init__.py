@@ -1,0 +1,31 @@
+"""hypergym: the training of a policy-gradient learner as a Gymnasium environment (Hyper-RL, EPGT).
+
+Importing hypergym registers the ``HyperRL-{ALGO}-{TASK}`` ids with Gymnasium. Entry points are
+strings, so torch and SB3 load only when an env is made.
+
+Example:
+    >>> import gymnasium as gym, hypergym
+    >>> env = gym.make("HyperRL-PPO-HalfCheetah", total_env_steps=4096)
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+from hypergym.presets import PRESET_SOURCES, PRESETS, preset
+
+__version__ = "0.1.0"
+__all__ = ["PRESETS", "PRESET_SOURCES", "__version__", "preset", "register_envs"]
+
+#: Entry point of every registered id.
+ENTRY_POINT = "hypergym.envs.hyperrl_env:HyperRLEnv"
+
+
+def register_envs() -> None:
+    """Register every preset id with Gymnasium (idempotent)."""
+    for env_id, kwargs in PRESETS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=ENTRY_POINT, kwargs=kwargs, order_enforce=True)
+
+
+register_envs()

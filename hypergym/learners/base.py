@@ -1,0 +1,389 @@
+"""The step-wise on-policy learner: one base owns the data, subclasses own one update step.
+
+The base class owns SB3's ``ActorCriticPolicy``, SB3's ``RolloutBuffer`` (whose
+``compute_returns_and_advantage`` is the one GAE implementation in hypergym), the vectorised inner env,
+rollout collection with raw-reward episode bookkeeping, the single hyperparameter entry point
+(:meth:`OnPolicyLearner.apply`), divergence rollback, and the gradient history the hyper-state reads.
+A2C and PPO override only how a batch is chosen and what the loss is.
+
+SB3's ``train()`` is never called: its learning-rate and clip-range schedules would overwrite the values
+a hyper-agent chose.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.type_aliases import RolloutBufferSamples
+from stable_baselines3.common.utils import get_device, obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from hypergym.hyperstate import GradientHistory, LayerInfo, policy_layers
+from hypergym.learners.config import LearnerConfig
+from hypergym.learners.rollback import Snapshot
+from hypergym.seeding import TorchRNG, derive_seeds
+from hypergym.spaces import _check_value
+
+__all__ = ["OnPolicyLearner", "RolloutStats", "Scope", "UpdateResult"]
+
+#: How many completed episodes the learner remembers for the reward's fallback.
+RECENT_EPISODES = 10
+
+
+class Scope(str, Enum):
+    """When a hyperparameter change takes effect."""
+
+    STEP = "step"
+    """At the very next policy update step."""
+    ROLLOUT = "rollout"
+    """When the next rollout is collected and its advantages computed."""
+
+
+@dataclass(frozen=True)
+class RolloutStats:
+    """What one environment phase (one rollout) produced, in raw (unnormalised) rewards."""
+
+    episode_returns: list[float]
+    """Undiscounted returns of the inner episodes completed during this rollout."""
+    episode_lengths: list[int]
+    """Lengths of those episodes."""
+    raw_rewards: np.ndarray
+    """``[n_steps, n_envs]`` raw rewards of the rollout (before VecNormalize)."""
+    recent_returns: tuple[float, ...]
+    """Returns of the last :data:`RECENT_EPISODES` episodes completed so far in the run."""
+
+
+@dataclass
+class UpdateResult:
+    """Outcome of one policy update step."""
+
+    losses: dict[str, float] = field(default_factory=dict)
+    """``policy_loss``, ``value_loss``, ``entropy_loss``, ``loss``, ``grad_norm``, ``n_samples`` and, for
+    PPO, ``approx_kl`` and ``clip_fraction``."""
+    diverged: bool = False
+    """The update produced a non-finite loss, gradient or parameter and was rolled back."""
+
+
+class OnPolicyLearner(ABC):
+    """Base of the step-wise A2C / PPO learners.
+
+    Args:
+        venv: The inner vectorised env (seeded by the caller; VecNormalize if wanted).
+        config: The learner configuration (the defaults of every hyperparameter).
+        seed: Seed of this learner's torch stream and minibatch shuffling.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        n_orders: Number of past gradients kept for the hyper-state.
+    """
+
+    config_class: ClassVar[type[LearnerConfig]] = LearnerConfig
+    #: Hyperparameters this learner accepts through :meth:`apply`, with their scope.
+    scopes: ClassVar[Mapping[str, Scope]] = {}
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        config: LearnerConfig,
+        seed: int,
+        device: str | torch.device = "auto",
+        n_orders: int = 2,
+    ) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.venv = venv
+        self.config = config
+        self.device = get_device(device)
+        torch_seed, np_seed = derive_seeds(seed, 2)
+        self.rng = TorchRNG(torch_seed, self.device)
+        self.np_rng = np.random.default_rng(np_seed)
+        self.n_envs = venv.num_envs
+        self.observation_space = venv.observation_space
+        self.action_space = venv.action_space
+
+        # Hyperparameter values in force (per-step ones) and waiting for the next rollout (per-rollout ones).
+        self._hp: dict[str, float | int] = {name: getattr(config, name) for name in self.scopes}
+        self._pending: dict[str, float | int] = {}
+
+        with self.rng.active():
+            self.policy = self._build_policy().to(self.device)
+        self.optimizer: torch.optim.Optimizer = self.policy.optimizer
+        self.set_learning_rate(config.learning_rate)
+        self.buffer = RolloutBuffer(
+            config.n_steps,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            gamma=config.gamma,
+            gae_lambda=config.gae_lambda,
+            n_envs=self.n_envs,
+        )
+        self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.layer_weights, self.layers = policy_layers(self.policy)
+        self.grad_history = GradientHistory(self.layer_weights, n_orders)
+        # Rollback targets: the last state whose loss was finite, and the initial state (last resort).
+        self._checkpoint = Snapshot(self.params, self.optimizer)
+        self._initial = Snapshot(self.params, self.optimizer)
+        self._initial.save()
+
+        self.env_steps = 0
+        self.updates = 0
+        self.rollouts = 0
+        self._recent = deque(maxlen=RECENT_EPISODES)
+        self._last_obs = venv.reset()
+        self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
+        self._in_force: dict[str, float | int] = {}
+        self._exhausted = True
+
+    # ------------------------------------------------------------------ construction
+    def _build_policy(self) -> ActorCriticPolicy:
+        """SB3's actor-critic policy (CNN features for image observations) with this learner's optimiser."""
+        policy_class = ActorCriticCnnPolicy if is_image_space(self.observation_space) else ActorCriticPolicy
+        kwargs: dict[str, Any] = dict(self.config.policy_kwargs)
+        kwargs.update(self._optimizer_kwargs())
+        lr = float(self.config.learning_rate)
+        return policy_class(self.observation_space, self.action_space, lambda _: lr, **kwargs)
+
+    def _optimizer_kwargs(self) -> dict[str, Any]:
+        """Optimiser class and arguments for the policy (default: SB3's Adam with eps 1e-5)."""
+        return {}
+
+    # ------------------------------------------------------------------ hyperparameters
+    @classmethod
+    def supported_hyperparams(cls) -> list[str]:
+        """Names :meth:`apply` accepts."""
+        return list(cls.scopes)
+
+    def apply(self, hparams: Mapping[str, float | int]) -> None:
+        """Set hyperparameters: per-step ones for the next update, per-rollout ones for the next rollout.
+
+        Raises:
+            ValueError: On an unknown name or an invalid value.
+        """
+        for name, value in hparams.items():
+            if name not in self.scopes:
+                raise ValueError(f"unknown hyperparameter {name!r}; {type(self).__name__} supports {sorted(self.scopes)}")
+            value = _check_value(name, value)
+            if self.scopes[name] is Scope.ROLLOUT:
+                self._pending[name] = value
+            else:
+                self._hp[name] = value
+                if name == "learning_rate":
+                    self.set_learning_rate(float(value))
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Write the step size into every optimiser parameter group."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def hyperparams_in_force(self) -> dict[str, float | int]:
+        """Values actually used: lr read from the optimiser, loss coefficients as the loss code last used
+        them, per-rollout values as the current rollout's advantages were computed with."""
+        out = dict(self._hp)
+        out.update(self._in_force)
+        out["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
+        out["gamma"] = float(self.buffer.gamma)
+        out["gae_lambda"] = float(self.buffer.gae_lambda)
+        return {k: out[k] for k in self.scopes}
+
+    # ------------------------------------------------------------------ environment phase
+    def collect_rollout(self) -> tuple[RolloutStats, bool]:
+        """Collect one rollout of ``n_steps`` per env and compute its GAE advantages.
+
+        Returns:
+            The rollout's statistics and whether the policy had to be rolled back first because its
+            outputs were non-finite.
+        """
+        for name, value in self._pending.items():
+            self._hp[name] = value
+        self._pending.clear()
+        diverged = self._ensure_finite_policy()
+        gamma = float(self._hp.get("gamma", self.config.gamma))
+        self.buffer.gamma = gamma
+        self.buffer.gae_lambda = float(self._hp.get("gae_lambda", self.config.gae_lambda))
+        with self.rng.active():
+            stats = self._collect(gamma)
+        self.rollouts += 1
+        self._exhausted = False
+        self._on_new_rollout()
+        return stats, diverged
+
+    @torch.no_grad()
+    def _collect(self, gamma: float) -> RolloutStats:
+        """The rollout loop (as SB3's ``collect_rollouts``, plus raw-reward bookkeeping)."""
+        self.policy.set_training_mode(False)
+        self.buffer.reset()
+        n_steps = self.config.n_steps
+        raw = np.zeros((n_steps, self.n_envs), dtype=np.float64)
+        returns: list[float] = []
+        lengths: list[int] = []
+        normalizer = self.venv if isinstance(self.venv, VecNormalize) else None
+        box = isinstance(self.action_space, spaces.Box)
+        for t in range(n_steps):
+            obs_tensor = obs_as_tensor(self._last_obs, self.device)
+            actions, values, log_probs = self.policy(obs_tensor)
+            actions = actions.cpu().numpy()
+            env_actions = actions
+            if box:
+                if self.policy.squash_output:
+                    env_actions = self.policy.unscale_action(actions)
+                else:
+                    env_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            new_obs, rewards, dones, infos = self.venv.step(env_actions)
+            raw[t] = normalizer.get_original_reward() if normalizer is not None else rewards
+            for info in infos:
+                episode = info.get("episode")
+                if episode is not None:
+                    returns.append(float(episode["r"]))
+                    lengths.append(int(episode["l"]))
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+            # Bootstrap truncated episodes with the value of their last observation (SB3 issue #633).
+            for i, done in enumerate(dones):
+                if done and infos[i].get("terminal_observation") is not None and infos[i].get("TimeLimit.truncated", False):
+                    terminal_obs = self.policy.obs_to_tensor(infos[i]["terminal_observation"])[0]
+                    rewards[i] += gamma * self.policy.predict_values(terminal_obs)[0].item()
+            self.buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)
+            self._last_obs = new_obs
+            self._last_episode_starts = dones
+        last_values = self.policy.predict_values(obs_as_tensor(self._last_obs, self.device))
+        self.buffer.compute_returns_and_advantage(last_values=last_values, dones=self._last_episode_starts)
+        self.env_steps += n_steps * self.n_envs
+        self._recent.extend(returns)
+        return RolloutStats(returns, lengths, raw, tuple(self._recent))
+
+    @torch.no_grad()
+    def _policy_is_finite(self) -> bool:
+        """Whether the policy's action and value outputs on the current observations are finite."""
+        obs = obs_as_tensor(self._last_obs, self.device)
+        features = self.policy.extract_features(obs)
+        if self.policy.share_features_extractor:
+            latent_pi, latent_vf = self.policy.mlp_extractor(features)
+        else:
+            latent_pi = self.policy.mlp_extractor.forward_actor(features[0])
+            latent_vf = self.policy.mlp_extractor.forward_critic(features[1])
+        outputs = [self.policy.action_net(latent_pi), self.policy.value_net(latent_vf)]
+        if hasattr(self.policy, "log_std"):
+            outputs.append(self.policy.log_std)
+        return all(bool(torch.isfinite(o).all()) for o in outputs)
+
+    def _ensure_finite_policy(self) -> bool:
+        """Roll back to the last finite state (then to the initial one) if the policy outputs non-finite."""
+        if self._policy_is_finite():
+            return False
+        self._checkpoint.restore()
+        if not self._policy_is_finite():
+            self._initial.restore()
+        return True
+
+    # ------------------------------------------------------------------ update phase
+    @property
+    def rollout_exhausted(self) -> bool:
+        """Whether the current rollout is used up, so the next update needs a new rollout."""
+        return self._exhausted
+
+    def update_step(self) -> UpdateResult:
+        """Perform ONE policy update step with the hyperparameters in force.
+
+        A non-finite loss, gradient or parameter never raises: parameters and optimiser state return to
+        the last state known to give a finite loss and the result says ``diverged``.
+
+        Raises:
+            RuntimeError: If the current rollout is exhausted (collect a new one first).
+        """
+        if self._exhausted:
+            raise RuntimeError("the current rollout is used up: call collect_rollout() before update_step()")
+        with self.rng.active():
+            self.policy.set_training_mode(True)
+            batch = self._next_batch()
+            loss, losses = self._loss(batch)
+            diverged = not bool(torch.isfinite(loss))
+            if diverged:
+                # The current parameters already give a non-finite loss: go back to the last finite state.
+                self._checkpoint.restore()
+            else:
+                self._checkpoint.save()
+                self.optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                diverged = not self._optimizer_step(losses)
+                if diverged:
+                    self._checkpoint.restore()
+        self.updates += 1
+        losses["n_samples"] = float(len(batch.advantages))
+        self._advance(len(batch.advantages))
+        return UpdateResult(losses=losses, diverged=diverged)
+
+    def _optimizer_step(self, losses: dict[str, float]) -> bool:
+        """Clip, record and apply the gradient; False when the gradient or new parameters are non-finite."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        losses["grad_norm"] = float(grad_norm)
+        if not math.isfinite(losses["grad_norm"]):
+            return False
+        self.grad_history.push()
+        max_norm = float(self._hp.get("max_grad_norm", self.config.max_grad_norm))
+        self._in_force["max_grad_norm"] = max_norm
+        torch.nn.utils.clip_grads_with_norm_(self.params, max_norm, grad_norm)
+        self.optimizer.step()
+        return math.isfinite(float(torch.nn.utils.get_total_norm(self.params)))
+
+    def _evaluate(self, batch: RolloutBufferSamples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Values, log-probabilities and entropy of the batch's actions under the current policy."""
+        actions = batch.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, actions)
+        return values.flatten(), log_prob, entropy
+
+    def _coefficients(self) -> tuple[float, float]:
+        """Entropy and value coefficients in force, recorded as the loss code uses them."""
+        ent_coef = float(self._hp.get("ent_coef", self.config.ent_coef))
+        vf_coef = float(self._hp.get("vf_coef", self.config.vf_coef))
+        self._in_force.update(ent_coef=ent_coef, vf_coef=vf_coef)
+        return ent_coef, vf_coef
+
+    def _flatten_buffer(self) -> int:
+        """Flatten the rollout buffer to ``[n_steps * n_envs, ...]`` without shuffling; return its size.
+
+        SB3's ``RolloutBuffer.get`` flattens and shuffles in one go, drawing the permutation from NumPy's
+        global RNG and fixing the batch size for the whole pass; hypergym needs its own seeded order and a
+        batch size that may change at every step, so it flattens here and indexes with ``_get_samples``.
+        """
+        buf = self.buffer
+        if not buf.generator_ready:
+            for name in ("observations", "actions", "values", "log_probs", "advantages", "returns"):
+                buf.__dict__[name] = buf.swap_and_flatten(buf.__dict__[name])
+            buf.generator_ready = True
+        return buf.buffer_size * buf.n_envs
+
+    # ------------------------------------------------------------------ subclass hooks
+    @abstractmethod
+    def _on_new_rollout(self) -> None:
+        """Prepare to consume a freshly collected rollout."""
+
+    @abstractmethod
+    def _next_batch(self) -> RolloutBufferSamples:
+        """The samples of the next update step."""
+
+    @abstractmethod
+    def _loss(self, batch: RolloutBufferSamples) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one update step and its parts (as floats)."""
+
+    @abstractmethod
+    def _advance(self, n_samples: int) -> None:
+        """Mark ``n_samples`` samples as consumed; set ``_exhausted`` when the rollout is used up."""
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the inner environments."""
+        self.venv.close()

@@ -1,0 +1,177 @@
+"""Presets of the registered ``HyperRL-{ALGO}-{TASK}`` ids, taken from the EPGT paper (Appendix B.3).
+
+Each preset is the kwargs of :class:`hypergym.envs.HyperRLEnv`; ``gym.make(id, **overrides)`` replaces
+any of them. ``PRESET_SOURCES`` says which paper experiment each one reproduces and what was chosen
+where the paper is silent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypergym.spaces import around_default, log_uniform
+
+__all__ = ["PRESETS", "PRESET_SOURCES", "preset"]
+
+# --- PPO, "6 MuJoCo tasks" (B.3): 1 worker, T = 2048, 10 epochs, Adam 3e-4, gamma 0.99.
+_PPO_MUJOCO: dict[str, Any] = {
+    "algo": "PPO",
+    "n_envs": 1,
+    "n_steps": 2048,
+    "n_epochs": 10,
+    "learning_rate": 3e-4,
+    "batch_size": 128,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "clip_range": 0.2,
+    "ent_coef": 0.0,
+    "vf_coef": 0.5,
+    "max_grad_norm": 0.5,
+    "normalize": True,
+    "total_env_steps": 1_000_000,
+    "hyperparams": {
+        "batch_size": (128, 256, 512),
+        "gae_lambda": (0.95, 0.975, 0.99),
+        "clip_range": (0.1, 0.2, 0.3),
+        "learning_rate": around_default(3e-4, 3),
+    },
+}
+
+# --- PPO, "4 mixed tasks" (B.3, setting of PB2): 4 workers, T = 1600, 10 epochs, Adam 3e-4.
+_PPO_MIXED: dict[str, Any] = {
+    **_PPO_MUJOCO,
+    "n_envs": 4,
+    "n_steps": 1600,
+    "hyperparams": {
+        "batch_size": (128, 256, 512),
+        "gae_lambda": (0.9, 0.95, 0.975, 0.99),
+        "clip_range": (0.1, 0.2, 0.3, 0.5),
+        "learning_rate": around_default(3e-4, 3),
+    },
+}
+
+# --- A2C with OpenAI's default hyperparameters (MountainCarContinuous, BipedalWalker; B.3).
+_A2C_OPENAI: dict[str, Any] = {
+    "algo": "A2C",
+    "n_envs": 1,
+    "n_steps": 5,
+    "learning_rate": 7e-4,
+    "gamma": 0.99,
+    "gae_lambda": 1.0,
+    "ent_coef": 0.01,
+    "vf_coef": 0.25,
+    "max_grad_norm": 0.5,
+    "updates_per_phase": 10,
+    "normalize": False,
+}
+
+# --- A2C, "4 MuJoCo tasks" (B.3, setting of HOOF): T = 5, RMSprop 7e-4, vf 0.5, ent 0.01, GAE 0.95.
+_A2C_MUJOCO: dict[str, Any] = {
+    "algo": "A2C",
+    "n_envs": 16,
+    "n_steps": 5,
+    "learning_rate": 7e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "ent_coef": 0.01,
+    "vf_coef": 0.5,
+    "max_grad_norm": 0.5,
+    "updates_per_phase": 1,
+    "normalize": True,
+    "total_env_steps": 5_000_000,
+    "hyperparams": {"learning_rate": around_default(7e-4, 7)},
+}
+
+# --- Small teaching/test presets (not in the paper).
+_PPO_CLASSIC: dict[str, Any] = {
+    "algo": "PPO",
+    "n_envs": 1,
+    "n_steps": 512,
+    "n_epochs": 4,
+    "batch_size": 128,
+    "learning_rate": 3e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "clip_range": 0.2,
+    "ent_coef": 0.0,
+    "vf_coef": 0.5,
+    "max_grad_norm": 0.5,
+    "normalize": False,
+    "total_env_steps": 100_000,
+    "hyperparams": {
+        "batch_size": (64, 128, 256),
+        "clip_range": (0.1, 0.2, 0.3),
+        "learning_rate": around_default(3e-4, 3),
+    },
+}
+_A2C_CLASSIC: dict[str, Any] = {
+    **_A2C_OPENAI,
+    "n_envs": 4,
+    "total_env_steps": 100_000,
+    "hyperparams": {"learning_rate": around_default(7e-4, 5)},
+}
+
+
+def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = dict(base)
+    out.update(changes)
+    return out
+
+
+#: Registered id -> HyperRLEnv kwargs.
+PRESETS: dict[str, dict[str, Any]] = {}
+#: Registered id -> where its preset comes from.
+PRESET_SOURCES: dict[str, str] = {}
+
+for _task in ("HalfCheetah", "Hopper", "Walker2d", "Swimmer", "Ant", "Humanoid"):
+    _steps = 10_000_000 if _task in ("Ant", "Humanoid") else 1_000_000
+    PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_MUJOCO, task=_task, total_env_steps=_steps)
+    PRESET_SOURCES[f"HyperRL-PPO-{_task}"] = (
+        "B.3 '6 Mujoco tasks with PPO' (Fig. 12); b = 128 (the grid value nearest PPO's 64) is the default"
+    )
+for _task in ("BipedalWalker", "LunarLanderContinuous", "InvertedDoublePendulum"):
+    PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_MIXED, task=_task)
+    PRESET_SOURCES[f"HyperRL-PPO-{_task}"] = "B.3 '4 mixed tasks with PPO' (Table 2, Fig. 8); b = 128 default"
+
+PRESETS["HyperRL-A2C-MountainCarContinuous"] = _with(
+    _A2C_OPENAI,
+    task="MountainCarContinuous",
+    total_env_steps=20_000,
+    hyperparams={"learning_rate": log_uniform(4e-5, 1e-2, 15)},
+)
+PRESET_SOURCES["HyperRL-A2C-MountainCarContinuous"] = (
+    "B.3 / Fig. 2a / Table 5: lr only, B = 15 log-spaced over [4e-5, 1e-2], U = 10, 20k steps, 1 env"
+)
+PRESETS["HyperRL-A2C-BipedalWalker"] = _with(
+    _A2C_OPENAI,
+    task="BipedalWalker",
+    total_env_steps=1_000_000,
+    hyperparams={"learning_rate": log_uniform(2.8e-4, 1.8e-3, 5)},
+)
+PRESET_SOURCES["HyperRL-A2C-BipedalWalker"] = (
+    "B.3 / Fig. 2b: lr only, B = 5 log-spaced over [2.8e-4, 1.8e-3], U = 10; budget 1M (not stated)"
+)
+for _task in ("HalfCheetah", "Hopper", "Ant", "Walker2d"):
+    PRESETS[f"HyperRL-A2C-{_task}"] = _with(_A2C_MUJOCO, task=_task)
+    PRESET_SOURCES[f"HyperRL-A2C-{_task}"] = (
+        "B.3 '4 Mujoco tasks with A2C' (Table 1, Fig. 7); 16 envs (paper silent; its PyTorch A2C default)"
+    )
+for _task in ("CartPole", "Pendulum", "Acrobot", "MountainCar"):
+    PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_CLASSIC, task=_task)
+    PRESET_SOURCES[f"HyperRL-PPO-{_task}"] = "teaching preset (not in the paper): small PPO, lr/clip/b"
+    PRESETS[f"HyperRL-A2C-{_task}"] = _with(_A2C_CLASSIC, task=_task)
+    PRESET_SOURCES[f"HyperRL-A2C-{_task}"] = "teaching preset (not in the paper): A2C lr B = 5, U = 10"
+PRESETS["HyperRL-PPO-Pendulum"]["normalize"] = True
+
+
+def preset(env_id: str) -> dict[str, Any]:
+    """A copy of the preset of ``env_id``.
+
+    Raises:
+        ValueError: On an unknown id (the message lists the registered ones).
+    """
+    if env_id not in PRESETS:
+        raise ValueError(f"unknown id {env_id!r}; registered are {sorted(PRESETS)}")
+    out = dict(PRESETS[env_id])
+    out["hyperparams"] = dict(out["hyperparams"])
+    return out
