@@ -215,7 +215,8 @@ class HyperRLEnv(gym.Env):
         self._phases_in_episode = 0
         self._needs_reset = False
         assert self.learner is not None and self.encoder is not None
-        self._obs = self.encoder.encode(self.learner)
+        if new_run or self._obs is None:
+            self._obs = self.encoder.encode(self.learner)
         info.update(self._base_info(), run_seed=self.run_seed, new_run=new_run)
         return self._obs, info
 
@@ -235,8 +236,12 @@ class HyperRLEnv(gym.Env):
         self.encoder.on_update(learner)
         self._phase_step += 1
         diverged = result.diverged
-        info: dict[str, Any] = {"phase_step": self._phase_step, "losses": result.losses, "episode_returns": []}
-        hyperparams = learner.hyperparams_in_force()
+        info: dict[str, Any] = {
+            "phase_step": self._phase_step,
+            "hyperparams": learner.hyperparams_in_force(),
+            "losses": result.losses,
+            "episode_returns": [],
+        }
 
         reward = 0.0
         phase_done = False
@@ -263,7 +268,7 @@ class HyperRLEnv(gym.Env):
         self._needs_reset = terminated or truncated
 
         self._obs = self.encoder.encode(learner)
-        info.update(self._base_info(), hyperparams=hyperparams, diverged=diverged, run_finished=self._run_finished)
+        info.update(env_steps=learner.env_steps, updates=learner.updates, diverged=diverged, run_finished=self._run_finished)
         return self._obs, float(reward), terminated, truncated, info
 
     def _base_info(self) -> dict[str, Any]:

@@ -144,6 +144,7 @@ class OnPolicyLearner(ABC):
         self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
         self._in_force: dict[str, float | int] = {}
         self._exhausted = True
+        self._rolled_back = False
 
     # ------------------------------------------------------------------ construction
     def _build_policy(self) -> ActorCriticPolicy:
@@ -201,22 +202,45 @@ class OnPolicyLearner(ABC):
         """Collect one rollout of ``n_steps`` per env and compute its GAE advantages.
 
         Returns:
-            The rollout's statistics and whether the policy had to be rolled back first because its
-            outputs were non-finite.
+            The rollout's statistics and whether the policy had to be rolled back because its outputs
+            were non-finite (the rollout is then collected again with the restored policy).
         """
         for name, value in self._pending.items():
             self._hp[name] = value
         self._pending.clear()
-        diverged = self._ensure_finite_policy()
         gamma = float(self._hp.get("gamma", self.config.gamma))
         self.buffer.gamma = gamma
         self.buffer.gae_lambda = float(self._hp.get("gae_lambda", self.config.gae_lambda))
+        self._rolled_back = False
         with self.rng.active():
             stats = self._collect(gamma)
+            # Finite but huge parameters can give non-finite values without failing the action sampler:
+            # go back to the last finite state, then to the initial one, and collect again.
+            for target in (self._checkpoint, self._initial):
+                if np.isfinite(self.buffer.advantages).all():
+                    break
+                target.restore()
+                self._rolled_back = True
+                stats = self._collect(gamma)
         self.rollouts += 1
         self._exhausted = False
         self._on_new_rollout()
-        return stats, diverged
+        return stats, self._rolled_back
+
+    def _act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample actions; if the policy's outputs are non-finite, roll back (last finite, then initial)."""
+        try:
+            return self.policy(obs)
+        except ValueError:  # torch.distributions rejects non-finite distribution parameters
+            pass
+        for target in (self._checkpoint, self._initial):
+            target.restore()
+            self._rolled_back = True
+            try:
+                return self.policy(obs)
+            except ValueError:
+                continue
+        raise RuntimeError("the initial policy gives non-finite outputs on these observations")
 
     @torch.no_grad()
     def _collect(self, gamma: float) -> RolloutStats:
@@ -230,8 +254,7 @@ class OnPolicyLearner(ABC):
         normalizer = self.venv if isinstance(self.venv, VecNormalize) else None
         box = isinstance(self.action_space, spaces.Box)
         for t in range(n_steps):
-            obs_tensor = obs_as_tensor(self._last_obs, self.device)
-            actions, values, log_probs = self.policy(obs_tensor)
+            actions, values, log_probs = self._act(obs_as_tensor(self._last_obs, self.device))
             actions = actions.cpu().numpy()
             env_actions = actions
             if box:
@@ -261,30 +284,6 @@ class OnPolicyLearner(ABC):
         self.env_steps += n_steps * self.n_envs
         self._recent.extend(returns)
         return RolloutStats(returns, lengths, raw, tuple(self._recent))
-
-    @torch.no_grad()
-    def _policy_is_finite(self) -> bool:
-        """Whether the policy's action and value outputs on the current observations are finite."""
-        obs = obs_as_tensor(self._last_obs, self.device)
-        features = self.policy.extract_features(obs)
-        if self.policy.share_features_extractor:
-            latent_pi, latent_vf = self.policy.mlp_extractor(features)
-        else:
-            latent_pi = self.policy.mlp_extractor.forward_actor(features[0])
-            latent_vf = self.policy.mlp_extractor.forward_critic(features[1])
-        outputs = [self.policy.action_net(latent_pi), self.policy.value_net(latent_vf)]
-        if hasattr(self.policy, "log_std"):
-            outputs.append(self.policy.log_std)
-        return all(bool(torch.isfinite(o).all()) for o in outputs)
-
-    def _ensure_finite_policy(self) -> bool:
-        """Roll back to the last finite state (then to the initial one) if the policy outputs non-finite."""
-        if self._policy_is_finite():
-            return False
-        self._checkpoint.restore()
-        if not self._policy_is_finite():
-            self._initial.restore()
-        return True
 
     # ------------------------------------------------------------------ update phase
     @property

@@ -10,8 +10,8 @@ __all__ = ["Snapshot"]
 class Snapshot:
     """A copy of a module's parameters and its optimiser's per-parameter state.
 
-    ``save`` copies into preallocated buffers once their shapes are known, so taking a snapshot on every
-    update costs one fused copy, not an allocation.
+    Once the optimiser's state exists, ``save`` is one fused copy of every tensor (parameters and state)
+    into preallocated buffers, cheap enough to take before every update.
 
     Args:
         params: The parameters to track (their order must not change).
@@ -23,25 +23,34 @@ class Snapshot:
         self._optimizer = optimizer
         self._values = [p.detach().clone() for p in params]
         self._state: list[dict[str, torch.Tensor] | None] = [None] * len(params)
+        # Fast path: the live optimiser-state tensors and their saved copies, valid while the optimiser
+        # keeps updating the same tensors in place (it does between our own restores).
+        self._live: list[torch.Tensor] | None = None
+        self._saved: list[torch.Tensor] = []
 
     @torch.no_grad()
     def save(self) -> None:
         """Copy the current parameters and optimiser state into the snapshot."""
         torch._foreach_copy_(self._values, [p.detach() for p in self._params])
+        if self._live is not None:
+            torch._foreach_copy_(self._saved, self._live)
+            return
+        live: list[torch.Tensor] = []
+        saved: list[torch.Tensor] = []
+        complete = True
         for i, p in enumerate(self._params):
             state = self._optimizer.state.get(p)
             if not state:
                 self._state[i] = None
+                complete = False
                 continue
-            saved = self._state[i]
-            if saved is None or saved.keys() != state.keys():
-                self._state[i] = {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
-            else:
-                for k, v in state.items():
-                    if torch.is_tensor(v):
-                        saved[k].copy_(v)
-                    else:
-                        saved[k] = v
+            self._state[i] = {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
+            for k, v in state.items():
+                if torch.is_tensor(v):
+                    live.append(v)
+                    saved.append(self._state[i][k])  # type: ignore[index]
+        if complete:
+            self._live, self._saved = live, saved
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -55,3 +64,9 @@ class Snapshot:
                 self._optimizer.state[p] = {k: v.clone() if torch.is_tensor(v) else v for k, v in saved.items()}
             if p.grad is not None:
                 p.grad.zero_()
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget the cached optimiser-state tensors (call after anything replaces the optimiser state)."""
+        self._live = None
+        self._saved = []
