@@ -19,11 +19,10 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from hypergym.envs import make_task
 from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import hypergym  # noqa: F401 - registers the ids
-from hypergym.envs import make_task
 
 
 def sb3_config(env: Any) -> tuple[type, dict[str, Any]]:
@@ -46,7 +45,12 @@ def sb3_config(env: Any) -> tuple[type, dict[str, Any]]:
         "verbose": 0,
     }
     if hx.algo == "PPO":
-        return PPO, {**common, "batch_size": values["batch_size"], "n_epochs": values["n_epochs"], "clip_range": values["clip_range"]}
+        return PPO, {
+            **common,
+            "batch_size": values["batch_size"],
+            "n_epochs": values["n_epochs"],
+            "clip_range": values["clip_range"],
+        }
     return A2C, {**common, "use_rms_prop": cfg.use_rms_prop, "rms_prop_eps": cfg.rms_prop_eps}
 
 
@@ -90,8 +94,10 @@ def main() -> None:
     parser.add_argument("--obs-modes", nargs="+", default=["random"])
     args = parser.parse_args()
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     print(f"{'id':34s} {'obs_mode':8s} {'SB3 steps/s':>12s} {'hypergym steps/s':>17s} {'ratio':>6s}")
     for env_id in args.ids:
         for obs_mode in args.obs_modes:

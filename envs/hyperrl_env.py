@@ -7,13 +7,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from hypergym.envs.tasks import make_task, task_spaces
 
 from hypergym.encoders import ENCODERS, HyperStateEncoder, make_encoder
-from hypergym.envs.tasks import make_task, task_spaces
 from hypergym.learners import LEARNERS, OnPolicyLearner
 from hypergym.rewards import REWARDS, HyperReward, make_reward
 from hypergym.seeding import derive_seeds
-from hypergym.spaces import HyperparamSpace, Hyperparameter
+from hypergym.spaces import Hyperparameter, HyperparamSpace
 
 __all__ = ["HyperRLEnv"]
 
@@ -118,7 +118,11 @@ class HyperRLEnv(gym.Env):
         self.config = self.learner_class.config_class.from_kwargs(**learner_kwargs)
         task_spaces(task)  # validates the task name and its dependencies now, not at reset
         self.task = task
-        if isinstance(total_env_steps, bool) or not isinstance(total_env_steps, (int, np.integer)) or total_env_steps < 1:
+        if (
+            isinstance(total_env_steps, bool)
+            or not isinstance(total_env_steps, (int, np.integer))
+            or total_env_steps < 1
+        ):
             raise ValueError(f"total_env_steps must be a positive integer, got {total_env_steps!r}")
         self.total_env_steps = int(total_env_steps)
         if obs_mode not in ENCODERS:
@@ -178,9 +182,12 @@ class HyperRLEnv(gym.Env):
     # ------------------------------------------------------------------ run lifecycle
     def _build_run(self, seed: int) -> tuple[OnPolicyLearner, HyperStateEncoder]:
         env_seed, learner_seed, encoder_seed = derive_seeds(seed, 3)
-        venv = make_task(self.task, n_envs=self.n_envs, seed=env_seed, normalize=self.normalize, gamma=self.config.gamma)
-        learner = self.learner_class(venv, self.config, learner_seed, device=self.device,
-                                     n_orders=int(self.encoder_kwargs.get("n_orders", 2)))
+        venv = make_task(
+            self.task, n_envs=self.n_envs, seed=env_seed, normalize=self.normalize, gamma=self.config.gamma
+        )
+        learner = self.learner_class(
+            venv, self.config, learner_seed, device=self.device, n_orders=int(self.encoder_kwargs.get("n_orders", 2))
+        )
         encoder = make_encoder(self.obs_mode, learner, encoder_seed, **self.encoder_kwargs)
         return learner, encoder
 
@@ -195,7 +202,9 @@ class HyperRLEnv(gym.Env):
         stats, _ = self.learner.collect_rollout()
         return {"episode_returns": list(stats.episode_returns)}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a run (``seed`` given, run finished, or ``options["restart"]``) or the next learning episode.
 
         Returns:
@@ -268,7 +277,9 @@ class HyperRLEnv(gym.Env):
         self._needs_reset = terminated or truncated
 
         self._obs = self.encoder.encode(learner)
-        info.update(env_steps=learner.env_steps, updates=learner.updates, diverged=diverged, run_finished=self._run_finished)
+        info.update(
+            env_steps=learner.env_steps, updates=learner.updates, diverged=diverged, run_finished=self._run_finished
+        )
         return self._obs, float(reward), terminated, truncated, info
 
     def _base_info(self) -> dict[str, Any]:

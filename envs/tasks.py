@@ -13,10 +13,9 @@ from functools import cache
 from typing import Any
 
 import gymnasium as gym
+from hypergym.envs.tiny import Countdown
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
-
-from hypergym.envs.tiny import Countdown
 
 __all__ = ["TASKS", "TaskSpec", "make_task", "task_spaces"]
 
@@ -39,7 +38,17 @@ TASKS: dict[str, TaskSpec] = {
     # MuJoCo (v5)
     **{
         name: TaskSpec(f"{name}-v5", "mujoco")
-        for name in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer", "Humanoid", "InvertedDoublePendulum", "InvertedPendulum", "Reacher")
+        for name in (
+            "HalfCheetah",
+            "Hopper",
+            "Walker2d",
+            "Ant",
+            "Swimmer",
+            "Humanoid",
+            "InvertedDoublePendulum",
+            "InvertedPendulum",
+            "Reacher",
+        )
     },
     # Box2D
     "BipedalWalker": TaskSpec("BipedalWalker-v3", "box2d", extra="box2d"),

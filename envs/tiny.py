@@ -34,10 +34,12 @@ class Countdown(gym.Env):
         return np.array([(self.length - self._t) / self.length], dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Start an episode with all ``length`` steps left."""
         super().reset(seed=seed)
         self._t = 0
         return self._obs(), {}
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Reward 1; terminate after ``length`` steps."""
         self._t += 1
         return self._obs(), 1.0, self._t >= self.length, False, {}

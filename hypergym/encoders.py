@@ -42,9 +42,13 @@ class HyperStateEncoder(ABC):
 
     def __init__(self, learner: OnPolicyLearner, seed: int, d: int = 4, n_orders: int = 2) -> None:
         if n_orders != learner.grad_history.n_orders:
-            raise ValueError(f"encoder n_orders={n_orders} but the learner keeps {learner.grad_history.n_orders} gradients")
+            raise ValueError(
+                f"encoder n_orders={n_orders} but the learner keeps {learner.grad_history.n_orders} gradients"
+            )
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.projector = HyperStateProjector(learner.layers, n_orders=n_orders, d=d, generator=self.generator).to(learner.device)
+        self.projector = HyperStateProjector(learner.layers, n_orders=n_orders, d=d, generator=self.generator).to(
+            learner.device
+        )
         self.metrics: dict[str, float] = {}
 
     @property
@@ -76,10 +80,12 @@ class RawEncoder(HyperStateEncoder):
 
     @property
     def observation_space(self) -> spaces.Box:
+        """Box over float32's finite range, of dimension ``dim(s)``."""
         return spaces.Box(-_F32_MAX, _F32_MAX, shape=(self.raw_dim,), dtype=np.float32)
 
     @torch.no_grad()
     def encode(self, learner: OnPolicyLearner) -> np.ndarray:
+        """``s`` as float32, non-finite entries mapped into the finite range."""
         s = self.hyperstate(learner).cpu().numpy().astype(np.float32)
         return np.clip(np.nan_to_num(s, nan=0.0, posinf=_F32_MAX, neginf=-_F32_MAX), -_F32_MAX, _F32_MAX)
 
@@ -103,10 +109,12 @@ class RandomEncoder(HyperStateEncoder):
 
     @property
     def observation_space(self) -> spaces.Box:
+        """``[-1, 1]^h``."""
         return spaces.Box(-1.0, 1.0, shape=(self.h,), dtype=np.float32)
 
     @torch.no_grad()
     def encode(self, learner: OnPolicyLearner) -> np.ndarray:
+        """``tanh(A s)``."""
         s = torch.nan_to_num(self.hyperstate(learner), nan=0.0, posinf=_F32_MAX, neginf=-_F32_MAX)
         return torch.tanh(self.A @ s).cpu().numpy().astype(np.float32)
 

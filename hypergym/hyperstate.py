@@ -58,7 +58,9 @@ class GradientHistory:
             raise ValueError(f"n_orders must be >= 0, got {n_orders!r}")
         self.weights = weights
         self.n_orders = n_orders
-        self._slots = [[torch.zeros_like(w, memory_format=torch.contiguous_format) for w in weights] for _ in range(n_orders)]
+        self._slots = [
+            [torch.zeros_like(w, memory_format=torch.contiguous_format) for w in weights] for _ in range(n_orders)
+        ]
         self._newest = 0
 
     @torch.no_grad()
@@ -103,7 +105,9 @@ class HyperStateProjector(nn.Module):
         generator: Torch generator for the initial ``C``.
     """
 
-    def __init__(self, layers: list[LayerInfo], n_orders: int = 2, d: int = 4, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, layers: list[LayerInfo], n_orders: int = 2, d: int = 4, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         if d < 1:
             raise ValueError(f"projection width d must be >= 1, got {d!r}")

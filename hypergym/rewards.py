@@ -37,6 +37,7 @@ class EpisodeReturn(HyperReward):
     name = "episode_return"
 
     def __call__(self, rollout: RolloutStats) -> float:
+        """Mean completed-episode return (with the fallbacks above)."""
         if rollout.episode_returns:
             return float(np.mean(rollout.episode_returns))
         if rollout.recent_returns:
@@ -62,6 +63,7 @@ class RolloutReturn(HyperReward):
         self.gamma = gamma
 
     def __call__(self, rollout: RolloutStats) -> float:
+        """Mean over envs of the discounted raw return of the rollout."""
         discounts = self.gamma ** np.arange(rollout.raw_rewards.shape[0])
         return float((discounts[:, None] * rollout.raw_rewards).sum(axis=0).mean())
 

@@ -24,8 +24,8 @@ from gymnasium import spaces
 
 __all__ = [
     "INTEGER_HYPERPARAMS",
-    "Hyperparameter",
     "HyperparamSpace",
+    "Hyperparameter",
     "around_default",
     "log_uniform",
     "uniform",
@@ -91,9 +91,7 @@ def log_uniform(low: float, high: float, n_values: int) -> tuple[float, ...]:
         ValueError: If ``n_values < 1``, ``low <= 0`` or ``low > high``.
     """
     if n_values < 1 or low <= 0 or low > high:
-        raise ValueError(
-            f"log_uniform needs n_values >= 1 and 0 < low <= high, got ({low!r}, {high!r}, {n_values!r})"
-        )
+        raise ValueError(f"log_uniform needs n_values >= 1 and 0 < low <= high, got ({low!r}, {high!r}, {n_values!r})")
     if n_values == 1:
         return (float(low),)
     return tuple(float(v) for v in np.geomspace(low, high, n_values))
@@ -229,7 +227,9 @@ class HyperparamSpace:
                 raise TypeError(f"action {action!r} is not an integer")
             flat = int(arr)
             if not 0 <= flat < self.n_actions:
-                raise ValueError(f"action {flat} is outside Discrete({self.n_actions}): valid are 0..{self.n_actions - 1}")
+                raise ValueError(
+                    f"action {flat} is outside Discrete({self.n_actions}): valid are 0..{self.n_actions - 1}"
+                )
             return tuple(int(i) for i in np.unravel_index(flat, tuple(self.nvec)))
         if arr.shape != (len(self.params),) or not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(
@@ -259,7 +259,9 @@ class HyperparamSpace:
             try:
                 idx.append(p.values.index(hparams[p.name]))
             except ValueError:
-                raise ValueError(f"{hparams[p.name]!r} is not a value of {p.name!r}: valid are {list(p.values)}") from None
+                raise ValueError(
+                    f"{hparams[p.name]!r} is not a value of {p.name!r}: valid are {list(p.values)}"
+                ) from None
         return self._from_indices(idx, action_mode)
 
     def _from_indices(self, idx: Sequence[int], action_mode: str) -> int | np.ndarray:

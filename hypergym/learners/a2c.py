@@ -34,7 +34,11 @@ class A2CLearner(OnPolicyLearner):
             return {}
         return {
             "optimizer_class": torch.optim.RMSprop,
-            "optimizer_kwargs": {"alpha": self.config.rms_prop_alpha, "eps": self.config.rms_prop_eps, "weight_decay": 0},
+            "optimizer_kwargs": {
+                "alpha": self.config.rms_prop_alpha,
+                "eps": self.config.rms_prop_eps,
+                "weight_decay": 0,
+            },
         }
 
     def _on_new_rollout(self) -> None:

@@ -30,7 +30,7 @@ from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.utils import get_device, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from hypergym.hyperstate import GradientHistory, LayerInfo, policy_layers
+from hypergym.hyperstate import GradientHistory, policy_layers
 from hypergym.learners.config import LearnerConfig
 from hypergym.learners.rollback import Snapshot
 from hypergym.seeding import TorchRNG, derive_seeds
@@ -173,7 +173,9 @@ class OnPolicyLearner(ABC):
         """
         for name, value in hparams.items():
             if name not in self.scopes:
-                raise ValueError(f"unknown hyperparameter {name!r}; {type(self).__name__} supports {sorted(self.scopes)}")
+                raise ValueError(
+                    f"unknown hyperparameter {name!r}; {type(self).__name__} supports {sorted(self.scopes)}"
+                )
             value = _check_value(name, value)
             if self.scopes[name] is Scope.ROLLOUT:
                 self._pending[name] = value
@@ -188,8 +190,11 @@ class OnPolicyLearner(ABC):
             group["lr"] = lr
 
     def hyperparams_in_force(self) -> dict[str, float | int]:
-        """Values actually used: lr read from the optimiser, loss coefficients as the loss code last used
-        them, per-rollout values as the current rollout's advantages were computed with."""
+        """Values actually in force, read back rather than echoed from the request.
+
+        The learning rate comes from the optimiser, loss coefficients and batch size as the loss code last
+        used them, per-rollout values as the current rollout's advantages were computed with.
+        """
         out = dict(self._hp)
         out.update(self._in_force)
         out["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
@@ -273,7 +278,11 @@ class OnPolicyLearner(ABC):
                 actions = actions.reshape(-1, 1)
             # Bootstrap truncated episodes with the value of their last observation (SB3 issue #633).
             for i, done in enumerate(dones):
-                if done and infos[i].get("terminal_observation") is not None and infos[i].get("TimeLimit.truncated", False):
+                if (
+                    done
+                    and infos[i].get("terminal_observation") is not None
+                    and infos[i].get("TimeLimit.truncated", False)
+                ):
                     terminal_obs = self.policy.obs_to_tensor(infos[i]["terminal_observation"])[0]
                     rewards[i] += gamma * self.policy.predict_values(terminal_obs)[0].item()
             self.buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)
@@ -333,7 +342,14 @@ class OnPolicyLearner(ABC):
         max_norm = float(self._hp.get("max_grad_norm", self.config.max_grad_norm))
         self._in_force["max_grad_norm"] = max_norm
         torch.nn.utils.clip_grads_with_norm_(self.params, max_norm, grad_norm)
-        self.optimizer.step()
+        try:
+            self.optimizer.step()
+        except (RuntimeError, OverflowError) as err:
+            # A step size beyond float range fails inside the optimiser ("cannot be converted to type float
+            # without overflow"): that is a divergence, not a crash. Anything else is a real error.
+            if "overflow" not in str(err):
+                raise
+            return False
         return math.isfinite(float(torch.nn.utils.get_total_norm(self.params)))
 
     def _evaluate(self, batch: RolloutBufferSamples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from conftest import TINY_NET
+from gymnasium.utils.env_checker import check_env
+from hypergym.envs import HyperRLEnv
+
+import hypergym
+
+TINY_PPO = {"n_steps": 32, "n_epochs": 2, "policy_kwargs": TINY_NET}
+
+
+def run_episode(env, actions=None, rng=None):
+    """Step one learning episode; return observations, rewards and the last info."""
+    obs, rewards, infos = [], [], []
+    while True:
+        a = env.action_space.sample() if actions is None else actions
+        o, r, terminated, truncated, info = env.step(a)
+        obs.append(o)
+        rewards.append(r)
+        infos.append(info)
+        if terminated or truncated:
+            return obs, rewards, infos
+
+
+@pytest.mark.parametrize(
+    "env_id,kwargs",
+    [
+        ("HyperRL-A2C-CartPole", {"total_env_steps": 2000, "n_steps": 5, "policy_kwargs": TINY_NET}),
+        ("HyperRL-PPO-HalfCheetah", {"total_env_steps": 2000, **TINY_PPO}),
+    ],
+)
+def test_check_env_passes(env_id, kwargs):
+    env = gym.make(env_id, device="cpu", **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the checker's warnings count as failures too
+        check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_ppo_phase_has_n_epochs_ceil_steps_sparse_reward_and_g_last():
+    env = gym.make(
+        "HyperRL-PPO-CartPole",
+        n_steps=50,
+        n_epochs=3,
+        hyperparams={"batch_size": (16,), "learning_rate": (1e-3, 3e-4)},
+        policy_kwargs=TINY_NET,
+        device="cpu",
+    )
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(2):
+        _, rewards, infos = run_episode(env)
+        assert len(rewards) == 3 * math.ceil(50 / 16) == 12
+        assert all(r == 0.0 for r in rewards[:-1])
+        assert all("G" not in info for info in infos[:-1])
+        assert rewards[-1] == infos[-1]["G"] != 0.0
+        assert [i["phase_step"] for i in infos] == list(range(1, 13))
+        env.reset()
+
+
+def test_a2c_phase_is_updates_per_phase_updates_each_with_a_rollout():
+    env = gym.make(
+        "HyperRL-A2C-CartPole", updates_per_phase=3, n_steps=5, n_envs=2, policy_kwargs=TINY_NET, device="cpu"
+    )
+    _, info0 = env.reset(seed=1)
+    _, rewards, infos = run_episode(env)
+    assert len(rewards) == 3
+    assert [i["env_steps"] for i in infos] == [info0["env_steps"] + 10 * k for k in (1, 2, 3)]
+    assert rewards[:2] == [0.0, 0.0] and rewards[2] == infos[2]["G"]
+
+
+def test_same_seed_same_observations_and_rewards():
+    def trace(seed):
+        env = gym.make("HyperRL-PPO-CartPole", device="cpu", **TINY_PPO)
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        out_obs, out_rew = [obs], []
+        for _ in range(2):
+            o, r, _ = run_episode(env)
+            out_obs += o
+            out_rew += r
+            env.reset()
+        return np.array(out_obs), np.array(out_rew)
+
+    o1, r1 = trace(0)
+    o2, r2 = trace(0)
+    o3, _ = trace(1)
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(r1, r2)
+    assert not np.array_equal(o1, o3)
+
+
+def test_reset_continues_the_run_and_reset_with_seed_restarts_it():
+    env = gym.make("HyperRL-PPO-CartPole", device="cpu", **TINY_PPO)
+    _, info = env.reset(seed=0)
+    first = info["env_steps"]
+    _, _, infos = run_episode(env)
+    steps_after = infos[-1]["env_steps"]
+    assert steps_after > first
+    obs_end = env.unwrapped._obs.copy()
+    obs, info = env.reset()
+    assert not info["new_run"] and info["env_steps"] == steps_after
+    np.testing.assert_array_equal(obs, obs_end)  # the learner is not touched
+    _, _, infos = run_episode(env)
+    assert infos[-1]["env_steps"] > steps_after
+    _, info = env.reset(seed=0)
+    assert info["new_run"] and info["env_steps"] == first and info["updates"] == 0
+    _, info = env.reset(options={"restart": True})
+    assert info["new_run"] and info["env_steps"] == first
+
+
+def test_budget_end_sets_run_finished_then_reset_starts_a_new_run():
+    env = gym.make("HyperRL-PPO-CartPole", total_env_steps=100, device="cpu", **TINY_PPO)
+    env.reset(seed=0)
+    finished = []
+    for _ in range(10):
+        _, _, infos = run_episode(env)
+        finished.append(infos[-1]["run_finished"])
+        assert not any(i["run_finished"] for i in infos[:-1])
+        if finished[-1]:
+            assert infos[-1]["env_steps"] >= 100
+            break
+        env.reset()
+    assert finished[-1] and not any(finished[:-1])
+    _, info = env.reset()
+    assert info["new_run"]
+
+
+def test_whole_run_as_one_episode():
+    env = gym.make("HyperRL-PPO-CartPole", total_env_steps=96, phases_per_episode=None, device="cpu", **TINY_PPO)
+    env.reset(seed=0)
+    _, rewards, infos = run_episode(env)
+    assert infos[-1]["run_finished"]
+    assert sum("G" in i for i in infos) == 2  # 32-step rollouts: reset + 2 phases reach 96
+    assert len(rewards) == 2 * 2 * math.ceil(32 / 128)
+
+
+def test_multi_discrete_action_mode():
+    env = gym.make("HyperRL-PPO-CartPole", action_mode="multi_discrete", device="cpu", **TINY_PPO)
+    assert isinstance(env.action_space, gym.spaces.MultiDiscrete)
+    env.reset(seed=0)
+    action = np.array([2, 0, 1])
+    _, _, _, _, info = env.step(action)
+    decoded = env.unwrapped.space.decode(action)
+    for name, value in decoded.items():
+        assert info["hyperparams"][name] == value
+
+
+def test_info_reports_values_in_force_read_back_from_the_learner():
+    env = gym.make("HyperRL-PPO-CartPole", device="cpu", **TINY_PPO)
+    env.reset(seed=0)
+    space = env.unwrapped.space
+    for action in (0, space.n_actions - 1):
+        _, _, _, _, info = env.step(action)
+        assert info["hyperparams"]["learning_rate"] == env.unwrapped.learner.optimizer.param_groups[0]["lr"]
+        for name, value in space.decode(action).items():
+            assert info["hyperparams"][name] == value
+        for key in ("env_steps", "updates", "phase_step", "episode_returns", "losses", "diverged", "run_finished"):
+            assert key in info
+        assert {"policy_loss", "value_loss", "entropy_loss", "approx_kl", "clip_fraction"} <= set(info["losses"])
+
+
+def test_raw_observation_dimension_follows_the_formula():
+    env = gym.make("HyperRL-PPO-CartPole", obs_mode="raw", device="cpu", **TINY_PPO)
+    # policy 4->16->2, value 4->16->1: rows 16 + 2 + 16 + 1, orders 0..2, d = 4
+    assert env.observation_space.shape == ((16 + 2 + 16 + 1) * 3 * 4,)
+    obs, _ = env.reset(seed=0)
+    assert obs in env.observation_space and np.isfinite(obs).all()
+    half = gym.make("HyperRL-PPO-HalfCheetah", obs_mode="raw", device="cpu")
+    assert half.observation_space.shape == ((64 + 64 + 6 + 64 + 64 + 1) * 3 * 4,)  # about 3k, as the paper
+
+
+def test_divergence_sets_flag_adds_penalty_and_run_goes_on():
+    env = gym.make(
+        "HyperRL-A2C-CartPole",
+        hyperparams={"learning_rate": (1e38,)},
+        use_rms_prop=False,
+        divergence_penalty=-5.0,
+        updates_per_phase=4,
+        policy_kwargs=TINY_NET,
+        device="cpu",
+    )
+    env.reset(seed=0)
+    _, rewards, infos = run_episode(env, actions=0)
+    assert any(i["diverged"] for i in infos)
+    for r, i in zip(rewards, infos, strict=False):
+        assert r == pytest.approx(i.get("G", 0.0) + (-5.0 if i["diverged"] else 0.0))
+    params = env.unwrapped.learner.policy.parameters()
+    assert all(np.isfinite(p.detach().numpy()).all() for p in params)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"algo": "TRPO"}, ValueError, "choose from"),
+        ({"task": "Cartpole"}, ValueError, "choose from"),
+        ({"obs_mode": "pixels"}, ValueError, "choose from"),
+        ({"action_mode": "box"}, ValueError, "choose from"),
+        ({"reward": "sharpe"}, ValueError, "choose from"),
+        ({"hyperparams": {"momentum": (0.9,)}}, ValueError, "supports"),
+        ({"hyperparams": {"learning_rate": (-1.0,)}}, ValueError, "positive"),
+        ({"updates_per_phase": 5}, ValueError, "A2C only"),
+        ({"n_stepz": 5}, TypeError, "valid are"),
+        ({"total_env_steps": 0}, ValueError, "positive"),
+    ],
+)
+def test_bad_kwargs_name_the_valid_choices(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        HyperRLEnv(**{"algo": "PPO", "task": "CartPole", **kwargs})
+
+
+def test_step_before_reset_and_bad_action_are_refused():
+    env = HyperRLEnv(algo="PPO", task="CartPole", device="cpu", **TINY_PPO)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside"):
+        env.step(env.action_space.n)
+
+
+def test_make_without_prior_import():
+    code = "import gymnasium as gym; e = gym.make('hypergym:HyperRL-A2C-CartPole'); print(e.unwrapped.algo)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "A2C"
+
+
+@pytest.mark.parametrize("env_id", sorted(hypergym.PRESETS))
+def test_every_registered_id_builds_with_its_preset(env_id):
+    preset = hypergym.preset(env_id)
+    if hypergym.envs.TASKS[preset["task"]].family == "box2d":
+        pytest.importorskip("Box2D")
+    env = gym.make(env_id, device="cpu")
+    hx = env.unwrapped
+    assert hx.space.names == tuple(preset["hyperparams"])
+    assert hx.total_env_steps == preset["total_env_steps"]
+    assert env.action_space.contains(hx.space.default_action)
+    env.close()
