@@ -84,18 +84,9 @@ _A2C_MUJOCO: dict[str, Any] = {
 
 # --- Small teaching/test presets (not in the paper).
 _PPO_CLASSIC: dict[str, Any] = {
-    "algo": "PPO",
-    "n_envs": 1,
+    **_PPO_MUJOCO,
     "n_steps": 512,
     "n_epochs": 4,
-    "batch_size": 128,
-    "learning_rate": 3e-4,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "clip_range": 0.2,
-    "ent_coef": 0.0,
-    "vf_coef": 0.5,
-    "max_grad_norm": 0.5,
     "normalize": False,
     "total_env_steps": 100_000,
     "hyperparams": {
