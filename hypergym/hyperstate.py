@@ -29,9 +29,9 @@ class LayerInfo:
     """d_in, the flattened input dimension."""
 
 
-def policy_layers(policy: nn.Module) -> tuple[list[nn.Parameter], list[LayerInfo]]:
+def policy_layers(policy: nn.Module) -> tuple[list[torch.Tensor], list[LayerInfo]]:
     """The weight of every Linear and Conv layer of ``policy``, in module order, with its 2-D shape."""
-    weights: list[nn.Parameter] = []
+    weights: list[torch.Tensor] = []
     infos: list[LayerInfo] = []
     seen: set[int] = set()
     for name, module in policy.named_modules():
@@ -53,7 +53,7 @@ class GradientHistory:
         n_orders: N_order, how many past gradients to keep.
     """
 
-    def __init__(self, weights: list[nn.Parameter], n_orders: int = 2) -> None:
+    def __init__(self, weights: list[torch.Tensor], n_orders: int = 2) -> None:
         if n_orders < 0:
             raise ValueError(f"n_orders must be >= 0, got {n_orders!r}")
         self.weights = weights

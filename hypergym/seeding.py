@@ -35,7 +35,7 @@ class TorchRNG:
 
     def __init__(self, seed: int, device: torch.device) -> None:
         self._cpu_state = torch.Generator().manual_seed(int(seed)).get_state()
-        self._cuda_index: int | None = None
+        self._cuda_index: int = 0
         self._cuda_state: torch.Tensor | None = None
         if device.type == "cuda":
             self._cuda_index = device.index if device.index is not None else torch.cuda.current_device()
@@ -47,7 +47,7 @@ class TorchRNG:
         """Run the body with this stream as torch's global generator, then restore the caller's."""
         saved_cpu = torch.get_rng_state()
         torch.set_rng_state(self._cpu_state)
-        saved_cuda = None
+        saved_cuda: torch.Tensor | None = None
         if self._cuda_state is not None:
             saved_cuda = torch.cuda.get_rng_state(self._cuda_index)
             torch.cuda.set_rng_state(self._cuda_state, self._cuda_index)

@@ -232,7 +232,7 @@ def test_make_without_prior_import():
 
 
 @pytest.mark.parametrize("env_id", sorted(hypergym.PRESETS))
-def test_every_registered_id_builds_with_its_preset(env_id):
+def test_every_registered_id_builds_with_its_preset_and_passes_check_env(env_id):
     preset = hypergym.preset(env_id)
     if hypergym.envs.TASKS[preset["task"]].family == "box2d":
         pytest.importorskip("Box2D")
@@ -241,4 +241,13 @@ def test_every_registered_id_builds_with_its_preset(env_id):
     assert hx.space.names == tuple(preset["hyperparams"])
     assert hx.total_env_steps == preset["total_env_steps"]
     assert env.action_space.contains(hx.space.default_action)
+    env.close()
+    # The same preset with a tiny rollout and network, through Gymnasium's checker.
+    tiny = {"n_steps": 8, "policy_kwargs": TINY_NET, "total_env_steps": 10_000}
+    if preset["algo"] == "PPO":
+        tiny["n_epochs"] = 1
+    env = gym.make(env_id, device="cpu", **tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=True)
     env.close()

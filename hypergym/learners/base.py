@@ -109,6 +109,8 @@ class OnPolicyLearner(ABC):
         self.np_rng = np.random.default_rng(np_seed)
         self.n_envs = venv.num_envs
         self.observation_space = venv.observation_space
+        if isinstance(self.observation_space, spaces.Dict):
+            raise ValueError("Dict observation spaces are not supported by the inner learners (flatten them first)")
         self.action_space = venv.action_space
 
         # Hyperparameter values in force (per-step ones) and waiting for the next rollout (per-rollout ones).
@@ -139,7 +141,7 @@ class OnPolicyLearner(ABC):
         self.env_steps = 0
         self.updates = 0
         self.rollouts = 0
-        self._recent = deque(maxlen=RECENT_EPISODES)
+        self._recent: deque[float] = deque(maxlen=RECENT_EPISODES)
         self._last_obs = venv.reset()
         self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
         self._in_force: dict[str, float | int] = {}
@@ -259,14 +261,14 @@ class OnPolicyLearner(ABC):
         normalizer = self.venv if isinstance(self.venv, VecNormalize) else None
         box = isinstance(self.action_space, spaces.Box)
         for t in range(n_steps):
-            actions, values, log_probs = self._act(obs_as_tensor(self._last_obs, self.device))
-            actions = actions.cpu().numpy()
+            actions_t, values, log_probs = self._act(obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
+            actions: np.ndarray = actions_t.cpu().numpy()
             env_actions = actions
             if box:
                 if self.policy.squash_output:
                     env_actions = self.policy.unscale_action(actions)
                 else:
-                    env_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+                    env_actions = np.clip(actions, self.action_space.low, self.action_space.high)  # type: ignore[attr-defined]
             new_obs, rewards, dones, infos = self.venv.step(env_actions)
             raw[t] = normalizer.get_original_reward() if normalizer is not None else rewards
             for info in infos:
@@ -285,10 +287,11 @@ class OnPolicyLearner(ABC):
                 ):
                     terminal_obs = self.policy.obs_to_tensor(infos[i]["terminal_observation"])[0]
                     rewards[i] += gamma * self.policy.predict_values(terminal_obs)[0].item()
-            self.buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)
+            obs = self._last_obs
+            self.buffer.add(obs, actions, rewards, self._last_episode_starts, values, log_probs)  # type: ignore[arg-type]
             self._last_obs = new_obs
             self._last_episode_starts = dones
-        last_values = self.policy.predict_values(obs_as_tensor(self._last_obs, self.device))
+        last_values = self.policy.predict_values(obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
         self.buffer.compute_returns_and_advantage(last_values=last_values, dones=self._last_episode_starts)
         self.env_steps += n_steps * self.n_envs
         self._recent.extend(returns)
