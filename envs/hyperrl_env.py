@@ -18,6 +18,7 @@ from hypergym.spaces import Hyperparameter, HyperparamSpace
 __all__ = ["HyperRLEnv"]
 
 _ACTION_MODES = ("discrete", "multi_discrete")
+_OBS_EXTRAS = ("progress", "hyperparams")
 
 
 class HyperRLEnv(gym.Env):
@@ -40,9 +41,13 @@ class HyperRLEnv(gym.Env):
     ``gae_lambda``, ``n_epochs``) apply when the next rollout is collected.
 
     ## Observation Space
-    The encoded hyper-state (``obs_mode``): a float32 ``Box`` with finite bounds. ``raw`` is the
-    projection ``s = [vec(W_m^n C_m^n)]`` of the parameters and last 2 gradients of every layer
-    (dimension ``sum_m rows_m x 3 x 4``); ``random`` maps it to 32 dims with a fixed random tanh layer.
+    The encoded hyper-state (``obs_mode``): a float32 ``Box`` with finite bounds. The raw hyper-state is
+    the projection ``s = [vec(W_m^n C_m^n)]`` of the parameters and last 2 gradients of every layer,
+    dimension ``sum_m rows_m x 3 x 4``. ``vae`` (default): ``tanh`` of the mean of an online VAE's
+    posterior, 32 dims, trained every 10 updates (``info["encoder_loss"]``); ``random``: a fixed random
+    tanh map of ``s`` to 32 dims; ``raw``: ``s``; ``stats``: per-layer weight/gradient statistics.
+    ``obs_extras`` appends ``"progress"`` (env steps / budget) and ``"hyperparams"`` (index of each
+    hyperparameter's current value / (B_i - 1)), each in [0, 1].
 
     ## Rewards
     0 on every step but the last of an update phase, which gets G (``reward``): ``episode_return``
@@ -65,7 +70,8 @@ class HyperRLEnv(gym.Env):
     ## Info
     ``hyperparams`` (values in force, read back from the learner), ``env_steps``, ``updates``,
     ``phase_step`` (i in 1..U), ``episode_returns`` (inner episodes completed in a rollout collected on
-    this step), ``losses``, ``diverged``, ``run_finished``, and ``G`` on the last step of a phase.
+    this step), ``losses``, ``diverged``, ``run_finished``, ``G`` on the last step of a phase, and the
+    encoder's figures (``encoder_loss``, ``encoder_kl`` for ``vae``, once it has trained).
 
     ## Arguments
     Args:
@@ -73,7 +79,8 @@ class HyperRLEnv(gym.Env):
         task: Inner task name (see :data:`hypergym.envs.TASKS`).
         total_env_steps: Inner env-step budget of a run.
         hyperparams: The hyperparameter space: ``name -> values`` (or a ``HyperparamSpace``).
-        obs_mode: Hyper-state encoder (``"random"``, ``"raw"``).
+        obs_mode: Hyper-state encoder (``"vae"``, ``"random"``, ``"raw"``, ``"stats"``).
+        obs_extras: Extras appended to the observation: any of ``"progress"``, ``"hyperparams"``.
         action_mode: ``"discrete"`` or ``"multi_discrete"``.
         reward: ``"episode_return"`` or ``"rollout_return"`` (or a ``HyperReward``).
         updates_per_phase: U for A2C (update steps per phase). PPO's phase is always one rollout.
@@ -82,7 +89,8 @@ class HyperRLEnv(gym.Env):
         normalize: Wrap the inner env in ``VecNormalize``.
         device: Torch device of the learner (``"auto"``: CUDA when present).
         divergence_penalty: Added to the reward of a step whose update diverged.
-        encoder_kwargs: Extra arguments of the encoder (``d``, ``n_orders``, ``h``).
+        encoder_kwargs: Extra arguments of the encoder (``d``, ``n_orders``, ``h``; VAE: ``hidden``,
+            ``learning_rate``, ``train_every``, ``batch_size``, ``kl_weight``, ``freeze_after``).
         **learner_kwargs: Learner settings (``learning_rate``, ``n_steps``, ``batch_size``, ``n_epochs``,
             ``gamma``, ``gae_lambda``, ``clip_range``, ``ent_coef``, ``vf_coef``, ``max_grad_norm``,
             ``policy_kwargs``, ...): the defaults that the action's values override.
@@ -99,7 +107,8 @@ class HyperRLEnv(gym.Env):
         task: str = "CartPole",
         total_env_steps: int = 100_000,
         hyperparams: Mapping[str, Sequence[float]] | HyperparamSpace | None = None,
-        obs_mode: str = "random",
+        obs_mode: str = "vae",
+        obs_extras: Sequence[str] = (),
         action_mode: str = "discrete",
         reward: str | HyperReward = "episode_return",
         updates_per_phase: int | None = None,
@@ -128,6 +137,9 @@ class HyperRLEnv(gym.Env):
         if obs_mode not in ENCODERS:
             raise ValueError(f"unknown obs_mode {obs_mode!r}; choose from {sorted(ENCODERS)}")
         self.obs_mode = obs_mode
+        if isinstance(obs_extras, str) or any(e not in _OBS_EXTRAS for e in obs_extras):
+            raise ValueError(f"unknown obs_extras {obs_extras!r}; choose any of {list(_OBS_EXTRAS)}")
+        self.obs_extras = tuple(obs_extras)
         if action_mode not in _ACTION_MODES:
             raise ValueError(f"unknown action_mode {action_mode!r}; choose from {list(_ACTION_MODES)}")
         self.action_mode = action_mode
@@ -166,8 +178,10 @@ class HyperRLEnv(gym.Env):
 
         # The observation space depends on the policy's layer shapes: build a throwaway learner once.
         probe = self._build_run(seed=0)
-        self.observation_space = probe[1].observation_space
+        self.observation_space = self._extend_space(probe[1].observation_space)
         probe[0].close()
+        probe[1].close()
+        self._hp_indices = np.asarray(self.space.default_indices(), dtype=np.float32)
 
         self.learner: OnPolicyLearner | None = None
         self.encoder: HyperStateEncoder | None = None
@@ -178,6 +192,30 @@ class HyperRLEnv(gym.Env):
         self._phase_step = 0
         self._rollouts_in_phase = 0
         self._phases_in_episode = 0
+
+    # ------------------------------------------------------------------ observation
+    def _extend_space(self, space: gym.spaces.Box) -> gym.spaces.Box:
+        """The encoder's Box with the requested extras appended (each in [0, 1])."""
+        n_extra = ("progress" in self.obs_extras) + len(self.space.params) * ("hyperparams" in self.obs_extras)
+        if n_extra == 0:
+            return space
+        low = np.concatenate([space.low, np.zeros(n_extra, dtype=np.float32)])
+        high = np.concatenate([space.high, np.ones(n_extra, dtype=np.float32)])
+        return gym.spaces.Box(low, high, dtype=np.float32)
+
+    def _observe(self) -> np.ndarray:
+        """Encoded hyper-state, then training progress and hyperparameter indices scaled to [0, 1]."""
+        assert self.learner is not None and self.encoder is not None
+        obs = self.encoder.encode(self.learner)
+        if not self.obs_extras:
+            return obs
+        extras: list[np.ndarray] = []
+        if "progress" in self.obs_extras:
+            extras.append(np.array([min(self.learner.env_steps / self.total_env_steps, 1.0)], dtype=np.float32))
+        if "hyperparams" in self.obs_extras:
+            scale = np.maximum(self.space.nvec - 1, 1).astype(np.float32)
+            extras.append(np.asarray(self._hp_indices / scale, dtype=np.float32))
+        return np.concatenate([obs, *extras]).astype(np.float32)
 
     # ------------------------------------------------------------------ run lifecycle
     def _build_run(self, seed: int) -> tuple[OnPolicyLearner, HyperStateEncoder]:
@@ -192,13 +230,13 @@ class HyperRLEnv(gym.Env):
         return learner, encoder
 
     def _start_run(self, seed: int) -> dict[str, Any]:
-        if self.learner is not None:
-            self.learner.close()
+        self.close()
         self.run_seed = seed
         self.learner, self.encoder = self._build_run(seed)
         self._run_finished = False
         self._phase_step = 0
         self._rollouts_in_phase = 0
+        self._hp_indices = np.asarray(self.space.default_indices(), dtype=np.float32)
         stats, _ = self.learner.collect_rollout()
         return {"episode_returns": list(stats.episode_returns)}
 
@@ -225,7 +263,7 @@ class HyperRLEnv(gym.Env):
         self._needs_reset = False
         assert self.learner is not None and self.encoder is not None
         if new_run or self._obs is None:
-            self._obs = self.encoder.encode(self.learner)
+            self._obs = self._observe()
         info.update(self._base_info(), run_seed=self.run_seed, new_run=new_run)
         return self._obs, info
 
@@ -240,7 +278,9 @@ class HyperRLEnv(gym.Env):
         if self._needs_reset or self.learner is None or self.encoder is None:
             raise RuntimeError("call reset() before step(): no learning episode is running")
         learner = self.learner
+        indices = self.space.indices(action)
         learner.apply(self.space.decode(action))
+        self._hp_indices = np.asarray(indices, dtype=np.float32)
         result = learner.update_step()
         self.encoder.on_update(learner)
         self._phase_step += 1
@@ -276,7 +316,8 @@ class HyperRLEnv(gym.Env):
             truncated = self._run_finished and not terminated
         self._needs_reset = terminated or truncated
 
-        self._obs = self.encoder.encode(learner)
+        self._obs = self._observe()
+        info.update(self.encoder.metrics)
         info.update(
             env_steps=learner.env_steps, updates=learner.updates, diverged=diverged, run_finished=self._run_finished
         )
@@ -291,7 +332,10 @@ class HyperRLEnv(gym.Env):
         }
 
     def close(self) -> None:
-        """Close the inner run's environments."""
+        """Close the inner run's environments and the encoder's worker."""
+        if self.encoder is not None:
+            self.encoder.close()
+            self.encoder = None
         if self.learner is not None:
             self.learner.close()
             self.learner = None

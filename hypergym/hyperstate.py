@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["GradientHistory", "HyperStateProjector", "LayerInfo", "policy_layers"]
+__all__ = ["GradientHistory", "HyperStateProjector", "LayerInfo", "layer_stacks", "policy_layers"]
 
 
 @dataclass(frozen=True)
@@ -124,11 +124,25 @@ class HyperStateProjector(nn.Module):
         """Length of ``s``: ``sum_m rows_m * (N_order + 1) * d``."""
         return sum(info.rows for info in self.layers) * (self.n_orders + 1) * self.d
 
-    def forward(self, weights: list[torch.Tensor], history: GradientHistory) -> torch.Tensor:
-        """``s`` as one flat tensor, ordered layer by layer, then order 0..N_order, then row-major."""
-        parts = []
-        for m, (w, c) in enumerate(zip(weights, self.C, strict=True)):
-            stack = [w.detach().reshape(w.shape[0], -1)]
-            stack += [history.gradients(n)[m].reshape(w.shape[0], -1) for n in range(1, self.n_orders + 1)]
-            parts.append(torch.bmm(torch.stack(stack), c).reshape(-1))
-        return torch.cat(parts)
+    def forward(self, stacks: list[torch.Tensor]) -> torch.Tensor:
+        """Project layer stacks (from :func:`layer_stacks`) to ``s``.
+
+        Args:
+            stacks: Per layer, a ``[..., N_order + 1, rows, cols]`` tensor; leading dims are batch dims.
+
+        Returns:
+            ``[..., dim]``: layer by layer, then order 0..N_order, then row-major ``[rows, d]``.
+        """
+        parts = [torch.matmul(stack, c).flatten(-3) for stack, c in zip(stacks, self.C, strict=True)]
+        return torch.cat(parts, dim=-1)
+
+
+def layer_stacks(weights: list[torch.Tensor], history: GradientHistory) -> list[torch.Tensor]:
+    """Per layer, ``[W, grad_1, ..., grad_N]`` as one ``[N_order + 1, rows, cols]`` tensor (detached)."""
+    stacks = []
+    for m, w in enumerate(weights):
+        rows = w.shape[0]
+        mats = [w.detach().reshape(rows, -1)]
+        mats += [history.gradients(n)[m].reshape(rows, -1) for n in range(1, history.n_orders + 1)]
+        stacks.append(torch.stack(mats))
+    return stacks
