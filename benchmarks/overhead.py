@@ -6,7 +6,11 @@ Runs alternate (SB3, hypergym, SB3, hypergym, ...) so machine noise hits both al
 hypergym's env steps per second over SB3's, summed over repeats.
 
     python benchmarks/overhead.py                       # PPO and A2C on HalfCheetah, 20k steps, 3 repeats
-    python benchmarks/overhead.py --steps 50000 --repeats 5 --obs-modes random raw
+    python benchmarks/overhead.py --steps 50000 --repeats 5 --obs-modes random raw stats
+    python benchmarks/overhead.py --ids HyperRL-PPO-HalfCheetah --obs-modes vae --vae-hidden 64
+
+The encoder share is the fraction of the time inside ``env.step`` spent in ``encoder.encode`` and
+``encoder.on_update`` (the VAE's training).
 """
 
 from __future__ import annotations
@@ -69,13 +73,34 @@ def run_sb3(env_id: str, steps: int, seed: int, **overrides: Any) -> float:
     return n / elapsed
 
 
-def run_hypergym(env_id: str, steps: int, seed: int, **overrides: Any) -> float:
+def _timed(obj: Any, name: str, clock: list[float]) -> None:
+    """Wrap ``obj.name`` so that its wall time accumulates into ``clock[0]``."""
+    inner = getattr(obj, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            clock[0] += time.perf_counter() - t0
+
+    setattr(obj, name, wrapper)
+
+
+def run_hypergym(env_id: str, steps: int, seed: int, **overrides: Any) -> tuple[float, float]:
+    """Env steps per second, and the encoder's share of the time spent in ``env.step``."""
     env = gym.make(env_id, total_env_steps=steps, device="cpu", **overrides)
     action = env.unwrapped.space.default_action
+    encoder_clock, step_clock = [0.0], [0.0]
     start = time.perf_counter()
     env.reset(seed=seed)
+    encoder = env.unwrapped.encoder
+    _timed(encoder, "encode", encoder_clock)
+    _timed(encoder, "on_update", encoder_clock)
     while True:
+        t0 = time.perf_counter()
         _, _, terminated, truncated, info = env.step(action)
+        step_clock[0] += time.perf_counter() - t0
         if info["run_finished"]:
             break
         if terminated or truncated:
@@ -83,7 +108,7 @@ def run_hypergym(env_id: str, steps: int, seed: int, **overrides: Any) -> float:
     elapsed = time.perf_counter() - start
     n = info["env_steps"]
     env.close()
-    return n / elapsed
+    return n / elapsed, encoder_clock[0] / step_clock[0]
 
 
 def main() -> None:
@@ -91,22 +116,36 @@ def main() -> None:
     parser.add_argument("--ids", nargs="+", default=["HyperRL-PPO-HalfCheetah", "HyperRL-A2C-HalfCheetah"])
     parser.add_argument("--steps", type=int, default=20_000, help="inner env steps per run (>= 20k for the README)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--obs-modes", nargs="+", default=["random"])
+    parser.add_argument("--obs-modes", nargs="+", default=["random", "vae"])
+    parser.add_argument("--vae-hidden", type=int, default=None, help="VAE hidden width (default: the paper's D/4)")
     args = parser.parse_args()
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch threads"
     )
-    print(f"{'id':34s} {'obs_mode':8s} {'SB3 steps/s':>12s} {'hypergym steps/s':>17s} {'ratio':>6s}")
+    print(
+        f"{'id':34s} {'obs_mode':8s} {'SB3 steps/s':>12s} {'hypergym steps/s':>17s} "
+        f"{'ratio':>6s} {'encoder share':>14s}"
+    )
     for env_id in args.ids:
         for obs_mode in args.obs_modes:
-            sb3_total = hyp_total = 0.0
+            overrides: dict[str, Any] = {"obs_mode": obs_mode}
+            if obs_mode == "vae" and args.vae_hidden is not None:
+                overrides["encoder_kwargs"] = {"hidden": args.vae_hidden}
+            sb3_total = hyp_total = share_total = 0.0
             for r in range(args.repeats):
                 sb3_total += run_sb3(env_id, args.steps, seed=r)
-                hyp_total += run_hypergym(env_id, args.steps, seed=r, obs_mode=obs_mode)
+                fps, share = run_hypergym(env_id, args.steps, seed=r, **overrides)
+                hyp_total += fps
+                share_total += share
             sb3_fps, hyp_fps = sb3_total / args.repeats, hyp_total / args.repeats
-            print(f"{env_id:34s} {obs_mode:8s} {sb3_fps:12.0f} {hyp_fps:17.0f} {hyp_fps / sb3_fps:6.3f}", flush=True)
+            label = obs_mode if "encoder_kwargs" not in overrides else f"{obs_mode}/{args.vae_hidden}"
+            print(
+                f"{env_id:34s} {label:8s} {sb3_fps:12.0f} {hyp_fps:17.0f} {hyp_fps / sb3_fps:6.3f} "
+                f"{share_total / args.repeats:14.1%}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
