@@ -23,10 +23,10 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from hypergym.envs import make_task
 from stable_baselines3 import A2C, PPO
 
 import hypergym  # noqa: F401 - registers the ids
+from hypergym.envs import make_task
 
 
 def sb3_config(env: Any) -> tuple[type, dict[str, Any]]:

@@ -7,9 +7,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from hypergym.envs.tasks import make_task, task_spaces
 
 from hypergym.encoders import ENCODERS, HyperStateEncoder, make_encoder
+from hypergym.envs.tasks import make_task, task_spaces
 from hypergym.learners import LEARNERS, OnPolicyLearner
 from hypergym.rewards import REWARDS, HyperReward, make_reward
 from hypergym.seeding import derive_seeds

@@ -13,9 +13,10 @@ from functools import cache
 from typing import Any
 
 import gymnasium as gym
-from hypergym.envs.tiny import Countdown
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from hypergym.envs.tiny import Countdown
 
 __all__ = ["TASKS", "TaskSpec", "make_task", "task_spaces"]
 

@@ -15,7 +15,7 @@ from gymnasium.envs.registration import register, registry
 from hypergym.presets import PRESET_SOURCES, PRESETS, preset
 
 __version__ = "0.1.0"
-__all__ = ["PRESETS", "PRESET_SOURCES", "__version__", "preset", "register_envs"]
+__all__ = ["PRESETS", "PRESET_SOURCES", "RunResult", "__version__", "preset", "register_envs", "run"]
 
 #: Entry point of every registered id.
 ENTRY_POINT = "hypergym.envs.hyperrl_env:HyperRLEnv"
@@ -29,3 +29,12 @@ def register_envs() -> None:
 
 
 register_envs()
+
+
+def __getattr__(name: str) -> object:
+    # The runner is imported on first use, so that ``import hypergym`` stays light.
+    if name in ("run", "RunResult"):
+        from hypergym import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'hypergym' has no attribute {name!r}")

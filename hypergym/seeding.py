@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["TorchRNG", "derive_seeds"]
+__all__ = ["GlobalRNGs", "TorchRNG", "derive_seeds"]
 
 
 def derive_seeds(seed: int, n: int) -> list[int]:
@@ -71,3 +71,33 @@ class TorchRNG:
         self._cpu_state = cpu.clone()
         if state.get("cuda") is not None and self._cuda_state is not None:
             self._cuda_state = state["cuda"].clone()  # type: ignore[union-attr]
+
+
+class GlobalRNGs:
+    """Private streams for NumPy's global RNG and torch's, around third-party code that draws from them.
+
+    SB3's replay buffer samples with ``np.random`` and its networks with torch's global generator;
+    ``with rngs.active(): model.train(...)`` keeps that code seeded and leaves the caller's RNGs alone.
+
+    Args:
+        seed: Seed of both streams.
+        device: Torch device whose generator is also swapped.
+    """
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        torch_seed, np_seed = derive_seeds(seed, 2)
+        self._torch = TorchRNG(torch_seed, device)
+        self._np_state = np.random.RandomState(np_seed).get_state()
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Run the body with these streams as the global ones, then restore the caller's."""
+        # SB3 draws from NumPy's legacy global RNG, so that is the state to swap.
+        saved = np.random.get_state()  # noqa: NPY002
+        np.random.set_state(self._np_state)  # noqa: NPY002
+        try:
+            with self._torch.active():
+                yield
+        finally:
+            self._np_state = np.random.get_state()  # noqa: NPY002
+            np.random.set_state(saved)  # noqa: NPY002

@@ -262,9 +262,10 @@ class HyperparamSpace:
                 raise ValueError(
                     f"{hparams[p.name]!r} is not a value of {p.name!r}: valid are {list(p.values)}"
                 ) from None
-        return self._from_indices(idx, action_mode)
+        return self.from_indices(idx, action_mode)
 
-    def _from_indices(self, idx: Sequence[int], action_mode: str) -> int | np.ndarray:
+    def from_indices(self, idx: Sequence[int], action_mode: str = "discrete") -> int | np.ndarray:
+        """The action selecting value ``idx[i]`` of each hyperparameter ``i``."""
         if action_mode == "multi_discrete":
             return np.asarray(idx, dtype=np.int64)
         if action_mode == "discrete":
@@ -281,7 +282,7 @@ class HyperparamSpace:
     @property
     def default_action(self) -> int:
         """The ``Discrete`` action closest to the preset's default values."""
-        return int(self._from_indices(self.default_indices(), "discrete"))
+        return int(self.from_indices(self.default_indices(), "discrete"))
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{p.name}={list(p.values)}" for p in self.params)

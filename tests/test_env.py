@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import TINY_NET
 from gymnasium.utils.env_checker import check_env
-from hypergym.envs import HyperRLEnv
 
 import hypergym
+from hypergym.envs import HyperRLEnv
 
 TINY_PPO = {"n_steps": 32, "n_epochs": 2, "policy_kwargs": TINY_NET}
 

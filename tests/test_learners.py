@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_NET
-from hypergym.envs import make_task
 
+from hypergym.envs import make_task
 from hypergym.learners import A2CConfig, A2CLearner, PPOConfig, PPOLearner
 from hypergym.rewards import EpisodeReturn, RolloutReturn
 

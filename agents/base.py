@@ -1,0 +1,78 @@
+"""The hyper-agent protocol: ``act``, ``observe``, ``save``, ``load``.
+
+Any object with these methods can be driven by :func:`hypergym.run`; any Gymnasium agent (SB3, CleanRL,
+RLlib) can also use a ``HyperRLEnv`` directly, without this protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["HyperAgent", "Transition", "env_schedule_length"]
+
+
+class Transition(NamedTuple):
+    """One hyper-step, as the agent observes it after ``env.step``."""
+
+    obs: Any
+    """Observation the action was chosen at."""
+    action: Any
+    """The hyper-action taken."""
+    reward: float
+    """Hyper-reward of the step."""
+    next_obs: Any
+    """Observation after the step."""
+    terminated: bool
+    """The learning episode ended."""
+    truncated: bool
+    """The learning episode was cut short (inner budget)."""
+    info: dict[str, Any]
+    """The env's info of the step."""
+
+
+def env_schedule_length(env: gym.Env) -> int | None:
+    """The inner env-step budget of a ``HyperRLEnv`` (``None`` for any other env)."""
+    return getattr(env.unwrapped, "total_env_steps", None)
+
+
+class HyperAgent(ABC):
+    """Base of the hyper-agents.
+
+    Args:
+        action_space: The env's action space.
+        seed: Seed of the agent's own randomness.
+    """
+
+    #: Name used by the runner and the command line.
+    name: str = "agent"
+
+    def __init__(self, action_space: gym.Space, seed: int | None = None) -> None:
+        self.action_space = action_space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def act(self, obs: Any, info: dict[str, Any]) -> Any:
+        """The hyper-action for observation ``obs`` (``info`` is the env's latest info)."""
+
+    def observe(self, transition: Transition) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Learn from one hyper-step (called after every ``env.step``)."""
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable settings of the agent (written to the run directory)."""
+        return {"name": self.name, "seed": self.seed}
+
+    def save(self, path: str | Path) -> None:
+        """Write the agent's settings (and learned state, for learning agents) under ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "agent.json").write_text(json.dumps(self.config(), indent=2))
+
+    def load(self, path: str | Path) -> None:  # noqa: B027 - stateless agents have nothing to load
+        """Restore learned state written by :meth:`save`."""

@@ -1,0 +1,169 @@
+"""DQN as a hyper-agent: SB3's DQN with the paper's configuration, driven one hyper-step at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from hypergym.agents.base import HyperAgent, Transition, env_schedule_length
+from hypergym.seeding import GlobalRNGs
+
+__all__ = ["DQNAgent"]
+
+
+class DQNAgent(HyperAgent):
+    """SB3 DQN with the paper's settings (Appendix B.3), stepped through the agent protocol.
+
+    Q and target networks are ReLU MLPs with 3 linear layers (two hidden layers of 64 units), replay
+    buffer of 1M, batch 32, one gradient step per hyper-step once ``learning_starts`` transitions are
+    stored, target network synced every ``target_update_interval`` (the paper's Tq in {5, 50, 500})
+    gradient steps, epsilon linear from 1 to 0 over the run (the env-step budget of a ``HyperRLEnv``,
+    else ``total_steps`` hyper-steps). Exploration draws from the agent's own seeded generator, and SB3's
+    own sampling (replay minibatches use NumPy's global RNG, networks torch's) runs inside private RNG
+    streams, so the global RNGs are left as they were.
+
+    Args:
+        env: The env (``Discrete`` actions, flat ``Box`` observations).
+        target_update_interval: Tq.
+        learning_rate: Adam step size of the Q network.
+        buffer_size: Replay capacity.
+        batch_size: Replay minibatch.
+        learning_starts: Transitions stored before the first gradient step.
+        gamma: Discount of the Hyper-RL returns.
+        total_steps: Epsilon schedule length in hyper-steps, for envs without an env-step budget.
+        device: Torch device of the networks.
+        seed: Seed of the agent.
+        **dqn_kwargs: Any other ``stable_baselines3.DQN`` argument.
+    """
+
+    name = "dqn"
+
+    def __init__(
+        self,
+        env: gym.Env,
+        target_update_interval: int = 50,
+        learning_rate: float = 1e-4,
+        buffer_size: int = 1_000_000,
+        batch_size: int = 32,
+        learning_starts: int = 32,
+        gamma: float = 0.99,
+        total_steps: int | None = None,
+        device: str = "cpu",
+        seed: int | None = None,
+        **dqn_kwargs: Any,
+    ) -> None:
+        from stable_baselines3 import DQN
+
+        super().__init__(env.action_space, seed)
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise TypeError(f"DQNAgent needs a Discrete action space, got {env.action_space}")
+        if target_update_interval < 1:
+            raise ValueError(f"target_update_interval must be a positive integer, got {target_update_interval!r}")
+        self.budget = env_schedule_length(env)
+        if self.budget is None and total_steps is None:
+            raise ValueError("on an env without an env-step budget, pass total_steps (the epsilon schedule length)")
+        self.total_steps = total_steps
+        self.target_update_interval = target_update_interval
+        self.learning_starts = learning_starts
+        self.batch_size = batch_size
+        self._rngs = GlobalRNGs(seed or 0, torch.device(device))
+        self._settings = {
+            "target_update_interval": target_update_interval,
+            "learning_rate": learning_rate,
+            "buffer_size": buffer_size,
+            "batch_size": batch_size,
+            "learning_starts": learning_starts,
+            "gamma": gamma,
+            **dqn_kwargs,
+        }
+        with self._rngs.active():
+            self.model = DQN(
+                "MlpPolicy",
+                env,
+                learning_rate=learning_rate,
+                buffer_size=buffer_size,
+                batch_size=batch_size,
+                learning_starts=learning_starts,
+                gamma=gamma,
+                train_freq=1,
+                gradient_steps=1,
+                target_update_interval=target_update_interval,
+                exploration_initial_eps=1.0,
+                exploration_final_eps=0.0,
+                policy_kwargs={"net_arch": [64, 64]},
+                device=device,
+                verbose=0,
+                **dqn_kwargs,
+            )
+        self.model.set_logger(_null_logger())
+        self.steps = 0
+        self.gradient_steps = 0
+
+    def epsilon(self, info: dict[str, Any]) -> float:
+        """Linear from 1 at the start of the run to 0 at its end."""
+        if self.budget is not None and "env_steps" in info:
+            progress = info["env_steps"] / self.budget
+        else:
+            progress = self.steps / max(1, self.total_steps or 1)
+        return float(np.clip(1.0 - progress, 0.0, 1.0))
+
+    def act(self, obs: Any, info: dict[str, Any]) -> int:
+        """Epsilon-greedy on the Q network."""
+        if self.rng.random() < self.epsilon(info):
+            return int(self.rng.integers(self.action_space.n))
+        with torch.no_grad():
+            obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32)[None], device=self.model.device)
+            return int(self.model.q_net(obs_t).argmax(dim=1).item())
+
+    def observe(self, transition: Transition) -> None:
+        """Store the transition; one gradient step; sync the target every Tq gradient steps."""
+        self.steps += 1
+        # A truncated learning episode (budget end) is not a terminal state of the Hyper-RL.
+        done = np.array([transition.terminated])
+        infos = [{"TimeLimit.truncated": bool(transition.truncated and not transition.terminated)}]
+        buffer = self.model.replay_buffer
+        assert buffer is not None
+        buffer.add(
+            np.asarray(transition.obs)[None],
+            np.asarray(transition.next_obs)[None],
+            np.array([[transition.action]]),
+            np.array([transition.reward], dtype=np.float32),
+            done,
+            infos,
+        )
+        if buffer.size() < max(self.learning_starts, self.batch_size):
+            return
+        with self._rngs.active():
+            self.model.train(gradient_steps=1, batch_size=self.batch_size)
+        self.gradient_steps += 1
+        if self.gradient_steps % self.target_update_interval == 0:
+            self.model.q_net_target.load_state_dict(self.model.q_net.state_dict())
+
+    def config(self) -> dict[str, Any]:
+        """Settings of the agent."""
+        return {**super().config(), **self._settings}
+
+    def save(self, path: str | Path) -> None:
+        """Write the settings and the networks under ``path``."""
+        path = Path(path)
+        super().save(path)
+        torch.save(
+            {"q_net": self.model.q_net.state_dict(), "q_net_target": self.model.q_net_target.state_dict()},
+            path / "dqn.pt",
+        )
+
+    def load(self, path: str | Path) -> None:
+        """Restore the networks written by :meth:`save`."""
+        state = torch.load(Path(path) / "dqn.pt", map_location=self.model.device)
+        self.model.q_net.load_state_dict(state["q_net"])
+        self.model.q_net_target.load_state_dict(state["q_net_target"])
+
+
+def _null_logger() -> Any:
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])

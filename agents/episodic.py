@@ -1,0 +1,172 @@
+"""EPGT's hyper-agent: episodic control over the Hyper-RL (paper Algorithm 1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from hypergym.agents.base import HyperAgent, Transition, env_schedule_length
+from hypergym.agents.memory import EpisodicMemory
+
+__all__ = ["EpisodicAgent", "paper_capacity"]
+
+#: The paper's cap on the memory size.
+MAX_CAPACITY = 10_000
+
+
+def paper_capacity(env: gym.Env, write_every: int = 10) -> int | None:
+    """N_mem by the paper's rule (B.2): half the number of memory writes of the run, at most 10,000.
+
+    The number of policy update steps of a ``HyperRLEnv`` run is estimated from its budget and its
+    default hyperparameters (for PPO the default batch size and epochs fix the steps per rollout).
+    Returns ``None`` for an env that is not a ``HyperRLEnv``.
+    """
+    hx: Any = env.unwrapped
+    if not hasattr(hx, "total_env_steps") or not hasattr(hx, "config"):
+        return None
+    cfg = hx.config
+    rollout = cfg.n_steps * hx.n_envs
+    updates_per_rollout = 1
+    if hasattr(cfg, "batch_size"):
+        values = hx.space.decode(hx.space.default_action)
+        b = int(values.get("batch_size", cfg.batch_size))
+        epochs = int(values.get("n_epochs", cfg.n_epochs))
+        updates_per_rollout = epochs * -(-rollout // b)
+    updates = hx.total_env_steps / rollout * updates_per_rollout
+    return int(min(MAX_CAPACITY, max(1, updates / write_every / 2)))
+
+
+class EpisodicAgent(HyperAgent):
+    """Episodic control (EPGT): epsilon-greedy on ``Q(s, a)`` read from an :class:`EpisodicMemory`.
+
+    - Act: with probability epsilon a uniformly random action; otherwise an action with no memory yet
+      (tried first, uniformly among them), else ``argmax_a Q(obs, a)`` (ties: lowest index).
+    - Epsilon falls linearly from 1 at the start of the run to 0 at its end: on a ``HyperRLEnv`` by the
+      fraction of the inner env-step budget spent (``info["env_steps"]``); on any other env over
+      ``total_steps`` hyper-steps.
+    - Uniform writing: every ``write_every``-th hyper-step's ``(obs, action)`` is kept; at the end of each
+      learning episode, each kept step's hyper-return (the sum of the episode's rewards from that step on)
+      is written to the memory (paper Eq. 4).
+
+    Args:
+        env: The env (a ``HyperRLEnv``, or any env with a ``Discrete`` action space and a flat ``Box``
+            observation).
+        capacity: N_mem (default: the paper's rule on a ``HyperRLEnv``, else 10,000).
+        k: Neighbours per read and update (paper: 3).
+        beta: Writing rate (paper: 0.5).
+        write_every: Uniform writing period (paper: 10).
+        index: Nearest-neighbour backend, ``"exact"`` or ``"annoy"``.
+        index_kwargs: Backend arguments (annoy: ``n_trees``, ``search_k``).
+        total_steps: Hyper-steps of the epsilon schedule on an env without an env-step budget.
+        seed: Seed of exploration and tie-breaking.
+    """
+
+    name = "episodic"
+
+    def __init__(
+        self,
+        env: gym.Env,
+        capacity: int | None = None,
+        k: int = 3,
+        beta: float = 0.5,
+        write_every: int = 10,
+        index: str = "exact",
+        index_kwargs: dict[str, Any] | None = None,
+        total_steps: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(env.action_space, seed)
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise TypeError(
+                f"EpisodicAgent needs a Discrete action space, got {env.action_space} "
+                "(make the env with action_mode='discrete')"
+            )
+        obs_space = env.observation_space
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise TypeError(f"EpisodicAgent needs a flat Box observation (the key), got {obs_space}")
+        if write_every < 1:
+            raise ValueError(f"write_every must be a positive integer, got {write_every!r}")
+        self.budget = env_schedule_length(env)
+        if self.budget is None and total_steps is None:
+            raise ValueError("on an env without an env-step budget, pass total_steps (the epsilon schedule length)")
+        self.total_steps = total_steps
+        self.write_every = write_every
+        self.n_actions = int(env.action_space.n)
+        self.capacity = capacity or paper_capacity(env, write_every) or MAX_CAPACITY
+        self.memory = EpisodicMemory(
+            self.n_actions, obs_space.shape[0], self.capacity, k=k, beta=beta, index=index, index_kwargs=index_kwargs
+        )
+        self.steps = 0
+        self._episode_rewards: list[float] = []
+        self._kept: list[tuple[np.ndarray, int, int]] = []  # (key, action, position in the episode)
+        self._epsilon = 1.0
+
+    def epsilon(self, info: dict[str, Any]) -> float:
+        """The exploration rate now: 1 at the start of the run, 0 at its end."""
+        if self.budget is not None and "env_steps" in info:
+            progress = info["env_steps"] / self.budget
+        else:
+            progress = self.steps / max(1, self.total_steps or 1)
+        return float(np.clip(1.0 - progress, 0.0, 1.0))
+
+    def act(self, obs: Any, info: dict[str, Any]) -> int:
+        """Epsilon-greedy on the memory's Q values."""
+        self._epsilon = self.epsilon(info)
+        if self.rng.random() < self._epsilon:
+            return int(self.rng.integers(self.n_actions))
+        untried = [a for a in range(self.n_actions) if self.memory.size(a) == 0]
+        if untried:
+            return int(untried[self.rng.integers(len(untried))])
+        return int(np.argmax(self.memory.read_all(np.asarray(obs, dtype=np.float32))))
+
+    def observe(self, transition: Transition) -> None:
+        """Keep every ``write_every``-th step; write the episode to memory when it ends."""
+        if self.steps % self.write_every == 0:
+            self._kept.append(
+                (np.asarray(transition.obs, dtype=np.float32), int(transition.action), len(self._episode_rewards))
+            )
+        self.steps += 1
+        self._episode_rewards.append(float(transition.reward))
+        if transition.terminated or transition.truncated:
+            self.end_episode()
+
+    def end_episode(self) -> None:
+        """Write the kept steps with their hyper-returns ``G_i = sum_{j >= i} r_j`` and clear the buffer."""
+        if self._kept:
+            to_go = np.cumsum(self._episode_rewards[::-1])[::-1]
+            keys = np.stack([key for key, _, _ in self._kept])
+            actions = [a for _, a, _ in self._kept]
+            returns = [float(to_go[i]) for _, _, i in self._kept]
+            self.memory.update(keys, actions, returns)
+        self._kept = []
+        self._episode_rewards = []
+
+    def config(self) -> dict[str, Any]:
+        """Settings of the agent and its memory."""
+        m = self.memory
+        return {
+            **super().config(),
+            "capacity": m.capacity,
+            "k": m.k,
+            "beta": m.beta,
+            "write_every": self.write_every,
+            "index": m.index_name,
+            "index_kwargs": m.index_kwargs,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the settings, the step count and the memory under ``path``."""
+        path = Path(path)
+        super().save(path)
+        (path / "state.json").write_text(json.dumps({"steps": self.steps}))
+        self.memory.save(path / "memory.npz")
+
+    def load(self, path: str | Path) -> None:
+        """Restore the step count and the memory written by :meth:`save`."""
+        path = Path(path)
+        self.steps = int(json.loads((path / "state.json").read_text())["steps"])
+        self.memory.load(path / "memory.npz")

@@ -1,0 +1,67 @@
+"""Baseline hyper-agents: uniformly random (RND) and static (fixed hyperparameters)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from hypergym.agents.base import HyperAgent
+
+__all__ = ["RandomAgent", "StaticAgent"]
+
+
+class RandomAgent(HyperAgent):
+    """Samples a hyper-action uniformly at every step (the paper's RND baseline), from its own seed."""
+
+    name = "random"
+
+    def act(self, obs: Any, info: dict[str, Any]) -> Any:
+        """A uniformly random action."""
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            return int(space.start + self.rng.integers(space.n))
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            return (self.rng.random(space.nvec.shape) * space.nvec).astype(np.int64)
+        raise TypeError(f"RandomAgent needs a Discrete or MultiDiscrete action space, got {space}")
+
+
+class StaticAgent(HyperAgent):
+    """Always the same action: the preset's defaults, or any fixed action (fixed min / max baselines).
+
+    Args:
+        env: The env (its ``space.default_action`` is the default choice for a ``HyperRLEnv``).
+        action: A fixed action, or one of ``"default"``, ``"min"`` (action 0: every hyperparameter at its
+            first value) and ``"max"`` (every hyperparameter at its last value).
+        seed: Unused (static), kept for the common signature.
+    """
+
+    name = "static"
+
+    def __init__(self, env: gym.Env, action: Any = "default", seed: int | None = None) -> None:
+        super().__init__(env.action_space, seed)
+        space = getattr(env.unwrapped, "space", None)
+        mode = getattr(env.unwrapped, "action_mode", "discrete")
+        if isinstance(action, str):
+            if action not in ("default", "min", "max"):
+                raise ValueError(
+                    f"unknown StaticAgent action {action!r}; choose from ['default', 'min', 'max'] or an action"
+                )
+            if space is None:
+                raise ValueError(f"action={action!r} needs a HyperRLEnv (with a hyperparameter space)")
+            nvec = space.nvec
+            idx = {"default": space.default_indices(), "min": [0] * len(nvec), "max": list(nvec - 1)}[action]
+            action = space.from_indices(idx, mode)
+        if not self.action_space.contains(action if not isinstance(action, int) else np.int64(action)):
+            raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
+        self.action = action
+
+    def act(self, obs: Any, info: dict[str, Any]) -> Any:
+        """The fixed action."""
+        return self.action
+
+    def config(self) -> dict[str, Any]:
+        """Settings, with the fixed action."""
+        action = self.action.tolist() if isinstance(self.action, np.ndarray) else self.action
+        return {**super().config(), "action": action}

@@ -1,0 +1,202 @@
+"""The runner: drive a hyper-agent through one inner run and record every hyper-step.
+
+A run directory holds ``config.json`` (env id and kwargs, agent settings, seed), ``steps.csv`` (one row
+per hyper-step: chosen hyperparameter values, reward, G, env steps, inner episode returns, losses,
+diverged; ``pandas.read_csv`` reads it) and ``summary.json`` (final and best returns, speed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from hypergym.agents.base import HyperAgent, Transition
+
+__all__ = ["RunResult", "run"]
+
+#: Inner episodes averaged for the final return of a run.
+FINAL_EPISODES = 10
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Summary of one run (also written to ``summary.json``)."""
+
+    hyper_steps: int
+    """Hyper-steps taken (policy updates)."""
+    learning_episodes: int
+    """Learning episodes completed."""
+    env_steps: int
+    """Inner env steps at the end."""
+    final_return: float
+    """Mean raw return of the last 10 inner episodes (NaN if none completed)."""
+    best_G: float
+    """Best hyper-return G of any update phase (NaN if none)."""
+    mean_G: float
+    """Mean hyper-return G over the run's update phases."""
+    diverged_steps: int
+    """Hyper-steps whose update diverged and was rolled back."""
+    wall_seconds: float
+    """Wall time of the run."""
+    env_steps_per_second: float
+    """Inner env steps per second, everything included."""
+    run_dir: str | None
+    """Where the run was recorded (``None``: not recorded)."""
+
+
+def _scalar(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _row(step: int, episode: int, action: Any, reward: float, info: dict[str, Any]) -> dict[str, Any]:
+    returns = info.get("episode_returns", [])
+    row: dict[str, Any] = {
+        "step": step,
+        "episode": episode,
+        "phase_step": info.get("phase_step"),
+        "env_steps": info.get("env_steps"),
+        "updates": info.get("updates"),
+        "action": json.dumps(_scalar(action)),
+        "reward": reward,
+        "G": info.get("G", math.nan),
+        "inner_return": float(np.mean(returns)) if returns else math.nan,
+        "inner_episodes": len(returns),
+        "diverged": bool(info.get("diverged", False)),
+    }
+    for name, value in info.get("hyperparams", {}).items():
+        row[f"hp_{name}"] = value
+    for name, value in info.get("losses", {}).items():
+        row[f"loss_{name}"] = value
+    for name in ("encoder_loss", "encoder_kl"):
+        if name in info:
+            row[name] = info[name]
+    return row
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _env_config(env: gym.Env) -> dict[str, Any]:
+    spec = env.spec
+    if spec is None:
+        return {"env": type(env.unwrapped).__name__}
+    kwargs = {k: _jsonable(v) for k, v in spec.kwargs.items()}
+    return {"env_id": spec.id, "env_kwargs": kwargs}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return _scalar(x) if isinstance(x, (np.ndarray, np.generic)) else repr(x)
+
+
+def run(
+    env: gym.Env,
+    agent: HyperAgent,
+    seed: int | None = 0,
+    out: str | Path | None = None,
+    progress: bool = True,
+    max_steps: int | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> RunResult:
+    """Drive ``agent`` through learning episodes of ``env`` until the inner run finishes.
+
+    Args:
+        env: A ``HyperRLEnv`` (any Gymnasium env works; the run then ends after ``max_steps``).
+        agent: Anything with ``act(obs, info)`` and ``observe(transition)``.
+        seed: Seed of the inner run (``env.reset(seed=seed)``).
+        out: Run directory to write (``None``: record nothing).
+        progress: Show a progress bar over inner env steps (tqdm).
+        max_steps: Stop after this many hyper-steps even if the run is unfinished.
+        extra_config: More entries for ``config.json``.
+
+    Returns:
+        The run's summary.
+    """
+    budget = getattr(env.unwrapped, "total_env_steps", None)
+    if budget is None and max_steps is None:
+        raise ValueError("this env has no inner env-step budget: pass max_steps")
+    run_dir = Path(out) if out is not None else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = {**_env_config(env), "agent": agent.config(), "seed": seed, **(extra_config or {})}
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=budget or max_steps, unit="env step" if budget else "hyper-step", leave=False)
+    rows: list[dict[str, Any]] = []
+    returns: list[float] = []
+    gs: list[float] = []
+    start = time.perf_counter()
+    obs, info = env.reset(seed=seed)
+    last_progress = info.get("env_steps", 0)
+    step = episode = diverged = 0
+    while True:
+        action = agent.act(obs, info)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        agent.observe(Transition(obs, action, float(reward), next_obs, terminated, truncated, info))
+        rows.append(_row(step, episode, action, float(reward), info))
+        returns += info.get("episode_returns", [])
+        if "G" in info:
+            gs.append(float(info["G"]))
+        diverged += bool(info.get("diverged", False))
+        step += 1
+        if bar is not None:
+            now = info.get("env_steps", step)
+            bar.update(now - last_progress if budget else 1)
+            last_progress = now
+        finished = bool(info.get("run_finished", False)) or (max_steps is not None and step >= max_steps)
+        if terminated or truncated:
+            episode += 1
+        if finished:
+            break
+        if terminated or truncated:
+            obs, info = env.reset()
+        else:
+            obs = next_obs
+    wall = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    env_steps = int(info.get("env_steps", 0))
+    result = RunResult(
+        hyper_steps=step,
+        learning_episodes=episode,
+        env_steps=env_steps,
+        final_return=float(np.mean(returns[-FINAL_EPISODES:])) if returns else math.nan,
+        best_G=max(gs) if gs else math.nan,
+        mean_G=float(np.mean(gs)) if gs else math.nan,
+        diverged_steps=diverged,
+        wall_seconds=wall,
+        env_steps_per_second=env_steps / wall if wall > 0 else math.nan,
+        run_dir=str(run_dir) if run_dir is not None else None,
+    )
+    if run_dir is not None:
+        _write_csv(run_dir / "steps.csv", rows)
+        (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
+    return result
