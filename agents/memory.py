@@ -39,28 +39,39 @@ class NeighborIndex(ABC):
     def query(self, action: int, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices (into ``keys[action]``) and distances of the ``k`` nearest keys, nearest first."""
 
-    def query_all(self, x: np.ndarray, k: int, actions: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`query` for each of ``actions``."""
-        return [self.query(a, x, k) for a in actions]
+    def query_all(self, x: np.ndarray, k: int, n_actions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``k`` nearest keys of every action at once, as flat arrays.
+
+        Returns:
+            ``(action, index, distance)``: for each neighbour found, its action, its index into
+            ``keys[action]`` and its distance.
+        """
+        parts = [(a, *self.query(a, x, k)) for a in range(n_actions)]
+        return (
+            np.concatenate([np.full(len(i), a, dtype=np.int64) for a, i, _ in parts]),
+            np.concatenate([i for _, i, _ in parts]).astype(np.int64),
+            np.concatenate([d for _, _, d in parts]).astype(np.float64),
+        )
 
 
 class ExactIndex(NeighborIndex):
-    """Brute-force Euclidean search (NumPy). ``query_all`` computes all distances in one pass."""
+    """Brute-force Euclidean search (NumPy); ``query_all`` is one vectorised pass over every key."""
 
     name = "exact"
 
     def __init__(self) -> None:
         self._keys: list[np.ndarray] = []
-        self._all = np.zeros((0, 0))
+        self._all = np.zeros((0, 0), dtype=np.float32)
+        self._action = np.zeros(0, dtype=np.int64)
         self._offsets = np.zeros(1, dtype=np.int64)
 
     def build(self, keys: Sequence[np.ndarray], changed: set[int]) -> None:
         """Keep references to the keys and one concatenated copy for :meth:`query_all`."""
         self._keys = list(keys)
-        sizes = [len(k) for k in keys]
+        sizes = np.array([len(k) for k in keys], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        nonempty = [k for k in keys if len(k)]
-        self._all = np.concatenate(nonempty) if nonempty else np.zeros((0, 0))
+        self._action = np.repeat(np.arange(len(keys)), sizes)
+        self._all = np.concatenate(self._keys) if sizes.sum() else np.zeros((0, 0), dtype=np.float32)
 
     @staticmethod
     def _nearest(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,12 +85,16 @@ class ExactIndex(NeighborIndex):
         keys = self._keys[action]
         return self._nearest(np.sqrt(((keys - x) ** 2).sum(axis=1)), k)
 
-    def query_all(self, x: np.ndarray, k: int, actions: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Exact K nearest keys of each action, from one distance computation."""
+    def query_all(self, x: np.ndarray, k: int, n_actions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact K nearest keys of every action: one distance pass, one sort grouped by action."""
         if not len(self._all):
-            return [(np.zeros(0, dtype=np.int64), np.zeros(0)) for _ in actions]
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0)
         d = np.sqrt(((self._all - x) ** 2).sum(axis=1))
-        return [self._nearest(d[self._offsets[a] : self._offsets[a + 1]], k) for a in actions]
+        order = np.lexsort((d, self._action))  # grouped by action, nearest first, ties by insertion order
+        local = np.arange(len(order)) - self._offsets[self._action[order]]
+        rows = order[local < k]
+        return self._action[rows], rows - self._offsets[self._action[rows]], d[rows].astype(np.float64)
 
 
 class AnnoyIndex(NeighborIndex):
@@ -179,6 +194,9 @@ class EpisodicMemory:
         self.values = [np.zeros(0, dtype=np.float64) for _ in range(n_actions)]
         self._fifo: deque[int] = deque()  # action of each stored key, oldest first
         self._dirty: set[int] = set(range(n_actions))
+        # Values of every action end to end, for the vectorised read_all (rebuilt after an update).
+        self._flat_values: np.ndarray | None = None
+        self._value_offsets = np.zeros(1, dtype=np.int64)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -208,13 +226,16 @@ class EpisodicMemory:
 
     def read_all(self, key: np.ndarray) -> np.ndarray:
         """``Q(key, a)`` for every action (NaN where an action has no memory yet)."""
-        q = np.full(self.n_actions, np.nan)
-        actions = [a for a in range(self.n_actions) if self.size(a)]
-        results = self._fresh_index().query_all(np.asarray(key, dtype=np.float32), self.k, actions)
-        for a, (idx, dist) in zip(actions, results, strict=True):
-            sim = self._kernel(dist)
-            q[a] = (sim * self.values[a][idx]).sum() / sim.sum()
-        return q
+        actions, idx, dist = self._fresh_index().query_all(np.asarray(key, dtype=np.float32), self.k, self.n_actions)
+        if self._flat_values is None:
+            self._flat_values = np.concatenate(self.values)
+            self._value_offsets = np.concatenate([[0], np.cumsum([len(v) for v in self.values])])
+        values = self._flat_values[self._value_offsets[actions] + idx]
+        sim = self._kernel(dist)
+        num = np.bincount(actions, weights=sim * values, minlength=self.n_actions)
+        den = np.bincount(actions, weights=sim, minlength=self.n_actions)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / den, np.nan)
 
     # ------------------------------------------------------------------ update (Eq. 4)
     def update(self, keys: np.ndarray, actions: Sequence[int], returns: Sequence[float]) -> None:
@@ -240,6 +261,7 @@ class EpisodicMemory:
                 self.values[a] = self.values[a] + delta
         for a, key, g in inserts:
             self._insert(a, key, g)
+        self._flat_values = None
 
     def _insert(self, action: int, key: np.ndarray, value: float) -> None:
         self.keys[action] = np.concatenate([self.keys[action], key[None]])
@@ -271,3 +293,4 @@ class EpisodicMemory:
             self.values = [data[f"values_{a}"] for a in range(self.n_actions)]
             self._fifo = deque(int(a) for a in data["fifo"])
         self._dirty = set(range(self.n_actions))
+        self._flat_values = None

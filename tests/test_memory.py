@@ -111,3 +111,17 @@ def test_bad_arguments():
     memory = EpisodicMemory(2, 2)
     with pytest.raises(ValueError, match="outside"):
         memory.update(np.zeros((1, 2)), [2], [0.0])
+
+
+@pytest.mark.parametrize("index", ["exact", "annoy"])
+def test_read_all_agrees_with_read_of_each_action(index):
+    if index == "annoy":
+        pytest.importorskip("annoy")
+    rng = np.random.default_rng(1)
+    memory = EpisodicMemory(n_actions=5, key_dim=3, k=3, index=index)
+    memory.update(rng.normal(size=(60, 3)), rng.integers(4, size=60).tolist(), rng.normal(size=60).tolist())
+    for x in rng.normal(size=(10, 3)):
+        q = memory.read_all(x)
+        expected = [memory.read(x, a) for a in range(5)]
+        np.testing.assert_allclose(q, expected)
+        assert np.isnan(q[4])  # action 4 was never written
