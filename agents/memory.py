@@ -78,7 +78,7 @@ class ExactIndex(NeighborIndex):
         k = min(k, len(d))
         idx = np.argpartition(d, k - 1)[:k] if k < len(d) else np.arange(len(d))
         idx = idx[np.lexsort((idx, d[idx]))]  # by distance, ties by insertion order
-        return idx, d[idx]
+        return idx, d[idx].astype(np.float64)
 
     def query(self, action: int, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact K nearest keys of ``action``."""
