@@ -2,12 +2,16 @@
 
 Both sides train the identical learner configuration (the registered preset, with the hyperparameter
 values of ``env.unwrapped.space.default_action``) on the same task for the same env-step budget, on CPU.
-Runs alternate (SB3, hypergym, SB3, hypergym, ...) so machine noise hits both alike; the ratio is
-hypergym's env steps per second over SB3's, summed over repeats.
+SB3 is timed over ``learn()`` (each iteration: collect a rollout, train on it); hypergym from the end of
+``reset(seed)`` (which collects the first rollout) to the end of the run, so that each update phase
+(train on the rollout, collect the next) is the same work per env step. Runs alternate (SB3, hypergym,
+SB3, hypergym, ...) so machine noise hits both alike; the ratio is hypergym's env steps per second over
+SB3's, averaged over repeats.
 
     python benchmarks/overhead.py                       # PPO and A2C on HalfCheetah, 20k steps, 3 repeats
     python benchmarks/overhead.py --steps 50000 --repeats 5 --obs-modes random raw stats
     python benchmarks/overhead.py --ids HyperRL-PPO-HalfCheetah --obs-modes vae --vae-hidden 64
+    python benchmarks/overhead.py --agents default episodic   # also EPGT choosing the hyperparameters
 
 The encoder share is the fraction of the time inside ``env.step`` spent in ``encoder.encode`` and
 ``encoder.on_update`` (the VAE's training).
@@ -16,6 +20,7 @@ The encoder share is the fraction of the time inside ``env.step`` spent in ``enc
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import time
@@ -25,7 +30,8 @@ import gymnasium as gym
 import torch
 from stable_baselines3 import A2C, PPO
 
-import hypergym  # noqa: F401 - registers the ids
+import hypergym
+from hypergym.agents import StaticAgent, Transition, make_agent
 from hypergym.envs import make_task
 
 
@@ -87,26 +93,39 @@ def _timed(obj: Any, name: str, clock: list[float]) -> None:
     setattr(obj, name, wrapper)
 
 
-def run_hypergym(env_id: str, steps: int, seed: int, **overrides: Any) -> tuple[float, float]:
+def cost_neutral_space(env_id: str) -> dict[str, Any]:
+    """The preset's grid without the hyperparameters that change the amount of computation (b, epochs)."""
+    grid = dict(hypergym.preset(env_id)["hyperparams"])
+    return {name: values for name, values in grid.items() if name not in ("batch_size", "n_epochs")}
+
+
+def run_hypergym(env_id: str, steps: int, seed: int, agent: str = "default", **overrides: Any) -> tuple[float, float]:
     """Env steps per second, and the encoder's share of the time spent in ``env.step``."""
+    if agent != "default":
+        overrides.setdefault("hyperparams", cost_neutral_space(env_id))
     env = gym.make(env_id, total_env_steps=steps, device="cpu", **overrides)
-    action = env.unwrapped.space.default_action
+    hyper_agent = StaticAgent(env) if agent == "default" else make_agent(agent, env, seed=seed)
     encoder_clock, step_clock = [0.0], [0.0]
-    start = time.perf_counter()
-    env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
+    # Timing starts after the first rollout: from here each update phase is one training pass plus one
+    # rollout, the same work per env step as one iteration of SB3's learn() (collect, then train).
+    start, start_steps = time.perf_counter(), info["env_steps"]
     encoder = env.unwrapped.encoder
     _timed(encoder, "encode", encoder_clock)
     _timed(encoder, "on_update", encoder_clock)
     while True:
+        action = hyper_agent.act(obs, info)
         t0 = time.perf_counter()
-        _, _, terminated, truncated, info = env.step(action)
+        next_obs, reward, terminated, truncated, info = env.step(action)
         step_clock[0] += time.perf_counter() - t0
+        hyper_agent.observe(Transition(obs, action, reward, next_obs, terminated, truncated, info))
+        obs = next_obs
         if info["run_finished"]:
             break
         if terminated or truncated:
-            env.reset()
+            obs, info = env.reset()
     elapsed = time.perf_counter() - start
-    n = info["env_steps"]
+    n = info["env_steps"] - start_steps
     env.close()
     return n / elapsed, encoder_clock[0] / step_clock[0]
 
@@ -118,6 +137,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--obs-modes", nargs="+", default=["random", "vae"])
     parser.add_argument("--vae-hidden", type=int, default=None, help="VAE hidden width (default: the paper's D/4)")
+    parser.add_argument(
+        "--agents",
+        nargs="+",
+        default=["default"],
+        choices=["default", "episodic", "dqn", "random"],
+        help="default: the default action every step; episodic / dqn / random: that hyper-agent choosing over "
+        "the cost-neutral grid (the preset's grid without batch_size / n_epochs, whose values change the "
+        "compute per env step)",
+    )
     args = parser.parse_args()
 
     print(
@@ -125,27 +153,27 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads"
     )
     print(
-        f"{'id':34s} {'obs_mode':8s} {'SB3 steps/s':>12s} {'hypergym steps/s':>17s} "
+        f"{'id':34s} {'agent:obs_mode':22s} {'SB3 steps/s':>12s} {'hypergym steps/s':>17s} "
         f"{'ratio':>6s} {'encoder share':>14s}"
     )
-    for env_id in args.ids:
-        for obs_mode in args.obs_modes:
-            overrides: dict[str, Any] = {"obs_mode": obs_mode}
-            if obs_mode == "vae" and args.vae_hidden is not None:
-                overrides["encoder_kwargs"] = {"hidden": args.vae_hidden}
-            sb3_total = hyp_total = share_total = 0.0
-            for r in range(args.repeats):
-                sb3_total += run_sb3(env_id, args.steps, seed=r)
-                fps, share = run_hypergym(env_id, args.steps, seed=r, **overrides)
-                hyp_total += fps
-                share_total += share
-            sb3_fps, hyp_fps = sb3_total / args.repeats, hyp_total / args.repeats
-            label = obs_mode if "encoder_kwargs" not in overrides else f"{obs_mode}/{args.vae_hidden}"
-            print(
-                f"{env_id:34s} {label:8s} {sb3_fps:12.0f} {hyp_fps:17.0f} {hyp_fps / sb3_fps:6.3f} "
-                f"{share_total / args.repeats:14.1%}",
-                flush=True,
-            )
+    for env_id, agent, obs_mode in itertools.product(args.ids, args.agents, args.obs_modes):
+        overrides: dict[str, Any] = {"obs_mode": obs_mode}
+        if obs_mode == "vae" and args.vae_hidden is not None:
+            overrides["encoder_kwargs"] = {"hidden": args.vae_hidden}
+        sb3_total = hyp_total = share_total = 0.0
+        for r in range(args.repeats):
+            sb3_total += run_sb3(env_id, args.steps, seed=r)
+            fps, share = run_hypergym(env_id, args.steps, seed=r, agent=agent, **overrides)
+            hyp_total += fps
+            share_total += share
+        sb3_fps, hyp_fps = sb3_total / args.repeats, hyp_total / args.repeats
+        label = obs_mode if "encoder_kwargs" not in overrides else f"{obs_mode}/{args.vae_hidden}"
+        label = f"{agent}:{label}"
+        print(
+            f"{env_id:34s} {label:22s} {sb3_fps:12.0f} {hyp_fps:17.0f} {hyp_fps / sb3_fps:6.3f} "
+            f"{share_total / args.repeats:14.1%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -10,15 +10,19 @@ scikit-learn).
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import math
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["Embeddings", "collect_embeddings", "plot_tsne", "tsne_2d"]
+__all__ = ["Embeddings", "Run", "collect_embeddings", "load_runs", "plot_runs", "plot_tsne", "summary_table", "tsne_2d"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,176 @@ def plot_tsne(
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class Run:
+    """One finished run directory, as the runner wrote it."""
+
+    path: Path
+    """The run directory."""
+    label: str
+    """Agent label (e.g. ``episodic``, ``static-min``)."""
+    seed: int | None
+    """Seed of the run."""
+    summary: dict[str, Any]
+    """``summary.json``."""
+    env_steps: np.ndarray
+    """Env steps at each hyper-step."""
+    inner_return: np.ndarray
+    """Mean raw return of the inner episodes completed at each hyper-step (NaN if none)."""
+    hyperparams: dict[str, np.ndarray] = field(default_factory=dict)
+    """Value in force of each hyperparameter at each hyper-step."""
+
+
+def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
+    """Every finished run (a folder with ``summary.json``) at or below ``dirs``, sorted by label and seed."""
+    runs = []
+    seen: set[Path] = set()
+    for d in dirs:
+        for summary_path in sorted(Path(d).rglob("summary.json")):
+            run_dir = summary_path.parent.resolve()
+            if run_dir in seen:
+                continue
+            seen.add(run_dir)
+            config = json.loads((run_dir / "config.json").read_text())
+            label = config.get("agent_label") or config.get("agent", {}).get("name", "agent")
+            columns: dict[str, list[float]] = {}
+            with (run_dir / "steps.csv").open() as f:
+                for row in csv.DictReader(f):
+                    for key, value in row.items():
+                        columns.setdefault(key, []).append(_float(value))
+            runs.append(
+                Run(
+                    path=run_dir,
+                    label=label,
+                    seed=config.get("seed"),
+                    summary=json.loads(summary_path.read_text()),
+                    env_steps=np.asarray(columns.get("env_steps", []), dtype=np.float64),
+                    inner_return=np.asarray(columns.get("inner_return", []), dtype=np.float64),
+                    hyperparams={k[3:]: np.asarray(v) for k, v in columns.items() if k.startswith("hp_")},
+                )
+            )
+    return sorted(runs, key=lambda r: (r.label, r.seed if r.seed is not None else -1))
+
+
+def _float(value: str) -> float:
+    if value in ("", "nan", "NaN"):
+        return math.nan
+    if value in ("True", "False"):
+        return float(value == "True")
+    try:
+        return float(value)
+    except ValueError:
+        return math.nan
+
+
+def _by_label(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    return groups
+
+
+def summary_table(runs: Sequence[Run]) -> str:
+    """A text table: per agent, the mean and std over seeds of the final return, and more."""
+    lines = [
+        f"{'agent':>12s} {'seeds':>5s} {'final return':>20s} {'best G':>10s} {'env steps/s':>12s} {'diverged':>8s}",
+    ]
+    for label, group in _by_label(runs).items():
+        finals = np.array([r.summary["final_return"] for r in group], dtype=np.float64)
+        best = np.array([r.summary["best_G"] for r in group], dtype=np.float64)
+        speed = np.array([r.summary["env_steps_per_second"] for r in group], dtype=np.float64)
+        diverged = sum(int(r.summary.get("diverged_steps", 0)) for r in group)
+        final = f"{np.nanmean(finals):9.2f} +- {np.nanstd(finals):7.2f}"
+        stats = f"{np.nanmean(best):10.2f} {np.nanmean(speed):12.0f} {diverged:8d}"
+        lines.append(f"{label:>12s} {len(group):5d} {final:>20s} {stats}")
+    return "\n".join(lines)
+
+
+def _curve(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """``y`` (NaN where missing) as a step function of ``x`` sampled on ``grid`` (NaN before the first point)."""
+    ok = ~np.isnan(y)
+    x, y = x[ok], y[ok]
+    if not len(x):
+        return np.full(len(grid), np.nan)
+    pos = np.searchsorted(x, grid, side="right") - 1
+    out = y[np.clip(pos, 0, None)].astype(np.float64)
+    out[pos < 0] = np.nan
+    return out
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing running mean over ``window`` points (NaNs ignored)."""
+    out = np.full(len(y), np.nan)
+    for i in range(len(y)):
+        chunk = y[max(0, i - window + 1) : i + 1]
+        if np.any(~np.isnan(chunk)):
+            out[i] = np.nanmean(chunk)
+    return out
+
+
+def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: int = 100, max_hparams: int = 3) -> Path:
+    """Draw a figure like the paper's Fig. 2 from finished runs.
+
+    Left: inner return over env steps per agent (mean and std band over seeds; episode returns smoothed
+    over 10 episodes). Right: each hyperparameter's chosen value over env steps (smoothed over 100
+    hyper-steps, mean over seeds).
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    groups = _by_label(runs)
+    names = sorted({n for r in runs for n in r.hyperparams})[:max_hparams]
+    top = max((float(np.nanmax(r.env_steps)) for r in runs if len(r.env_steps)), default=1.0)
+    grid = np.linspace(0, top, points)
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(5.5 * (1 + len(names)), 4.2), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, group) in enumerate(groups.items()):
+        color = colors[i % len(colors)]
+        curves = []
+        for r in group:
+            ok = ~np.isnan(r.inner_return)
+            smoothed = _smooth(r.inner_return[ok], 10)
+            curves.append(_curve(r.env_steps[ok], smoothed, grid))
+        stack = np.array(curves)
+        with warnings.catch_warnings():  # grid points before any episode ended are all-NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(stack, axis=0), np.nanstd(stack, axis=0)
+        ax = axes[0][0]
+        ax.plot(grid, mean, color=color, label=f"{label} (n={len(group)})")
+        ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
+        for j, name in enumerate(names, start=1):
+            series = [
+                _curve(r.env_steps, _smooth(r.hyperparams[name].astype(np.float64), 100), grid)
+                for r in group
+                if name in r.hyperparams
+            ]
+            if series:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    axes[0][j].plot(grid, np.nanmean(np.array(series), axis=0), color=color, label=label)
+    axes[0][0].set_xlabel("inner env steps")
+    axes[0][0].set_ylabel("inner episode return")
+    axes[0][0].legend(fontsize=8)
+    for j, name in enumerate(names, start=1):
+        axes[0][j].set_xlabel("inner env steps")
+        axes[0][j].set_ylabel(f"{name} (smoothed)")
+        if name == "learning_rate":
+            axes[0][j].set_yscale("log")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

@@ -175,4 +175,16 @@ def test_random_encoder_is_a_fixed_tanh_projection():
     hx = env.unwrapped
     assert isinstance(hx.encoder, RandomEncoder)
     s = hx.encoder.hyperstate(hx.learner).detach()
-    np.testing.assert_allclose(hx.encoder.encode(hx.learner), torch.tanh(hx.encoder.A @ s).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        hx.encoder.encode(hx.learner), torch.tanh(hx.encoder.A @ s).numpy(), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_numpy_projection_equals_the_torch_projection():
+    env = gym.make("HyperRL-PPO-CartPole", obs_mode="raw", n_steps=32, policy_kwargs=TINY_NET, device="cpu")
+    env.reset(seed=0)
+    run_steps(env, 5)
+    hx = env.unwrapped
+    with torch.no_grad():
+        expected = hx.encoder.hyperstate(hx.learner).numpy()
+    np.testing.assert_allclose(hx.encoder.encode(hx.learner), expected, rtol=1e-5, atol=1e-7)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hypergym.encoders.base import F32_MAX, HyperStateEncoder
-from hypergym.encoders.projection import RandomEncoder, RawEncoder
+from hypergym.encoders.projection import FixedProjectionEncoder, RandomEncoder, RawEncoder
 from hypergym.encoders.stats import StatsEncoder
 from hypergym.encoders.vae import VAEEncoder
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENCODERS",
     "F32_MAX",
+    "FixedProjectionEncoder",
     "HyperStateEncoder",
     "RandomEncoder",
     "RawEncoder",

@@ -147,6 +147,7 @@ class OnPolicyLearner(ABC):
         self._in_force: dict[str, float | int] = {}
         self._exhausted = True
         self._rolled_back = False
+        self._training_mode: bool | None = None
 
     # ------------------------------------------------------------------ construction
     def _build_policy(self) -> ActorCriticPolicy:
@@ -252,7 +253,7 @@ class OnPolicyLearner(ABC):
     @torch.no_grad()
     def _collect(self, gamma: float) -> RolloutStats:
         """The rollout loop (as SB3's ``collect_rollouts``, plus raw-reward bookkeeping)."""
-        self.policy.set_training_mode(False)
+        self._set_training_mode(False)
         self.buffer.reset()
         n_steps = self.config.n_steps
         raw = np.zeros((n_steps, self.n_envs), dtype=np.float64)
@@ -306,8 +307,11 @@ class OnPolicyLearner(ABC):
     def update_step(self) -> UpdateResult:
         """Perform ONE policy update step with the hyperparameters in force.
 
-        A non-finite loss, gradient or parameter never raises: parameters and optimiser state return to
-        the last state known to give a finite loss and the result says ``diverged``.
+        A non-finite loss or gradient, or an optimiser step that overflows, never raises: parameters and
+        optimiser state return to the last state known to give a finite loss and the result says
+        ``diverged``. Parameters that an update leaves non-finite are caught where they are next used (the
+        next update's loss, or the rollout collected after the phase) and rolled back the same way; this
+        spares a pass over all parameters on every step.
 
         Raises:
             RuntimeError: If the current rollout is exhausted (collect a new one first).
@@ -315,7 +319,7 @@ class OnPolicyLearner(ABC):
         if self._exhausted:
             raise RuntimeError("the current rollout is used up: call collect_rollout() before update_step()")
         with self.rng.active():
-            self.policy.set_training_mode(True)
+            self._set_training_mode(True)
             batch = self._next_batch()
             loss, losses = self._loss(batch)
             diverged = not bool(torch.isfinite(loss))
@@ -324,7 +328,7 @@ class OnPolicyLearner(ABC):
                 self._checkpoint.restore()
             else:
                 self._checkpoint.save()
-                self.optimizer.zero_grad(set_to_none=False)
+                self.optimizer.zero_grad()
                 loss.backward()
                 diverged = not self._optimizer_step(losses)
                 if diverged:
@@ -335,7 +339,7 @@ class OnPolicyLearner(ABC):
         return UpdateResult(losses=losses, diverged=diverged)
 
     def _optimizer_step(self, losses: dict[str, float]) -> bool:
-        """Clip, record and apply the gradient; False when the gradient or new parameters are non-finite."""
+        """Clip, record and apply the gradient; False when the gradient is non-finite or the step overflows."""
         grads = [p.grad for p in self.params if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads)
         losses["grad_norm"] = float(grad_norm)
@@ -353,7 +357,13 @@ class OnPolicyLearner(ABC):
             if "overflow" not in str(err):
                 raise
             return False
-        return math.isfinite(float(torch.nn.utils.get_total_norm(self.params)))
+        return True
+
+    def _set_training_mode(self, training: bool) -> None:
+        """Switch train/eval mode only on a change (the module walk costs more than a small update)."""
+        if self._training_mode is not training:
+            self.policy.set_training_mode(training)
+            self._training_mode = training
 
     def _evaluate(self, batch: RolloutBufferSamples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Values, log-probabilities and entropy of the batch's actions under the current policy."""

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+import hypergym
+from hypergym.cli import main, parse_assignments
+
+pytest.importorskip("matplotlib")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TINY = ["--set", "policy_kwargs={'net_arch': [16]}", "device='cpu'"]
+
+
+def test_demo_with_a_tiny_setting_writes_the_table_and_the_png(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--steps", "300", "--seeds", "2", "--workers", "1", "--out", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    for agent in ("episodic", "static", "random"):
+        assert agent in text
+    assert "final return" in text
+    png = out / "demo.png"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 10_000
+    assert len(list(out.rglob("summary.json"))) == 6
+
+
+def test_compare_runs_in_worker_processes_and_reuses_finished_runs(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "HyperRL-A2C-CartPole", "--agents", "random,static-max", "--seeds", "2", "--workers", "2"]
+    args += ["--out", str(out), "--set", "total_env_steps=200", "policy_kwargs={'net_arch': [16]}", "device='cpu'"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "0 already finished, 4 to run on 2 worker(s)" in first
+    summaries = sorted(out.rglob("summary.json"))
+    assert len(summaries) == 4
+    stamps = [p.stat().st_mtime_ns for p in summaries]
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert "4 already finished, 0 to run" in second
+    assert [p.stat().st_mtime_ns for p in summaries] == stamps
+    assert (out / "comparison.png").read_bytes()[:8] == PNG_SIGNATURE
+    config = json.loads((out / "static-max" / "seed1" / "config.json").read_text())
+    assert config["agent_label"] == "static-max" and config["seed"] == 1
+
+
+def test_run_writes_a_run_directory(tmp_path, capsys):
+    out = tmp_path / "one"
+    assert main(["run", "HyperRL-A2C-CartPole", "--agent", "episodic", "--seed", "3", "--out", str(out), *TINY]) == 0
+    assert (out / "steps.csv").is_file() and (out / "summary.json").is_file()
+    assert "run directory" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["run", "HyperRL-PPO-Cartpole", "--agent", "random"], "registered ids are"),
+        (["run", "HyperRL-A2C-CartPole", "--agent", "ppo"], "choose from"),
+        (["run", "HyperRL-A2C-CartPole", "--agent", "random", "--set", "lr=0.1"], "valid are"),
+        (["compare", "HyperRL-A2C-CartPole", "--agents", "random,oracle"], "choose from"),
+        (["run", "HyperRL-A2C-CartPole", "--agent", "random", "--set", "lr"], "key=value"),
+    ],
+)
+def test_errors_list_the_valid_choices_and_exit_non_zero(argv, match, capsys):
+    assert main(argv) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_list_prints_every_registered_id(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert all(env_id in text for env_id in hypergym.PRESETS)
+
+
+def test_plot_of_finished_runs(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    main(
+        [
+            "compare",
+            "HyperRL-A2C-CartPole",
+            "--agents",
+            "random",
+            "--seeds",
+            "1",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--set",
+            "total_env_steps=200",
+            "policy_kwargs={'net_arch': [16]}",
+        ]
+    )
+    png = tmp_path / "plot.png"
+    assert main(["plot", str(out), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert main(["plot", str(tmp_path / "nothing"), "--out", str(png)]) == 2
+
+
+def test_console_script_is_declared_and_module_runs():
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts.get("hypergym") == "hypergym.cli:main"
+    out = subprocess.run([sys.executable, "-m", "hypergym.cli", "list"], capture_output=True, text=True, check=True)
+    assert "HyperRL-PPO-HalfCheetah" in out.stdout
+
+
+def test_parse_assignments():
+    assert parse_assignments(["a=1", "b=[1, 2]", "c=vae", "d={'x': 2}"]) == {
+        "a": 1,
+        "b": [1, 2],
+        "c": "vae",
+        "d": {"x": 2},
+    }
