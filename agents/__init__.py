@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from hypergym.agents.base import HyperAgent, Transition
+from hypergym.agents.base import EpsilonGreedyAgent, HyperAgent, Transition
 from hypergym.agents.dqn import DQNAgent
 from hypergym.agents.episodic import EpisodicAgent, paper_capacity
 from hypergym.agents.memory import AnnoyIndex, EpisodicMemory, ExactIndex, NeighborIndex
@@ -18,6 +18,7 @@ __all__ = [
     "DQNAgent",
     "EpisodicAgent",
     "EpisodicMemory",
+    "EpsilonGreedyAgent",
     "ExactIndex",
     "HyperAgent",
     "NeighborIndex",

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["HyperAgent", "Transition", "env_schedule_length"]
+__all__ = ["EpsilonGreedyAgent", "HyperAgent", "Transition", "env_schedule_length"]
 
 
 class Transition(NamedTuple):
@@ -76,3 +76,36 @@ class HyperAgent(ABC):
 
     def load(self, path: str | Path) -> None:  # noqa: B027 - stateless agents have nothing to load
         """Restore learned state written by :meth:`save`."""
+
+
+class EpsilonGreedyAgent(HyperAgent):
+    """Base of the learning hyper-agents: epsilon falls linearly from 1 to 0 over the run.
+
+    On a ``HyperRLEnv`` the schedule follows the fraction of the inner env-step budget spent
+    (``info["env_steps"] / total_env_steps``); on any other env it runs over ``total_steps`` hyper-steps
+    (counted in ``self.steps``, which subclasses advance in ``observe``).
+
+    Args:
+        env: The env.
+        total_steps: Schedule length in hyper-steps, for envs without an env-step budget.
+        seed: Seed of the agent's own randomness.
+
+    Raises:
+        ValueError: If the env has no budget and ``total_steps`` is not given.
+    """
+
+    def __init__(self, env: gym.Env, total_steps: int | None = None, seed: int | None = None) -> None:
+        super().__init__(env.action_space, seed)
+        self.budget = env_schedule_length(env)
+        if self.budget is None and total_steps is None:
+            raise ValueError("on an env without an env-step budget, pass total_steps (the epsilon schedule length)")
+        self.total_steps = total_steps
+        self.steps = 0
+
+    def epsilon(self, info: dict[str, Any]) -> float:
+        """The exploration rate now: 1 at the start of the run, 0 at its end."""
+        if self.budget is not None and "env_steps" in info:
+            progress = info["env_steps"] / self.budget
+        else:
+            progress = self.steps / max(1, self.total_steps or 1)
+        return float(np.clip(1.0 - progress, 0.0, 1.0))

@@ -9,13 +9,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from hypergym.agents.base import HyperAgent, Transition, env_schedule_length
+from hypergym.agents.base import EpsilonGreedyAgent, Transition
 from hypergym.seeding import GlobalRNGs
 
 __all__ = ["DQNAgent"]
 
 
-class DQNAgent(HyperAgent):
+class DQNAgent(EpsilonGreedyAgent):
     """SB3 DQN with the paper's settings (Appendix B.3), stepped through the agent protocol.
 
     Q and target networks are ReLU MLPs with 3 linear layers (two hidden layers of 64 units), replay
@@ -58,15 +58,11 @@ class DQNAgent(HyperAgent):
     ) -> None:
         from stable_baselines3 import DQN
 
-        super().__init__(env.action_space, seed)
+        super().__init__(env, total_steps, seed)
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise TypeError(f"DQNAgent needs a Discrete action space, got {env.action_space}")
         if target_update_interval < 1:
             raise ValueError(f"target_update_interval must be a positive integer, got {target_update_interval!r}")
-        self.budget = env_schedule_length(env)
-        if self.budget is None and total_steps is None:
-            raise ValueError("on an env without an env-step budget, pass total_steps (the epsilon schedule length)")
-        self.total_steps = total_steps
         self.target_update_interval = target_update_interval
         self.learning_starts = learning_starts
         self.batch_size = batch_size
@@ -100,16 +96,7 @@ class DQNAgent(HyperAgent):
                 **dqn_kwargs,
             )
         self.model.set_logger(_null_logger())
-        self.steps = 0
         self.gradient_steps = 0
-
-    def epsilon(self, info: dict[str, Any]) -> float:
-        """Linear from 1 at the start of the run to 0 at its end."""
-        if self.budget is not None and "env_steps" in info:
-            progress = info["env_steps"] / self.budget
-        else:
-            progress = self.steps / max(1, self.total_steps or 1)
-        return float(np.clip(1.0 - progress, 0.0, 1.0))
 
     def act(self, obs: Any, info: dict[str, Any]) -> int:
         """Epsilon-greedy on the Q network."""

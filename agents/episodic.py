@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from hypergym.agents.base import HyperAgent, Transition, env_schedule_length
+from hypergym.agents.base import EpsilonGreedyAgent, Transition
 from hypergym.agents.memory import EpisodicMemory
 
 __all__ = ["EpisodicAgent", "paper_capacity"]
@@ -40,7 +40,7 @@ def paper_capacity(env: gym.Env, write_every: int = 10) -> int | None:
     return int(min(MAX_CAPACITY, max(1, updates / write_every / 2)))
 
 
-class EpisodicAgent(HyperAgent):
+class EpisodicAgent(EpsilonGreedyAgent):
     """Episodic control (EPGT): epsilon-greedy on ``Q(s, a)`` read from an :class:`EpisodicMemory`.
 
     - Act: with probability epsilon a uniformly random action; otherwise an action with no memory yet
@@ -79,7 +79,7 @@ class EpisodicAgent(HyperAgent):
         total_steps: int | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(env.action_space, seed)
+        super().__init__(env, total_steps, seed)
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise TypeError(
                 f"EpisodicAgent needs a Discrete action space, got {env.action_space} "
@@ -90,33 +90,18 @@ class EpisodicAgent(HyperAgent):
             raise TypeError(f"EpisodicAgent needs a flat Box observation (the key), got {obs_space}")
         if write_every < 1:
             raise ValueError(f"write_every must be a positive integer, got {write_every!r}")
-        self.budget = env_schedule_length(env)
-        if self.budget is None and total_steps is None:
-            raise ValueError("on an env without an env-step budget, pass total_steps (the epsilon schedule length)")
-        self.total_steps = total_steps
         self.write_every = write_every
         self.n_actions = int(env.action_space.n)
         self.capacity = capacity or paper_capacity(env, write_every) or MAX_CAPACITY
         self.memory = EpisodicMemory(
             self.n_actions, obs_space.shape[0], self.capacity, k=k, beta=beta, index=index, index_kwargs=index_kwargs
         )
-        self.steps = 0
         self._episode_rewards: list[float] = []
         self._kept: list[tuple[np.ndarray, int, int]] = []  # (key, action, position in the episode)
-        self._epsilon = 1.0
-
-    def epsilon(self, info: dict[str, Any]) -> float:
-        """The exploration rate now: 1 at the start of the run, 0 at its end."""
-        if self.budget is not None and "env_steps" in info:
-            progress = info["env_steps"] / self.budget
-        else:
-            progress = self.steps / max(1, self.total_steps or 1)
-        return float(np.clip(1.0 - progress, 0.0, 1.0))
 
     def act(self, obs: Any, info: dict[str, Any]) -> int:
         """Epsilon-greedy on the memory's Q values."""
-        self._epsilon = self.epsilon(info)
-        if self.rng.random() < self._epsilon:
+        if self.rng.random() < self.epsilon(info):
             return int(self.rng.integers(self.n_actions))
         untried = [a for a in range(self.n_actions) if self.memory.size(a) == 0]
         if untried:

@@ -106,7 +106,7 @@ class HyperRLEnv(gym.Env):
         algo: str = "PPO",
         task: str = "CartPole",
         total_env_steps: int = 100_000,
-        hyperparams: Mapping[str, Sequence[float]] | HyperparamSpace | None = None,
+        hyperparams: Mapping[str, Sequence[float]] | Sequence[Hyperparameter] | HyperparamSpace | None = None,
         obs_mode: str = "vae",
         obs_extras: Sequence[str] = (),
         action_mode: str = "discrete",
@@ -164,16 +164,14 @@ class HyperRLEnv(gym.Env):
         self.encoder_kwargs = dict(encoder_kwargs or {})
 
         defaults = {name: getattr(self.config, name) for name in self.learner_class.supported_hyperparams()}
+        grid: Mapping[str, Sequence[float]] | Sequence[Hyperparameter]
         if hyperparams is None:
-            hyperparams = {"learning_rate": (self.config.learning_rate,)}
-        if isinstance(hyperparams, HyperparamSpace):
-            self.space = HyperparamSpace(list(hyperparams.params), self.learner_class.supported_hyperparams(), defaults)
-        elif isinstance(hyperparams, Mapping):
-            self.space = HyperparamSpace(hyperparams, self.learner_class.supported_hyperparams(), defaults)
-        elif isinstance(hyperparams, Sequence) and all(isinstance(p, Hyperparameter) for p in hyperparams):
-            self.space = HyperparamSpace(list(hyperparams), self.learner_class.supported_hyperparams(), defaults)
+            grid = {"learning_rate": (self.config.learning_rate,)}
+        elif isinstance(hyperparams, HyperparamSpace):
+            grid = list(hyperparams.params)
         else:
-            raise TypeError(f"hyperparams must map names to value lists, got {type(hyperparams).__name__}")
+            grid = hyperparams
+        self.space = HyperparamSpace(grid, self.learner_class.supported_hyperparams(), defaults)
         self.action_space = self.space.gym_space(action_mode)
 
         # The observation space depends on the policy's layer shapes: build a throwaway learner once.

@@ -145,6 +145,8 @@ class Run:
     """Mean raw return of the inner episodes completed at each hyper-step (NaN if none)."""
     hyperparams: dict[str, np.ndarray] = field(default_factory=dict)
     """Value in force of each hyperparameter at each hyper-step."""
+    tuned: list[str] = field(default_factory=list)
+    """The hyperparameters of the action space (the ones the agent chose)."""
 
 
 def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
@@ -173,6 +175,7 @@ def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
                     env_steps=np.asarray(columns.get("env_steps", []), dtype=np.float64),
                     inner_return=np.asarray(columns.get("inner_return", []), dtype=np.float64),
                     hyperparams={k[3:]: np.asarray(v) for k, v in columns.items() if k.startswith("hp_")},
+                    tuned=list(config.get("space", {})),
                 )
             )
     return sorted(runs, key=lambda r: (r.label, r.seed if r.seed is not None else -1))
@@ -252,7 +255,7 @@ def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: in
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     groups = _by_label(runs)
-    names = sorted({n for r in runs for n in r.hyperparams})[:max_hparams]
+    names = list(dict.fromkeys(n for r in runs for n in r.tuned if n in r.hyperparams))[:max_hparams]
     top = max((float(np.nanmax(r.env_steps)) for r in runs if len(r.env_steps)), default=1.0)
     grid = np.linspace(0, top, points)
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(5.5 * (1 + len(names)), 4.2), squeeze=False)

@@ -143,6 +143,9 @@ def run(
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         config = {**_env_config(env), "agent": agent.config(), "seed": seed, **(extra_config or {})}
+        space = getattr(env.unwrapped, "space", None)
+        if space is not None:
+            config["space"] = {name: list(values) for name, values in space.values.items()}
         (run_dir / "config.json").write_text(json.dumps(config, indent=2))
 
     bar = None

@@ -172,8 +172,12 @@ class HyperparamSpace:
     ) -> None:
         if isinstance(hyperparams, Mapping):
             params = [Hyperparameter(name, tuple(values)) for name, values in hyperparams.items()]
-        else:
+        elif isinstance(hyperparams, Sequence) and all(isinstance(p, Hyperparameter) for p in hyperparams):
             params = list(hyperparams)
+        else:
+            raise TypeError(
+                f"hyperparams must map names to value lists (or be a list of Hyperparameter), got {hyperparams!r}"
+            )
         if not params:
             valid = f"; choose from {sorted(supported)}" if supported is not None else ""
             raise ValueError(f"the hyperparameter space is empty{valid}")

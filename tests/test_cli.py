@@ -94,6 +94,11 @@ def test_plot_of_finished_runs(tmp_path, capsys):
             "policy_kwargs={'net_arch': [16]}",
         ]
     )
+    from hypergym.plots import load_runs
+
+    runs = load_runs([out])
+    assert len(runs) == 1 and runs[0].tuned == ["learning_rate"] and runs[0].label == "random"
+    assert len(runs[0].env_steps) == runs[0].summary["hyper_steps"]
     png = tmp_path / "plot.png"
     assert main(["plot", str(out), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == PNG_SIGNATURE
