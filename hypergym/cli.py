@@ -227,6 +227,22 @@ def cmd_plot(args: argparse.Namespace) -> None:
     print(summary_table(runs))
     out = plot_runs(runs, Path(args.out), title=args.title or "")
     print(f"wrote {out}")
+    if args.csv:
+        write_summary_csv(runs, Path(args.csv))
+        print(f"wrote {args.csv}")
+
+
+def write_summary_csv(runs: Sequence[Any], path: Path) -> None:
+    """One row per run: agent label, seed and the numbers of its ``summary.json``."""
+    import csv
+
+    keys = ["final_return", "best_G", "mean_G", "env_steps", "hyper_steps", "diverged_steps", "env_steps_per_second"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["agent", "seed", *keys])
+        for run in runs:
+            writer.writerow([run.label, run.seed, *(run.summary.get(k) for k in keys)])
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -282,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("dirs", nargs="+", help="run directories or folders holding them")
     plot.add_argument("--out", required=True, help="PNG path")
     plot.add_argument("--title", default="")
+    plot.add_argument("--csv", help="also write one row per run (agent, seed, returns, speed) to this CSV")
     plot.set_defaults(func=cmd_plot)
 
     lst = sub.add_parser("list", help="registered ids and their presets")

@@ -100,8 +100,11 @@ def test_plot_of_finished_runs(tmp_path, capsys):
     assert len(runs) == 1 and runs[0].tuned == ["learning_rate"] and runs[0].label == "random"
     assert len(runs[0].env_steps) == runs[0].summary["hyper_steps"]
     png = tmp_path / "plot.png"
-    assert main(["plot", str(out), "--out", str(png)]) == 0
+    table = tmp_path / "runs.csv"
+    assert main(["plot", str(out), "--out", str(png), "--csv", str(table)]) == 0
     assert png.read_bytes()[:8] == PNG_SIGNATURE
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("agent,seed,final_return") and lines[1].startswith("random,0,")
     assert main(["plot", str(tmp_path / "nothing"), "--out", str(png)]) == 2
 
 
