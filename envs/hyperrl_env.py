@@ -277,7 +277,7 @@ class HyperRLEnv(gym.Env):
             raise RuntimeError("call reset() before step(): no learning episode is running")
         learner = self.learner
         indices = self.space.indices(action)
-        learner.apply(self.space.decode(action))
+        learner.apply(self.space.values_at(indices))
         self._hp_indices = np.asarray(indices, dtype=np.float32)
         result = learner.update_step()
         self.encoder.on_update(learner)

@@ -246,7 +246,11 @@ class HyperparamSpace:
 
     def decode(self, action: int | np.integer | Sequence[int] | np.ndarray) -> dict[str, float | int]:
         """Hyperparameter values selected by ``action``."""
-        return {p.name: p.values[i] for p, i in zip(self.params, self.indices(action), strict=True)}
+        return self.values_at(self.indices(action))
+
+    def values_at(self, indices: Sequence[int]) -> dict[str, float | int]:
+        """Hyperparameter values at per-hyperparameter ``indices`` (as :meth:`indices` returns them)."""
+        return {p.name: p.values[i] for p, i in zip(self.params, indices, strict=True)}
 
     def encode(self, hparams: Mapping[str, float], action_mode: str = "discrete") -> int | np.ndarray:
         """Action selecting exactly the values in ``hparams`` (every name of the space, values in its lists).

@@ -155,9 +155,17 @@ class VAEEncoder(HyperStateEncoder):
         self.updates += 1
         position = (self.updates - 1) % self.train_every  # 0 .. train_every - 1 within the window
         if position >= self.train_every - self.batch_size:
+            slot = self._recent[self._n_recorded % self.batch_size]
+            history = learner.grad_history
+            dst, src = [], []
+            for m, w in enumerate(learner.layer_weights):
+                dst.append(slot[m][0])
+                src.append(w.detach().reshape(w.shape[0], -1))
+                for n in range(1, history.n_orders + 1):
+                    dst.append(slot[m][n])
+                    src.append(history.gradients(n)[m].reshape(w.shape[0], -1))
             with torch.no_grad():
-                stacks = layer_stacks(learner.layer_weights, learner.grad_history)
-                torch._foreach_copy_(self._recent[self._n_recorded % self.batch_size], stacks)
+                torch._foreach_copy_(dst, src)  # straight into the ring, no intermediate stack
             self._n_recorded += 1
         if position == self.train_every - 1:
             self.train_step()
