@@ -78,19 +78,6 @@ class GradientHistory:
             raise ValueError(f"order must be in 1..{self.n_orders}, got {order!r}")
         return self._slots[(self._newest + order - 1) % self.n_orders]
 
-    def state_dict(self) -> dict[str, object]:
-        """Gradients newest first (for checkpoints)."""
-        return {"grads": [[g.clone() for g in self.gradients(n)] for n in range(1, self.n_orders + 1)]}
-
-    @torch.no_grad()
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore from :meth:`state_dict`."""
-        grads = state["grads"]
-        assert isinstance(grads, list)
-        self._newest = 0
-        for slot, saved in zip(self._slots, grads, strict=True):
-            torch._foreach_copy_(slot, saved)
-
 
 class HyperStateProjector(nn.Module):
     """Computes the raw hyper-state ``s = [vec(W_m^n C_m^n)]`` (paper Eq. 2).

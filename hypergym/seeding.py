@@ -60,18 +60,6 @@ class TorchRNG:
                 self._cuda_state = torch.cuda.get_rng_state(self._cuda_index)
                 torch.cuda.set_rng_state(saved_cuda, self._cuda_index)
 
-    def state_dict(self) -> dict[str, torch.Tensor | None]:
-        """The stream's state (for checkpoints)."""
-        return {"cpu": self._cpu_state.clone(), "cuda": None if self._cuda_state is None else self._cuda_state.clone()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
-        """Restore a state from :meth:`state_dict`."""
-        cpu = state["cpu"]
-        assert cpu is not None
-        self._cpu_state = cpu.clone()
-        if state.get("cuda") is not None and self._cuda_state is not None:
-            self._cuda_state = state["cuda"].clone()  # type: ignore[union-attr]
-
 
 class GlobalRNGs:
     """Private streams for NumPy's global RNG and torch's, around third-party code that draws from them.

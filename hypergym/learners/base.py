@@ -140,7 +140,6 @@ class OnPolicyLearner(ABC):
 
         self.env_steps = 0
         self.updates = 0
-        self.rollouts = 0
         self._recent: deque[float] = deque(maxlen=RECENT_EPISODES)
         self._last_obs = venv.reset()
         self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
@@ -230,7 +229,6 @@ class OnPolicyLearner(ABC):
                 target.restore()
                 self._rolled_back = True
                 stats = self._collect(gamma)
-        self.rollouts += 1
         self._exhausted = False
         self._on_new_rollout()
         return stats, self._rolled_back
