@@ -174,8 +174,9 @@ class HyperRLEnv(gym.Env):
         self.space = HyperparamSpace(grid, self.learner_class.supported_hyperparams(), defaults)
         self.action_space = self.space.gym_space(action_mode)
 
-        # The observation space depends on the policy's layer shapes: build a throwaway learner once.
-        probe = self._build_run(seed=0)
+        # The observation space depends on the policy's layer shapes: build a throwaway learner once (one
+        # inner env is enough for the shapes, and spares building e.g. 16 Atari emulators).
+        probe = self._build_run(seed=0, n_envs=1)
         self.observation_space = self._extend_space(probe[1].observation_space)
         probe[0].close()
         probe[1].close()
@@ -216,10 +217,14 @@ class HyperRLEnv(gym.Env):
         return np.concatenate([obs, *extras]).astype(np.float32)
 
     # ------------------------------------------------------------------ run lifecycle
-    def _build_run(self, seed: int) -> tuple[OnPolicyLearner, HyperStateEncoder]:
+    def _build_run(self, seed: int, n_envs: int | None = None) -> tuple[OnPolicyLearner, HyperStateEncoder]:
         env_seed, learner_seed, encoder_seed = derive_seeds(seed, 3)
         venv = make_task(
-            self.task, n_envs=self.n_envs, seed=env_seed, normalize=self.normalize, gamma=self.config.gamma
+            self.task,
+            n_envs=self.n_envs if n_envs is None else n_envs,
+            seed=env_seed,
+            normalize=self.normalize,
+            gamma=self.config.gamma,
         )
         learner = self.learner_class(
             venv, self.config, learner_seed, device=self.device, n_orders=int(self.encoder_kwargs.get("n_orders", 2))

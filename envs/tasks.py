@@ -3,6 +3,8 @@
 ``make_task("HalfCheetah", n_envs=1, seed=0, normalize=True)`` returns an SB3 ``DummyVecEnv`` of
 ``Monitor``-wrapped ``HalfCheetah-v5`` envs (``Monitor`` records raw episode returns), seeded
 ``seed, seed + 1, ...``, optionally inside ``VecNormalize`` (observations and rewards).
+Atari games (``make_task("Pong", n_envs=8)``) are one :class:`~hypergym.envs.atari.AtariVecEnv`: ale-py's
+native vector env with the DeepMind preprocessing, episodic life, clipped training rewards and raw scores.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
+from hypergym.envs.atari import ATARI_GAMES, AtariVecEnv, atari_spaces
 from hypergym.envs.tiny import Countdown
 
 __all__ = ["TASKS", "TaskSpec", "make_task", "task_spaces"]
@@ -28,7 +31,7 @@ class TaskSpec:
     env_id: str | Callable[..., gym.Env]
     """Gymnasium id (or a constructor, for the tiny test tasks)."""
     family: str
-    """``mujoco``, ``box2d``, ``classic`` or ``tiny``."""
+    """``mujoco``, ``box2d``, ``classic``, ``atari`` or ``tiny``."""
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``gym.make``."""
     extra: str | None = None
@@ -61,6 +64,8 @@ TASKS: dict[str, TaskSpec] = {
     "Acrobot": TaskSpec("Acrobot-v1", "classic"),
     "MountainCar": TaskSpec("MountainCar-v0", "classic"),
     "MountainCarContinuous": TaskSpec("MountainCarContinuous-v0", "classic"),
+    # Atari: the NoFrameskip-v4 games, preprocessed natively by ale-py (see hypergym.envs.atari)
+    **{name: TaskSpec(f"{name}NoFrameskip-v4", "atari", extra="atari") for name in ATARI_GAMES},
     # Tiny tasks for tests
     "Countdown": TaskSpec(Countdown, "tiny"),
 }
@@ -85,7 +90,10 @@ def _make_one(spec: TaskSpec) -> gym.Env:
 @cache
 def task_spaces(task: str) -> tuple[gym.Space, gym.Space]:
     """Observation and action space of ``task`` (one env is built once and closed)."""
-    env = _make_one(_spec(task))
+    spec = _spec(task)
+    if spec.family == "atari":
+        return atari_spaces(task)
+    env = _make_one(spec)
     try:
         return env.observation_space, env.action_space
     finally:
@@ -98,6 +106,7 @@ def make_task(
     seed: int = 0,
     normalize: bool = False,
     gamma: float = 0.99,
+    num_threads: int = 0,
 ) -> VecEnv:
     """Build the vectorised inner environment of ``task``.
 
@@ -107,6 +116,7 @@ def make_task(
         seed: Env ``i`` is seeded ``seed + i`` at its first reset.
         normalize: Wrap in ``VecNormalize`` (running mean/std of observations and of discounted returns).
         gamma: Discount used by ``VecNormalize`` for reward scaling.
+        num_threads: Atari only: threads stepping the games (0: one per core).
 
     Raises:
         ValueError: On an unknown task or ``n_envs < 1``.
@@ -114,7 +124,11 @@ def make_task(
     spec = _spec(task)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
-    venv = make_vec_env(lambda: _make_one(spec), n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+    venv: VecEnv
+    if spec.family == "atari":
+        venv = AtariVecEnv(task, n_envs=n_envs, seed=seed, num_threads=num_threads)
+    else:
+        venv = make_vec_env(lambda: _make_one(spec), n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
     if normalize:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=gamma)
     return venv

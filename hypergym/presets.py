@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypergym.atari_games import ATARI_GAMES
 from hypergym.spaces import around_default, log_uniform
 
 __all__ = ["PRESETS", "PRESET_SOURCES", "preset"]
@@ -82,6 +83,41 @@ _A2C_MUJOCO: dict[str, Any] = {
     "hyperparams": {"learning_rate": around_default(7e-4, 7)},
 }
 
+# --- Atari PPO (B.3: "T = 2048, b/lambda/clip as above, lr B = 3"). The paper is silent on the workers;
+# 8 envs x 256 steps keeps its 2048 samples per rollout with the usual 8 Atari workers. The rest is the
+# standard Atari PPO (SB3 zoo / Schulman et al.): lr 2.5e-4, 4 epochs, ent 0.01, vf 0.5, b 256, clip 0.1
+# (all on the grid), without their linear annealing, which a hyper-agent replaces.
+_PPO_ATARI: dict[str, Any] = {
+    **_PPO_MUJOCO,
+    "n_envs": 8,
+    "n_steps": 256,
+    "n_epochs": 4,
+    "learning_rate": 2.5e-4,
+    "batch_size": 256,
+    "clip_range": 0.1,
+    "ent_coef": 0.01,
+    "normalize": False,
+    "total_env_steps": 10_000_000,
+    "hyperparams": {
+        "batch_size": (128, 256, 512),
+        "gae_lambda": (0.95, 0.975, 0.99),
+        "clip_range": (0.1, 0.2, 0.3),
+        "learning_rate": around_default(2.5e-4, 3),
+    },
+}
+
+# --- Atari A2C with the standard settings of OpenAI baselines' A2C: 16 envs, T = 5, RMSprop 7e-4
+# (alpha 0.99, eps 1e-5), vf 0.5, ent 0.01, max grad norm 0.5, n-step returns. U = 10 and the grid
+# (lr B = 3 x value coefficient {0.25, 0.5, 1.0}) mirror the paper's ACKTR Atari setting, so that A2C and
+# ACKTR schedules can be compared.
+_A2C_ATARI: dict[str, Any] = {
+    **_A2C_OPENAI,
+    "n_envs": 16,
+    "vf_coef": 0.5,
+    "total_env_steps": 10_000_000,
+    "hyperparams": {"learning_rate": around_default(7e-4, 3), "vf_coef": (0.25, 0.5, 1.0)},
+}
+
 # --- Small teaching/test presets (not in the paper).
 _PPO_CLASSIC: dict[str, Any] = {
     **_PPO_MUJOCO,
@@ -146,6 +182,17 @@ for _task in ("HalfCheetah", "Hopper", "Ant", "Walker2d"):
     PRESETS[f"HyperRL-A2C-{_task}"] = _with(_A2C_MUJOCO, task=_task)
     PRESET_SOURCES[f"HyperRL-A2C-{_task}"] = (
         "B.3 '4 Mujoco tasks with A2C' (Table 1, Fig. 7); 16 envs (paper silent; its PyTorch A2C default)"
+    )
+for _task in ATARI_GAMES:
+    PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_ATARI, task=_task)
+    PRESET_SOURCES[f"HyperRL-PPO-{_task}"] = (
+        "B.3 'Atari PPO' (T = 2048 as 8 envs x 256 steps, b/lambda/clip grid, lr B = 3); standard Atari PPO "
+        "defaults where the paper is silent (lr 2.5e-4, 4 epochs, ent 0.01, b 256, clip 0.1); NoFrameskip-v4"
+    )
+    PRESETS[f"HyperRL-A2C-{_task}"] = _with(_A2C_ATARI, task=_task)
+    PRESET_SOURCES[f"HyperRL-A2C-{_task}"] = (
+        "standard Atari A2C (OpenAI baselines: 16 envs, T = 5, RMSprop 7e-4, vf 0.5, ent 0.01); U = 10 and "
+        "lr B = 3 x vf {0.25, 0.5, 1} as the paper's ACKTR Atari setting; NoFrameskip-v4"
     )
 for _task in ("CartPole", "Pendulum", "Acrobot", "MountainCar"):
     PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_CLASSIC, task=_task)

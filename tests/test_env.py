@@ -12,6 +12,7 @@ from conftest import TINY_NET
 from gymnasium.utils.env_checker import check_env
 
 import hypergym
+from hypergym.atari_games import ATARI_GAMES
 from hypergym.envs import HyperRLEnv
 
 TINY_PPO = {"n_steps": 32, "n_epochs": 2, "policy_kwargs": TINY_NET}
@@ -231,11 +232,25 @@ def test_make_without_prior_import():
     assert out.stdout.strip() == "A2C"
 
 
-@pytest.mark.parametrize("env_id", sorted(hypergym.PRESETS))
+def _registered_ids() -> list:
+    # Atari ids cost seconds each (NatureCNN, an 8k-dim VAE): two run by default, the rest under -m slow.
+    fast_atari = {"HyperRL-PPO-Pong", "HyperRL-A2C-Breakout"}
+    return [
+        pytest.param(env_id, marks=pytest.mark.slow)
+        if hypergym.PRESETS[env_id]["task"] in ATARI_GAMES and env_id not in fast_atari
+        else env_id
+        for env_id in sorted(hypergym.PRESETS)
+    ]
+
+
+@pytest.mark.parametrize("env_id", _registered_ids())
 def test_every_registered_id_builds_with_its_preset_and_passes_check_env(env_id):
     preset = hypergym.preset(env_id)
-    if hypergym.envs.TASKS[preset["task"]].family == "box2d":
+    family = hypergym.envs.TASKS[preset["task"]].family
+    if family == "box2d":
         pytest.importorskip("Box2D")
+    if family == "atari":
+        pytest.importorskip("ale_py")
     env = gym.make(env_id, device="cpu")
     hx = env.unwrapped
     assert hx.space.names == tuple(preset["hyperparams"])
@@ -246,6 +261,8 @@ def test_every_registered_id_builds_with_its_preset_and_passes_check_env(env_id)
     tiny = {"n_steps": 8, "policy_kwargs": TINY_NET, "total_env_steps": 10_000}
     if preset["algo"] == "PPO":
         tiny["n_epochs"] = 1
+    if family == "atari":
+        tiny["n_envs"] = 2  # each emulator costs ~0.2 s to build and reset, at every reset(seed)
     env = gym.make(env_id, device="cpu", **tiny)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
@@ -28,7 +28,7 @@ from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticP
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.utils import get_device, obs_as_tensor
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 from hypergym.hyperstate import GradientHistory, policy_layers
 from hypergym.learners.config import LearnerConfig
@@ -74,6 +74,24 @@ class UpdateResult:
     PPO, ``approx_kl`` and ``clip_fraction``."""
     diverged: bool = False
     """The update produced a non-finite loss, gradient or parameter and was rolled back."""
+
+
+def _raw_reward_source(venv: VecEnv) -> Callable[[], np.ndarray] | None:
+    """Where the last step's unnormalised, unclipped rewards can be read, if the env changes them.
+
+    An env that clips rewards itself (:class:`~hypergym.envs.atari.AtariVecEnv`) exposes them as
+    ``raw_rewards`` (looked up through ``VecEnvWrapper`` layers, so ``VecNormalize`` around it is fine);
+    otherwise ``VecNormalize`` keeps the rewards it scaled.
+    """
+    env: Any = venv
+    while env is not None:
+        if "raw_rewards" in vars(env):
+            holder = env
+            return lambda: holder.raw_rewards
+        env = getattr(env, "venv", None) if isinstance(env, VecEnvWrapper) else None
+    if isinstance(venv, VecNormalize):
+        return venv.get_original_reward
+    return None
 
 
 class OnPolicyLearner(ABC):
@@ -257,7 +275,7 @@ class OnPolicyLearner(ABC):
         raw = np.zeros((n_steps, self.n_envs), dtype=np.float64)
         returns: list[float] = []
         lengths: list[int] = []
-        normalizer = self.venv if isinstance(self.venv, VecNormalize) else None
+        raw_source = _raw_reward_source(self.venv)
         box = isinstance(self.action_space, spaces.Box)
         for t in range(n_steps):
             actions_t, values, log_probs = self._act(obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
@@ -269,7 +287,7 @@ class OnPolicyLearner(ABC):
                 else:
                     env_actions = np.clip(actions, self.action_space.low, self.action_space.high)  # type: ignore[attr-defined]
             new_obs, rewards, dones, infos = self.venv.step(env_actions)
-            raw[t] = normalizer.get_original_reward() if normalizer is not None else rewards
+            raw[t] = raw_source() if raw_source is not None else rewards
             for info in infos:
                 episode = info.get("episode")
                 if episode is not None:
