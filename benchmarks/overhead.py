@@ -24,11 +24,14 @@ import itertools
 import os
 import platform
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import torch
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import VecEnv
 
 import hypergym
 from hypergym.agents import StaticAgent, Transition, make_agent
@@ -64,12 +67,19 @@ def sb3_config(env: Any) -> tuple[type, dict[str, Any]]:
     return A2C, {**common, "use_rms_prop": cfg.use_rms_prop, "rms_prop_eps": cfg.rms_prop_eps}
 
 
-def run_sb3(env_id: str, steps: int, seed: int, **overrides: Any) -> float:
+def run_sb3(
+    env_id: str, steps: int, seed: int, venv_factory: Callable[..., VecEnv] | None = None, **overrides: Any
+) -> float:
+    """SB3 ``learn()`` env steps per second on the preset's inner env (or on ``venv_factory(hx, seed)``)."""
     env = gym.make(env_id, device="cpu", **overrides)
     hx = env.unwrapped
     algo, kwargs = sb3_config(env)
-    venv = make_task(hx.task, n_envs=hx.n_envs, seed=seed, normalize=hx.normalize, gamma=hx.config.gamma)
-    model = algo("MlpPolicy", venv, seed=seed, **kwargs)
+    if venv_factory is None:
+        venv = make_task(hx.task, n_envs=hx.n_envs, seed=seed, normalize=hx.normalize, gamma=hx.config.gamma)
+    else:
+        venv = venv_factory(hx, seed)
+    policy = "CnnPolicy" if is_image_space(venv.observation_space) else "MlpPolicy"
+    model = algo(policy, venv, seed=seed, **kwargs)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     elapsed = time.perf_counter() - start

@@ -25,10 +25,11 @@ class HyperRLEnv(gym.Env):
     """Online hyperparameter scheduling of a policy-gradient learner, as an MDP (Hyper-RL, EPGT).
 
     ## Description
-    The env owns one *inner run*: an A2C or PPO learner training on an inner task. Each ``step`` is ONE
-    policy update of that learner, with hyperparameters chosen by the action. Rollouts are collected
-    whenever the next update needs fresh data. An *update phase* is U update steps: for A2C
-    ``updates_per_phase`` updates (each followed by a new rollout), for PPO every minibatch step of one
+    The env owns one *inner run*: an A2C, ACKTR or PPO learner training on an inner task (classic control,
+    Box2D, MuJoCo or Atari). Each ``step`` is ONE policy update of that learner, with hyperparameters chosen
+    by the action. Rollouts are collected whenever the next update needs fresh data. An *update phase* is U
+    update steps: for A2C and ACKTR ``updates_per_phase`` updates (each followed by a new rollout), for PPO
+    every minibatch step of one
     rollout (``n_epochs`` passes of ``ceil(N / b)`` steps). The rollout collected right after the last
     step of a phase (the *environment phase*) yields the hyper-reward G.
 
@@ -37,8 +38,8 @@ class HyperRLEnv(gym.Env):
     hyperparameter most significant: see :mod:`hypergym.spaces`), or ``MultiDiscrete([B_i])`` with
     ``action_mode="multi_discrete"``. Actions outside the space raise ``ValueError``.
     Per-step hyperparameters (``learning_rate``, ``clip_range``, ``batch_size``, ``ent_coef``,
-    ``vf_coef``, ``max_grad_norm``) apply to this step's update; per-rollout ones (``gamma``,
-    ``gae_lambda``, ``n_epochs``) apply when the next rollout is collected.
+    ``vf_coef``, ``max_grad_norm``; ACKTR: ``kl_clip``, ``damping``) apply to this step's update;
+    per-rollout ones (``gamma``, ``gae_lambda``, ``n_epochs``) apply when the next rollout is collected.
 
     ## Observation Space
     The encoded hyper-state (``obs_mode``): a float32 ``Box`` with finite bounds. The raw hyper-state is
@@ -75,7 +76,7 @@ class HyperRLEnv(gym.Env):
 
     ## Arguments
     Args:
-        algo: ``"A2C"`` or ``"PPO"``.
+        algo: ``"A2C"``, ``"ACKTR"`` or ``"PPO"``.
         task: Inner task name (see :data:`hypergym.envs.TASKS`).
         total_env_steps: Inner env-step budget of a run.
         hyperparams: The hyperparameter space: ``name -> values`` (or a ``HyperparamSpace``).
@@ -83,7 +84,7 @@ class HyperRLEnv(gym.Env):
         obs_extras: Extras appended to the observation: any of ``"progress"``, ``"hyperparams"``.
         action_mode: ``"discrete"`` or ``"multi_discrete"``.
         reward: ``"episode_return"`` or ``"rollout_return"`` (or a ``HyperReward``).
-        updates_per_phase: U for A2C (update steps per phase). PPO's phase is always one rollout.
+        updates_per_phase: U for A2C and ACKTR (update steps per phase). PPO's phase is always one rollout.
         phases_per_episode: Update phases per learning episode; ``None``: the whole run.
         n_envs: Parallel inner envs.
         normalize: Wrap the inner env in ``VecNormalize``.
@@ -93,7 +94,8 @@ class HyperRLEnv(gym.Env):
             ``learning_rate``, ``train_every``, ``batch_size``, ``kl_weight``, ``freeze_after``).
         **learner_kwargs: Learner settings (``learning_rate``, ``n_steps``, ``batch_size``, ``n_epochs``,
             ``gamma``, ``gae_lambda``, ``clip_range``, ``ent_coef``, ``vf_coef``, ``max_grad_norm``,
-            ``policy_kwargs``, ...): the defaults that the action's values override.
+            ``policy_kwargs``; ACKTR: ``kl_clip``, ``damping``, ``momentum``, ``stat_decay``, ``stats_every``,
+            ``inverse_every``, ...): the defaults that the action's values override.
 
     ## Version History
     - v0 (hypergym 0.1): first release; ids are unversioned, as the card names them.
@@ -148,7 +150,7 @@ class HyperRLEnv(gym.Env):
         self.reward_fn = make_reward(reward, gamma=self.config.gamma)
         if algo == "PPO" and updates_per_phase is not None:
             raise ValueError(
-                "updates_per_phase applies to A2C only: a PPO update phase is every minibatch step of one "
+                "updates_per_phase applies to A2C and ACKTR only: a PPO update phase is every minibatch step of one "
                 "rollout (set n_epochs and batch_size instead)"
             )
         if updates_per_phase is not None and (not isinstance(updates_per_phase, int) or updates_per_phase < 1):

@@ -207,7 +207,7 @@ def test_divergence_sets_flag_adds_penalty_and_run_goes_on():
         ({"reward": "sharpe"}, ValueError, "choose from"),
         ({"hyperparams": {"momentum": (0.9,)}}, ValueError, "supports"),
         ({"hyperparams": {"learning_rate": (-1.0,)}}, ValueError, "positive"),
-        ({"updates_per_phase": 5}, ValueError, "A2C only"),
+        ({"updates_per_phase": 5}, ValueError, "A2C and ACKTR only"),
         ({"n_stepz": 5}, TypeError, "valid are"),
         ({"total_env_steps": 0}, ValueError, "positive"),
     ],

@@ -51,8 +51,17 @@ class A2CLearner(OnPolicyLearner):
         self._exhausted = True
 
     def _loss(self, batch: RolloutBufferSamples) -> tuple[torch.Tensor, dict[str, float]]:
+        return self._a2c_loss(batch, *self._evaluate(batch))
+
+    def _a2c_loss(
+        self,
+        batch: RolloutBufferSamples,
+        values: torch.Tensor,
+        log_prob: torch.Tensor,
+        entropy: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The A2C loss from the policy's outputs on the batch."""
         ent_coef, vf_coef = self._coefficients()
-        values, log_prob, entropy = self._evaluate(batch)
         advantages = batch.advantages
         if self.config.normalize_advantage:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

@@ -106,6 +106,8 @@ class OnPolicyLearner(ABC):
     """
 
     config_class: ClassVar[type[LearnerConfig]] = LearnerConfig
+    #: Whether gradients are clipped to ``max_grad_norm`` before the optimiser step (not in ACKTR).
+    clip_gradients: ClassVar[bool] = True
     #: Hyperparameters this learner accepts through :meth:`apply`, with their scope.
     scopes: ClassVar[Mapping[str, Scope]] = {}
 
@@ -362,11 +364,15 @@ class OnPolicyLearner(ABC):
         if not math.isfinite(losses["grad_norm"]):
             return False
         self.grad_history.push()
-        max_norm = float(self._hp.get("max_grad_norm", self.config.max_grad_norm))
-        self._in_force["max_grad_norm"] = max_norm
-        torch.nn.utils.clip_grads_with_norm_(self.params, max_norm, grad_norm)
+        if self.clip_gradients:
+            max_norm = float(self._hp.get("max_grad_norm", self.config.max_grad_norm))
+            self._in_force["max_grad_norm"] = max_norm
+            torch.nn.utils.clip_grads_with_norm_(self.params, max_norm, grad_norm)
         try:
             self.optimizer.step()
+        except FloatingPointError:
+            # K-FAC: a failed eigendecomposition or a non-finite natural gradient, raised before any change.
+            return False
         except (RuntimeError, OverflowError) as err:
             # A step size beyond float range fails inside the optimiser ("cannot be converted to type float
             # without overflow"): that is a divergence, not a crash. Anything else is a real error.

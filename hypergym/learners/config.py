@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["A2CConfig", "LearnerConfig", "PPOConfig"]
+__all__ = ["A2CConfig", "ACKTRConfig", "LearnerConfig", "PPOConfig"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,45 @@ class A2CConfig(LearnerConfig):
     """RMSprop epsilon."""
     rms_prop_alpha: float = 0.99
     """RMSprop smoothing constant."""
+
+
+@dataclass(frozen=True)
+class ACKTRConfig(LearnerConfig):
+    """ACKTR settings: A2C with K-FAC (defaults of the ACKTR code bases, baselines and ikostrikov's port)."""
+
+    learning_rate: float = 0.25
+    """K-FAC step size eta (the step is min(eta, sqrt(kl_clip / g^T F^-1 g)) before momentum)."""
+    n_steps: int = 20
+    """T, environment steps per env per rollout."""
+    gae_lambda: float = 0.95
+    """GAE lambda (the EPGT paper's ACKTR setting)."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient in the loss."""
+    max_grad_norm: float = math.inf
+    """Not used: K-FAC's trust region bounds the step instead of clipping (must stay ``inf``)."""
+    kl_clip: float = 0.001
+    """Trust-region radius on the step's predicted KL."""
+    damping: float = 0.01
+    """Tikhonov damping of the curvature."""
+    momentum: float = 0.9
+    """Momentum of the SGD step on the preconditioned gradient."""
+    stat_decay: float = 0.99
+    """Decay of the running averages of the Kronecker factors."""
+    weight_decay: float = 0.0
+    """L2 coefficient added to the gradient before preconditioning."""
+    stats_every: int = 1
+    """Ts: update the factors every Ts updates."""
+    inverse_every: int = 10
+    """Tf: recompute the factors' eigendecompositions every Tf updates."""
+    vf_fisher_coef: float = 1.0
+    """Weight of the value network's Fisher loss (noisy-target regression), as in baselines."""
+    damping_mode: str = "kronecker"
+    """``"kronecker"``: invert ``G x A + damping`` (ACKTR's code); ``"factored"``: ``(G + d)^-1 g (A + d)^-1``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_grad_norm != math.inf:
+            raise ValueError(
+                f"ACKTR does not clip gradients (its KL trust region bounds the step): max_grad_norm must stay "
+                f"inf, got {self.max_grad_norm!r}; set kl_clip instead"
+            )
