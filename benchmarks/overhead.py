@@ -12,6 +12,10 @@ SB3's, averaged over repeats.
     python benchmarks/overhead.py --steps 50000 --repeats 5 --obs-modes random raw stats
     python benchmarks/overhead.py --ids HyperRL-PPO-HalfCheetah --obs-modes vae --vae-hidden 64
     python benchmarks/overhead.py --agents default episodic   # also EPGT choosing the hyperparameters
+    python benchmarks/overhead.py --ids --acktr-ids HyperRL-ACKTR-HalfCheetah HyperRL-ACKTR-Pong
+
+ACKTR has no SB3 counterpart: ``--acktr-ids`` compares hypergym's ACKTR with hypergym's A2C on the same
+rollouts, update phase and network (its "A2C twin"), per env step and per update (``update_step`` only).
 
 The encoder share is the fraction of the time inside ``env.step`` spent in ``encoder.encode`` and
 ``encoder.on_update`` (the VAE's training).
@@ -109,13 +113,24 @@ def cost_neutral_space(env_id: str) -> dict[str, Any]:
     return {name: values for name, values in grid.items() if name not in ("batch_size", "n_epochs")}
 
 
-def run_hypergym(env_id: str, steps: int, seed: int, agent: str = "default", **overrides: Any) -> tuple[float, float]:
-    """Env steps per second, and the encoder's share of the time spent in ``env.step``."""
+def run_hypergym(
+    env_id: str,
+    steps: int,
+    seed: int,
+    agent: str = "default",
+    clocks: dict[str, float] | None = None,
+    **overrides: Any,
+) -> tuple[float, float]:
+    """Env steps per second, and the encoder's share of the time spent in ``env.step``.
+
+    ``clocks``, if given, receives the seconds spent in ``env.step`` (``"step"``) and in the learner's
+    ``update_step`` (``"update"``: the training part, without rollouts and encoder).
+    """
     if agent != "default":
         overrides.setdefault("hyperparams", cost_neutral_space(env_id))
     env = gym.make(env_id, total_env_steps=steps, device="cpu", **overrides)
     hyper_agent = StaticAgent(env) if agent == "default" else make_agent(agent, env, seed=seed)
-    encoder_clock, step_clock = [0.0], [0.0]
+    encoder_clock, step_clock, update_clock = [0.0], [0.0], [0.0]
     obs, info = env.reset(seed=seed)
     # Timing starts after the first rollout: from here each update phase is one training pass plus one
     # rollout, the same work per env step as one iteration of SB3's learn() (collect, then train).
@@ -123,6 +138,7 @@ def run_hypergym(env_id: str, steps: int, seed: int, agent: str = "default", **o
     encoder = env.unwrapped.encoder
     _timed(encoder, "encode", encoder_clock)
     _timed(encoder, "on_update", encoder_clock)
+    _timed(env.unwrapped.learner, "update_step", update_clock)
     while True:
         action = hyper_agent.act(obs, info)
         t0 = time.perf_counter()
@@ -137,12 +153,51 @@ def run_hypergym(env_id: str, steps: int, seed: int, agent: str = "default", **o
     elapsed = time.perf_counter() - start
     n = info["env_steps"] - start_steps
     env.close()
+    if clocks is not None:
+        clocks["step"] = clocks.get("step", 0.0) + step_clock[0]
+        clocks["update"] = clocks.get("update", 0.0) + update_clock[0]
     return n / elapsed, encoder_clock[0] / step_clock[0]
+
+
+def a2c_twin(acktr_id: str) -> tuple[str, dict[str, Any]]:
+    """The A2C id and overrides that train like ``acktr_id`` (same task, rollout, U, network) but with RMSprop."""
+    p = hypergym.preset(acktr_id)
+    overrides = {
+        name: p[name] for name in ("n_envs", "n_steps", "gamma", "gae_lambda", "updates_per_phase", "normalize")
+    }
+    if "cnn" in p:
+        overrides["cnn"] = p["cnn"]
+    return f"HyperRL-A2C-{p['task']}", overrides
+
+
+def acktr_vs_a2c(acktr_ids: list[str], steps: int, repeats: int) -> None:
+    """Hypergym ACKTR vs hypergym A2C with the same rollouts and network: env steps/s and update time."""
+    print(
+        f"\n{'ACKTR id (vs its A2C twin)':34s} {'A2C steps/s':>12s} {'ACKTR steps/s':>14s} {'ratio':>6s} "
+        f"{'A2C ms/update':>14s} {'ACKTR ms/update':>16s} {'K-FAC overhead/update':>22s}"
+    )
+    for acktr_id in acktr_ids:
+        a2c_id, a2c_overrides = a2c_twin(acktr_id)
+        fps = {"A2C": 0.0, "ACKTR": 0.0}
+        clocks: dict[str, dict[str, float]] = {"A2C": {}, "ACKTR": {}}
+        updates = {"A2C": 0, "ACKTR": 0}
+        for r in range(repeats):
+            for algo, env_id, kw in (("A2C", a2c_id, a2c_overrides), ("ACKTR", acktr_id, {})):
+                f, _ = run_hypergym(env_id, steps, seed=r, clocks=clocks[algo], obs_mode="random", **kw)
+                fps[algo] += f / repeats
+                p = hypergym.preset(acktr_id)
+                updates[algo] += (steps - p["n_steps"] * p["n_envs"]) // (p["n_steps"] * p["n_envs"])
+        ms = {algo: 1000 * clocks[algo]["update"] / max(updates[algo], 1) for algo in fps}
+        print(
+            f"{acktr_id:34s} {fps['A2C']:12.0f} {fps['ACKTR']:14.0f} {fps['ACKTR'] / fps['A2C']:6.3f} "
+            f"{ms['A2C']:14.1f} {ms['ACKTR']:16.1f} {ms['ACKTR'] / ms['A2C'] - 1:22.0%}",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ids", nargs="+", default=["HyperRL-PPO-HalfCheetah", "HyperRL-A2C-HalfCheetah"])
+    parser.add_argument("--ids", nargs="*", default=["HyperRL-PPO-HalfCheetah", "HyperRL-A2C-HalfCheetah"])
     parser.add_argument("--steps", type=int, default=20_000, help="inner env steps per run (>= 20k for the README)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--obs-modes", nargs="+", default=["random", "vae"])
@@ -156,6 +211,14 @@ def main() -> None:
         "the cost-neutral grid (the preset's grid without batch_size / n_epochs, whose values change the "
         "compute per env step)",
     )
+    parser.add_argument(
+        "--acktr-ids",
+        nargs="*",
+        default=[],
+        help="also compare hypergym ACKTR with hypergym A2C (same rollouts, U and network) on these ids, "
+        "e.g. HyperRL-ACKTR-HalfCheetah HyperRL-ACKTR-Pong",
+    )
+    parser.add_argument("--acktr-steps", type=int, default=9_920, help="inner env steps per ACKTR/A2C run")
     args = parser.parse_args()
 
     print(
@@ -184,6 +247,8 @@ def main() -> None:
             f"{share_total / args.repeats:14.1%}",
             flush=True,
         )
+    if args.acktr_ids:
+        acktr_vs_a2c(args.acktr_ids, args.acktr_steps, args.repeats)
 
 
 if __name__ == "__main__":

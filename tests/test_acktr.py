@@ -265,3 +265,31 @@ def test_overflowing_step_is_flagged_rolled_back_and_the_run_goes_on():
     assert all(torch.isfinite(p).all() for p in learner.params)
     assert learner.updates == len(infos) == 2 * 10  # two whole phases of U = 10 updates ran
     env.close()
+
+
+@pytest.mark.slow
+def test_acktr_learns_cartpole_beside_a2c(tmp_path):
+    # 100k env steps, 3 seeds, the default hyperparameters: mean return of the last 10 inner episodes.
+    import hypergym
+    from hypergym.agents import StaticAgent
+
+    rng = np.random.default_rng(0)
+    cartpole = gym.make("CartPole-v1")
+    random_returns = []
+    for episode in range(20):
+        cartpole.reset(seed=episode)
+        total, done = 0.0, False
+        while not done:
+            _, r, terminated, truncated, _ = cartpole.step(int(rng.integers(2)))
+            total, done = total + r, terminated or truncated
+        random_returns.append(total)
+    final = {}
+    for algo in ("ACKTR", "A2C"):
+        final[algo] = []
+        for seed in range(3):
+            env = gym.make(f"HyperRL-{algo}-CartPole", obs_mode="stats", device="cpu")
+            result = hypergym.run(env, StaticAgent(env), seed=seed, out=tmp_path / f"{algo}-{seed}", progress=False)
+            final[algo].append(result.final_return)
+            env.close()
+    print(f"random policy {np.mean(random_returns):.1f}; final returns {final}")
+    assert min(final["ACKTR"]) > 5 * np.mean(random_returns)

@@ -49,7 +49,8 @@ def test_compare_runs_in_worker_processes_and_reuses_finished_runs(tmp_path, cap
 
 def test_run_writes_a_run_directory(tmp_path, capsys):
     out = tmp_path / "one"
-    assert main(["run", "HyperRL-A2C-CartPole", "--agent", "episodic", "--seed", "3", "--out", str(out), *TINY]) == 0
+    argv = ["run", "HyperRL-A2C-CartPole", "--agent", "episodic", "--seed", "3", "--out", str(out), *TINY]
+    assert main([*argv, "total_env_steps=4000"]) == 0
     assert (out / "steps.csv").is_file() and (out / "summary.json").is_file()
     assert "run directory" in capsys.readouterr().out
 

@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 from hypergym.hyperstate import GradientHistory, policy_layers
 from hypergym.learners.config import LearnerConfig
+from hypergym.learners.networks import CNNS
 from hypergym.learners.rollback import Snapshot
 from hypergym.seeding import TorchRNG, derive_seeds
 from hypergym.spaces import _check_value
@@ -171,8 +172,15 @@ class OnPolicyLearner(ABC):
     # ------------------------------------------------------------------ construction
     def _build_policy(self) -> ActorCriticPolicy:
         """SB3's actor-critic policy (CNN features for image observations) with this learner's optimiser."""
-        policy_class = ActorCriticCnnPolicy if is_image_space(self.observation_space) else ActorCriticPolicy
+        image = is_image_space(self.observation_space)
+        policy_class = ActorCriticCnnPolicy if image else ActorCriticPolicy
         kwargs: dict[str, Any] = dict(self.config.policy_kwargs)
+        if image:
+            kwargs.setdefault("features_extractor_class", CNNS[self.config.cnn])
+            # SB3 adds a 64-64 MLP after any extractor but NatureCNN; Atari nets feed the heads directly.
+            kwargs.setdefault("net_arch", [])
+        elif self.config.cnn != "nature":
+            raise ValueError(f"cnn={self.config.cnn!r} applies to image observations only; this task's are not images")
         kwargs.update(self._optimizer_kwargs())
         lr = float(self.config.learning_rate)
         return policy_class(self.observation_space, self.action_space, lambda _: lr, **kwargs)

@@ -31,6 +31,8 @@ class LearnerConfig:
     """Standardise advantages within each batch."""
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of SB3's ``ActorCriticPolicy`` (e.g. ``{"net_arch": [16]}``)."""
+    cnn: str = "nature"
+    """Image observations only: ``"nature"`` (SB3's NatureCNN) or ``"acktr"`` (ACKTR's 32-64-32-512 net)."""
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -52,6 +54,8 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         if self.n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {self.n_steps!r}")
+        if self.cnn not in ("nature", "acktr"):
+            raise ValueError(f"unknown cnn {self.cnn!r}; choose from ['acktr', 'nature']")
 
 
 @dataclass(frozen=True)

@@ -153,25 +153,37 @@ class KFAC(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ factors
     def _factors(self, module: Block) -> tuple[torch.Tensor, torch.Tensor]:
-        """This batch's ``(A, G)`` of one block, from the recorded input and output gradient."""
+        """This batch's ``(A, G)`` of one block, from the recorded input and output gradient.
+
+        The ones column of the bias is never materialised: ``[x, 1]^T [x, 1]`` is assembled from
+        ``x^T x``, the column sums of ``x`` and the row count, and scalings are applied to the small
+        factors (on Atari the conv patch matrices are ~100 MB, so every copy of them counts).
+        """
         x, g = self._inputs[module], self._output_grads[module]
         batch = x.shape[0]
         if isinstance(module, nn.Conv2d):
-            patches = _patches(x, module)  # [B * T, C_in * kh * kw]
-            spatial = g.shape[2] * g.shape[3]
-            if module.bias is not None:
-                patches = torch.cat([patches, patches.new_ones(patches.shape[0], 1)], dim=1)
-            patches = patches / spatial
-            a_new = patches.T @ patches / batch
-            g = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]) * (batch * spatial)
-            g_new = g.T @ g / g.shape[0]
+            if isinstance(module.padding, str):
+                raise ValueError("K-FAC supports Conv2d with numeric padding only")
+            patches = F.unfold(
+                x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
+            )  # [B, C_in * kh * kw, T]
+            spatial = patches.shape[2]
+            a_scale = 1.0 / (spatial * spatial * batch)
+            a_new = (
+                _with_bias_row(
+                    torch.tensordot(patches, patches, dims=([0, 2], [0, 2])),
+                    patches.sum((0, 2)),
+                    batch * spatial,
+                    module.bias is not None,
+                )
+                * a_scale
+            )
+            g_new = torch.tensordot(g, g, dims=([0, 2, 3], [0, 2, 3])) * (batch * spatial)
         else:
             x = x.reshape(-1, x.shape[-1])
-            if module.bias is not None:
-                x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
-            a_new = x.T @ x / batch
-            g = g.reshape(-1, g.shape[-1]) * batch
-            g_new = g.T @ g / g.shape[0]
+            a_new = _with_bias_row(x.T @ x, x.sum(0), x.shape[0], module.bias is not None) / batch
+            g = g.reshape(-1, g.shape[-1])
+            g_new = (g.T @ g) * (batch * batch / g.shape[0])
         return a_new, g_new
 
     def _update_factors(self) -> None:
@@ -292,11 +304,14 @@ class KFAC(torch.optim.Optimizer):
         self._handles = []
 
 
-def _patches(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """The ``[B * T, C_in * kh * kw]`` input patches a Conv2d multiplies with its flattened weight."""
-    if isinstance(conv.padding, str):
-        raise ValueError("K-FAC supports Conv2d with numeric padding only")
-    unfolded = F.unfold(
-        x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride
-    )  # [B, C_in * kh * kw, T]
-    return unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])
+def _with_bias_row(xtx: torch.Tensor, col_sums: torch.Tensor, n_rows: int, bias: bool) -> torch.Tensor:
+    """``[x, 1]^T [x, 1]`` from ``x^T x``, the column sums of ``x`` and its row count (``x^T x`` without bias)."""
+    if not bias:
+        return xtx
+    k = xtx.shape[0]
+    out = xtx.new_empty(k + 1, k + 1)
+    out[:k, :k] = xtx
+    out[:k, k] = col_sums
+    out[k, :k] = col_sums
+    out[k, k] = n_rows
+    return out
