@@ -8,7 +8,7 @@ from conftest import TINY_NET
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
-from hypergym.encoders import RandomEncoder, StatsEncoder, VAEEncoder
+from hypergym.encoders import RandomEncoder, StatsEncoder, VAEEncoder, projection
 from hypergym.encoders.stats import FEATURES
 from hypergym.hyperstate import HyperStateProjector, policy_layers
 
@@ -180,11 +180,18 @@ def test_random_encoder_is_a_fixed_tanh_projection():
     )
 
 
-def test_numpy_projection_equals_the_torch_projection():
-    env = gym.make("HyperRL-PPO-CartPole", obs_mode="raw", n_steps=32, policy_kwargs=TINY_NET, device="cpu")
-    env.reset(seed=0)
-    run_steps(env, 5)
-    hx = env.unwrapped
-    with torch.no_grad():
-        expected = hx.encoder.hyperstate(hx.learner).numpy()
-    np.testing.assert_allclose(hx.encoder.encode(hx.learner), expected, rtol=1e-5, atol=1e-7)
+@pytest.mark.parametrize("numpy_max_weights", [200_000, 0])
+def test_numpy_and_layerwise_torch_projections_equal_the_torch_projector(monkeypatch, numpy_max_weights):
+    # 0 forces the layer-wise torch path that large (CNN) learners take.
+    monkeypatch.setattr(projection, "NUMPY_MAX_WEIGHTS", numpy_max_weights)
+    for obs_mode in ("raw", "random"):
+        env = gym.make("HyperRL-PPO-CartPole", obs_mode=obs_mode, n_steps=32, policy_kwargs=TINY_NET, device="cpu")
+        env.reset(seed=0)
+        run_steps(env, 5)
+        hx = env.unwrapped
+        assert hx.encoder._numpy == (numpy_max_weights > 0)
+        with torch.no_grad():
+            expected = hx.encoder.hyperstate(hx.learner)
+            if obs_mode == "random":
+                expected = torch.tanh(hx.encoder.A @ expected)
+        np.testing.assert_allclose(hx.encoder.encode(hx.learner), expected.numpy(), rtol=1e-5, atol=1e-6)
