@@ -1,7 +1,8 @@
 """hypergym environments: ``HyperRLEnv`` and the inner-task catalogue."""
 
+from hypergym.envs.atari import AtariVecEnv
 from hypergym.envs.hyperrl_env import HyperRLEnv
 from hypergym.envs.tasks import TASKS, TaskSpec, make_task, task_spaces
 from hypergym.envs.tiny import Countdown
 
-__all__ = ["TASKS", "Countdown", "HyperRLEnv", "TaskSpec", "make_task", "task_spaces"]
+__all__ = ["TASKS", "AtariVecEnv", "Countdown", "HyperRLEnv", "TaskSpec", "make_task", "task_spaces"]

@@ -233,8 +233,8 @@ def test_make_without_prior_import():
 
 
 def _registered_ids() -> list:
-    # Atari ids cost seconds each (NatureCNN, an 8k-dim VAE): two run by default, the rest under -m slow.
-    fast_atari = {"HyperRL-PPO-Pong", "HyperRL-A2C-Breakout"}
+    # Atari ids cost seconds each (CNN, an 8k-dim VAE): one per algorithm by default, the rest under -m slow.
+    fast_atari = {"HyperRL-PPO-Pong", "HyperRL-A2C-Breakout", "HyperRL-ACKTR-Pong"}
     return [
         pytest.param(env_id, marks=pytest.mark.slow)
         if hypergym.PRESETS[env_id]["task"] in ATARI_GAMES and env_id not in fast_atari
