@@ -124,7 +124,8 @@ def run_hypergym(
     """Env steps per second, and the encoder's share of the time spent in ``env.step``.
 
     ``clocks``, if given, receives the seconds spent in ``env.step`` (``"step"``) and in the learner's
-    ``update_step`` (``"update"``: the training part, without rollouts and encoder).
+    ``update_step`` (``"update"``: the training part, without rollouts and encoder), and the number of
+    updates timed (``"updates"``).
     """
     if agent != "default":
         overrides.setdefault("hyperparams", cost_neutral_space(env_id))
@@ -134,7 +135,7 @@ def run_hypergym(
     obs, info = env.reset(seed=seed)
     # Timing starts after the first rollout: from here each update phase is one training pass plus one
     # rollout, the same work per env step as one iteration of SB3's learn() (collect, then train).
-    start, start_steps = time.perf_counter(), info["env_steps"]
+    start, start_steps, start_updates = time.perf_counter(), info["env_steps"], info["updates"]
     encoder = env.unwrapped.encoder
     _timed(encoder, "encode", encoder_clock)
     _timed(encoder, "on_update", encoder_clock)
@@ -156,6 +157,7 @@ def run_hypergym(
     if clocks is not None:
         clocks["step"] = clocks.get("step", 0.0) + step_clock[0]
         clocks["update"] = clocks.get("update", 0.0) + update_clock[0]
+        clocks["updates"] = clocks.get("updates", 0.0) + info["updates"] - start_updates
     return n / elapsed, encoder_clock[0] / step_clock[0]
 
 
@@ -180,14 +182,11 @@ def acktr_vs_a2c(acktr_ids: list[str], steps: int, repeats: int) -> None:
         a2c_id, a2c_overrides = a2c_twin(acktr_id)
         fps = {"A2C": 0.0, "ACKTR": 0.0}
         clocks: dict[str, dict[str, float]] = {"A2C": {}, "ACKTR": {}}
-        updates = {"A2C": 0, "ACKTR": 0}
         for r in range(repeats):
             for algo, env_id, kw in (("A2C", a2c_id, a2c_overrides), ("ACKTR", acktr_id, {})):
                 f, _ = run_hypergym(env_id, steps, seed=r, clocks=clocks[algo], obs_mode="random", **kw)
                 fps[algo] += f / repeats
-                p = hypergym.preset(acktr_id)
-                updates[algo] += (steps - p["n_steps"] * p["n_envs"]) // (p["n_steps"] * p["n_envs"])
-        ms = {algo: 1000 * clocks[algo]["update"] / max(updates[algo], 1) for algo in fps}
+        ms = {algo: 1000 * clocks[algo]["update"] / clocks[algo]["updates"] for algo in fps}
         print(
             f"{acktr_id:34s} {fps['A2C']:12.0f} {fps['ACKTR']:14.0f} {fps['ACKTR'] / fps['A2C']:6.3f} "
             f"{ms['A2C']:14.1f} {ms['ACKTR']:16.1f} {ms['ACKTR'] / ms['A2C'] - 1:22.0%}",

@@ -123,6 +123,20 @@ class HyperStateProjector(nn.Module):
         parts = [torch.matmul(stack, c).flatten(-3) for stack, c in zip(stacks, self.C, strict=True)]
         return torch.cat(parts, dim=-1)
 
+    def project(self, weights: list[torch.Tensor], history: GradientHistory) -> torch.Tensor:
+        """``s`` of the learner now: :meth:`forward` of :func:`layer_stacks`, without building the stacks.
+
+        Each weight and gradient is multiplied by its ``C`` in place of being copied into a stack first
+        (for NatureCNN the stacks are ~19 MB per hyper-step). Same layout as :meth:`forward`.
+        """
+        parts = []
+        for m, (w, c) in enumerate(zip(weights, self.C, strict=True)):
+            rows = w.shape[0]
+            parts.append((w.detach().reshape(rows, -1) @ c[0]).flatten())
+            for n in range(1, history.n_orders + 1):
+                parts.append((history.gradients(n)[m].reshape(rows, -1) @ c[n]).flatten())
+        return torch.cat(parts)
+
 
 def layer_stacks(weights: list[torch.Tensor], history: GradientHistory) -> list[torch.Tensor]:
     """Per layer, ``[W, grad_1, ..., grad_N]`` as one ``[N_order + 1, rows, cols]`` tensor (detached)."""

@@ -10,7 +10,7 @@ from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
 from hypergym.encoders import RandomEncoder, StatsEncoder, VAEEncoder, projection
 from hypergym.encoders.stats import FEATURES
-from hypergym.hyperstate import HyperStateProjector, policy_layers
+from hypergym.hyperstate import HyperStateProjector, layer_stacks, policy_layers
 
 TINY_A2C = {"n_steps": 5, "policy_kwargs": TINY_NET, "device": "cpu"}
 
@@ -191,7 +191,9 @@ def test_numpy_and_layerwise_torch_projections_equal_the_torch_projector(monkeyp
         hx = env.unwrapped
         assert hx.encoder._numpy == (numpy_max_weights > 0)
         with torch.no_grad():
-            expected = hx.encoder.hyperstate(hx.learner)
+            # The reference: the projector's batched forward over explicitly stacked [W, g1, g2].
+            expected = hx.encoder.projector(layer_stacks(hx.learner.layer_weights, hx.learner.grad_history))
+            torch.testing.assert_close(hx.encoder.hyperstate(hx.learner), expected)
             if obs_mode == "random":
                 expected = torch.tanh(hx.encoder.A @ expected)
         np.testing.assert_allclose(hx.encoder.encode(hx.learner), expected.numpy(), rtol=1e-5, atol=1e-6)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from hypergym.hyperstate import HyperStateProjector, layer_stacks
+from hypergym.hyperstate import HyperStateProjector
 
 if TYPE_CHECKING:
     from hypergym.learners.base import OnPolicyLearner
@@ -60,7 +60,7 @@ class HyperStateEncoder(ABC):
 
     def hyperstate(self, learner: OnPolicyLearner) -> torch.Tensor:
         """The raw hyper-state ``s`` of the learner now."""
-        return self.projector(layer_stacks(learner.layer_weights, learner.grad_history))
+        return self.projector.project(learner.layer_weights, learner.grad_history)
 
     @abstractmethod
     def encode(self, learner: OnPolicyLearner) -> np.ndarray:

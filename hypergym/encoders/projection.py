@@ -21,14 +21,14 @@ NUMPY_MAX_WEIGHTS = 200_000
 
 
 class FixedProjectionEncoder(HyperStateEncoder):
-    """Base of the encoders whose ``C`` never changes: ``s`` is computed without autograd, layer by layer.
+    """Base of the encoders whose ``C`` never changes: ``s`` is computed without autograd.
 
     For the small matrices of an MLP learner (up to :data:`NUMPY_MAX_WEIGHTS` weights) a NumPy matmul
     costs a fraction of a torch call, and the CPU tensors are shared with NumPy without a copy, so that
     path is several times faster. For larger networks (NatureCNN: 1.7M weights) NumPy's BLAS starts a
     thread pool of its own whose spinning threads then compete with torch's for the cores during the next
     update (measured on Atari PPO: 10% of the learner's speed on 2 cores), so the same products run as
-    torch ops in torch's pool. Both paths equal the torch projector's ``s``.
+    torch ops in torch's pool (:meth:`HyperStateEncoder.hyperstate`). Both paths give the same ``s``.
     """
 
     def __init__(self, learner: OnPolicyLearner, seed: int, **kwargs: Any) -> None:
@@ -39,16 +39,8 @@ class FixedProjectionEncoder(HyperStateEncoder):
 
     @torch.no_grad()
     def hyperstate_tensor(self, learner: OnPolicyLearner) -> torch.Tensor:
-        """``s`` as a float32 tensor on the learner's device, non-finite entries mapped into float32's range."""
-        history = learner.grad_history
-        parts = []
-        for m, w in enumerate(learner.layer_weights):
-            c = self.projector.C[m].detach()
-            rows = w.shape[0]
-            parts.append((w.detach().reshape(rows, -1) @ c[0]).flatten())
-            for n in range(1, history.n_orders + 1):
-                parts.append((history.gradients(n)[m].reshape(rows, -1) @ c[n]).flatten())
-        return torch.nan_to_num(torch.cat(parts), nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
+        """``s`` without autograd, non-finite entries mapped into float32's finite range."""
+        return torch.nan_to_num(self.hyperstate(learner), nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
 
     def hyperstate_numpy(self, learner: OnPolicyLearner) -> np.ndarray:
         """``s`` as a float32 NumPy vector, non-finite entries mapped into float32's finite range."""
