@@ -19,13 +19,21 @@ __all__ = ["PRESETS", "PRESET_SOURCES", "RunResult", "__version__", "preset", "r
 
 #: Entry point of every registered id.
 ENTRY_POINT = "hypergym.envs.hyperrl_env:HyperRLEnv"
+#: Vector entry point of every registered id: ``gym.make_vec(id, num_envs=N)`` builds a population.
+VECTOR_ENTRY_POINT = "hypergym.envs.hyperrl_vector_env:HyperRLVectorEnv"
 
 
 def register_envs() -> None:
     """Register every preset id with Gymnasium (idempotent)."""
     for env_id, kwargs in PRESETS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point=ENTRY_POINT, kwargs=kwargs, order_enforce=True)
+            register(
+                id=env_id,
+                entry_point=ENTRY_POINT,
+                vector_entry_point=VECTOR_ENTRY_POINT,
+                kwargs=kwargs,
+                order_enforce=True,
+            )
 
 
 register_envs()

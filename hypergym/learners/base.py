@@ -37,7 +37,7 @@ from hypergym.learners.rollback import Snapshot
 from hypergym.seeding import TorchRNG, derive_seeds
 from hypergym.spaces import _check_value
 
-__all__ = ["OnPolicyLearner", "RolloutStats", "Scope", "UpdateResult"]
+__all__ = ["OnPolicyLearner", "RolloutStats", "Scope", "UpdateResult", "build_policy"]
 
 #: How many completed episodes the learner remembers for the reward's fallback.
 RECENT_EPISODES = 10
@@ -93,6 +93,31 @@ def _raw_reward_source(venv: VecEnv) -> Callable[[], np.ndarray] | None:
     if isinstance(venv, VecNormalize):
         return venv.get_original_reward
     return None
+
+
+def build_policy(
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    config: LearnerConfig,
+    optimizer_kwargs: Mapping[str, Any] | None = None,
+) -> ActorCriticPolicy:
+    """SB3's actor-critic policy for ``config`` (CNN features for image observations), on the CPU.
+
+    Weights are drawn from torch's global generator: call it inside a seeded stream
+    (:class:`~hypergym.seeding.TorchRNG`). A population builds its members' initial weights with it too.
+    """
+    image = is_image_space(observation_space)
+    policy_class = ActorCriticCnnPolicy if image else ActorCriticPolicy
+    kwargs: dict[str, Any] = dict(config.policy_kwargs)
+    if image:
+        kwargs.setdefault("features_extractor_class", CNNS[config.cnn])
+        # SB3 adds a 64-64 MLP after any extractor but NatureCNN; Atari nets feed the heads directly.
+        kwargs.setdefault("net_arch", [])
+    elif config.cnn != "nature":
+        raise ValueError(f"cnn={config.cnn!r} applies to image observations only; this task's are not images")
+    kwargs.update(optimizer_kwargs or {})
+    lr = float(config.learning_rate)
+    return policy_class(observation_space, action_space, lambda _: lr, **kwargs)
 
 
 class OnPolicyLearner(ABC):
@@ -172,18 +197,7 @@ class OnPolicyLearner(ABC):
     # ------------------------------------------------------------------ construction
     def _build_policy(self) -> ActorCriticPolicy:
         """SB3's actor-critic policy (CNN features for image observations) with this learner's optimiser."""
-        image = is_image_space(self.observation_space)
-        policy_class = ActorCriticCnnPolicy if image else ActorCriticPolicy
-        kwargs: dict[str, Any] = dict(self.config.policy_kwargs)
-        if image:
-            kwargs.setdefault("features_extractor_class", CNNS[self.config.cnn])
-            # SB3 adds a 64-64 MLP after any extractor but NatureCNN; Atari nets feed the heads directly.
-            kwargs.setdefault("net_arch", [])
-        elif self.config.cnn != "nature":
-            raise ValueError(f"cnn={self.config.cnn!r} applies to image observations only; this task's are not images")
-        kwargs.update(self._optimizer_kwargs())
-        lr = float(self.config.learning_rate)
-        return policy_class(self.observation_space, self.action_space, lambda _: lr, **kwargs)
+        return build_policy(self.observation_space, self.action_space, self.config, self._optimizer_kwargs())
 
     def _optimizer_kwargs(self) -> dict[str, Any]:
         """Optimiser class and arguments for the policy (default: SB3's Adam with eps 1e-5)."""

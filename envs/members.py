@@ -1,0 +1,205 @@
+"""The inner environments of a population: M members x E envs, stepped together, kept independent.
+
+:class:`MemberVecEnv` holds one Gymnasium env per (member, env) pair and steps them in one loop, with
+SB3's semantics for each member (what ``make_vec_env`` + ``Monitor`` + ``DummyVecEnv`` +
+``VecNormalize`` give a single run): same-step autoreset with the terminal observation kept, time-limit
+truncation flagged for bootstrapping, raw episode returns and lengths recorded, and, with
+``normalize=True``, per-member running statistics of observations and discounted returns
+(:class:`MemberNormalizer`), so member ``i``'s normalisation never sees member ``j``'s data.
+
+Why not Gymnasium's vector envs: ``CartPoleVectorEnv`` draws every reset state from one shared RNG, sized by
+how many envs are done, so one member's episode ends would shift another member's initial states (the
+members would not be independent); and ``SyncVectorEnv`` merges every info key of every env into arrays
+at each step, which costs about 30% of a HalfCheetah step (measured: 7.5k vs 10.3k steps/s for 16 envs).
+Env ``k`` of member ``i`` is seeded ``seeds[i] + k`` at its first reset, as ``make_vec_env`` seeds a single
+run's envs, so a member starts from the same states as the single run with the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hypergym.envs.tasks import _make_one, _spec
+
+__all__ = ["MemberNormalizer", "MemberStep", "MemberVecEnv"]
+
+
+class MemberNormalizer:
+    """SB3's ``VecNormalize`` statistics, one set per member (observations and discounted returns).
+
+    Same formulas and constants as SB3 (``RunningMeanStd`` with count 1e-4, epsilon 1e-8, clipping at
+    10): observations are standardised by the member's running mean and variance, rewards divided by the
+    standard deviation of the member's running discounted return.
+
+    Args:
+        n_members: M.
+        n_envs: E, envs per member.
+        obs_dim: Observation size.
+        gamma: Discount of the return whose variance scales the rewards.
+    """
+
+    epsilon = 1e-8
+    clip_obs = 10.0
+    clip_reward = 10.0
+
+    def __init__(self, n_members: int, n_envs: int, obs_dim: int, gamma: float) -> None:
+        self.gamma = gamma
+        self.obs_mean = np.zeros((n_members, obs_dim))
+        self.obs_var = np.ones((n_members, obs_dim))
+        self.obs_count = np.full(n_members, 1e-4)
+        self.ret_mean = np.zeros(n_members)
+        self.ret_var = np.ones(n_members)
+        self.ret_count = np.full(n_members, 1e-4)
+        self.returns = np.zeros((n_members, n_envs))
+
+    @staticmethod
+    def _update(
+        mean: np.ndarray, var: np.ndarray, count: np.ndarray, batch: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chan's parallel update (SB3's ``RunningMeanStd.update``), batch axis 1, per member."""
+        batch_mean = batch.mean(axis=1)
+        batch_var = batch.var(axis=1)
+        n = batch.shape[1]
+        delta = batch_mean - mean
+        total = count + n
+        c = count.reshape(count.shape + (1,) * (mean.ndim - 1))
+        t = total.reshape(c.shape)
+        new_mean = mean + delta * n / t
+        m2 = var * c + batch_var * n + np.square(delta) * c * n / t
+        return new_mean, m2 / t, total
+
+    def update_obs(self, obs: np.ndarray) -> None:
+        """Add ``obs [M, E, D]`` to each member's statistics."""
+        self.obs_mean, self.obs_var, self.obs_count = self._update(self.obs_mean, self.obs_var, self.obs_count, obs)
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        """``clip((obs - mean) / sqrt(var + eps), -10, 10)`` with each member's statistics (``obs [M, ..., D]``)."""
+        shape = (obs.shape[0],) + (1,) * (obs.ndim - 2) + (obs.shape[-1],)
+        mean = self.obs_mean.reshape(shape)
+        std = np.sqrt(self.obs_var.reshape(shape) + self.epsilon)
+        return np.clip((obs - mean) / std, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def normalize_member_obs(self, member: int, obs: np.ndarray) -> np.ndarray:
+        """One observation of ``member`` normalised with its statistics."""
+        std = np.sqrt(self.obs_var[member] + self.epsilon)
+        return np.clip((obs - self.obs_mean[member]) / std, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def normalize_rewards(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """Update the discounted returns and their statistics, then scale ``rewards [M, E]``."""
+        self.returns = self.returns * self.gamma + rewards
+        self.ret_mean, self.ret_var, self.ret_count = self._update(
+            self.ret_mean, self.ret_var, self.ret_count, self.returns
+        )
+        scaled = rewards / np.sqrt(self.ret_var[:, None] + self.epsilon)
+        self.returns[dones] = 0.0
+        return np.clip(scaled, -self.clip_reward, self.clip_reward).astype(np.float32)
+
+
+@dataclass
+class MemberStep:
+    """What one step of every env of every member returned."""
+
+    obs: np.ndarray
+    """``[M, E, D]`` next observations (after same-step resets; normalised if the env normalises)."""
+    rewards: np.ndarray
+    """``[M, E]`` training rewards (normalised if the env normalises)."""
+    raw_rewards: np.ndarray
+    """``[M, E]`` the tasks' own rewards."""
+    dones: np.ndarray
+    """``[M, E]`` episode ended (terminated or truncated)."""
+    timeouts: list[tuple[int, int, np.ndarray]]
+    """``(member, env, terminal observation)`` of episodes cut by the time limit (to bootstrap from)."""
+    episodes: list[tuple[int, float, int]]
+    """``(member, raw return, length)`` of every episode that ended."""
+
+
+class MemberVecEnv:
+    """M x E inner envs with per-member seeds and normalisation statistics.
+
+    Args:
+        task: A task name of :data:`hypergym.envs.TASKS` (not Atari).
+        seeds: One env seed per member (member ``i``'s env ``k`` starts from ``seeds[i] + k``).
+        n_envs: E, envs per member.
+        normalize: Per-member ``VecNormalize`` statistics of observations and rewards.
+        gamma: Discount used for reward normalisation.
+    """
+
+    def __init__(
+        self, task: str, seeds: Sequence[int], n_envs: int = 1, normalize: bool = False, gamma: float = 0.99
+    ) -> None:
+        spec = _spec(task)
+        if spec.family == "atari":
+            raise ValueError(f"{task} is an Atari task; populations batch vector-observation tasks only")
+        if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+            raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+        self.n_members, self.n_envs = len(seeds), n_envs
+        self.seeds = [int(s) for s in seeds]
+        self.envs = [_make_one(spec) for _ in range(self.n_members * n_envs)]
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        for i, seed in enumerate(self.seeds):
+            for k in range(n_envs):
+                self.envs[i * n_envs + k].action_space.seed(seed + k)
+        obs_dim = int(np.prod(self.observation_space.shape))
+        self.normalizer = MemberNormalizer(self.n_members, n_envs, obs_dim, gamma) if normalize else None
+        self._obs = np.zeros((self.n_members, n_envs, obs_dim), dtype=np.float32)
+        self._ep_return = np.zeros(self.n_members * n_envs)
+        self._ep_length = np.zeros(self.n_members * n_envs, dtype=np.int64)
+
+    def reset(self) -> np.ndarray:
+        """Reset every env with its seed; returns ``[M, E, D]`` observations (normalised if set)."""
+        flat = self._obs.reshape(len(self.envs), -1)
+        for j, env in enumerate(self.envs):
+            flat[j], _ = env.reset(seed=self.seeds[j // self.n_envs] + j % self.n_envs)
+        self._ep_return[:] = 0.0
+        self._ep_length[:] = 0
+        obs = self._obs.copy()
+        if self.normalizer is not None:
+            self.normalizer.update_obs(obs)
+            return self.normalizer.normalize_obs(obs)
+        return obs
+
+    def step(self, actions: np.ndarray) -> MemberStep:
+        """Step every env with ``actions [M, E, ...]``; a finished episode resets in the same step."""
+        n = len(self.envs)
+        acts = actions.reshape((n,) + actions.shape[2:])
+        flat = self._obs.reshape(n, -1)
+        raw = np.zeros(n)
+        dones = np.zeros(n, dtype=bool)
+        timeouts: list[tuple[int, int, np.ndarray]] = []
+        episodes: list[tuple[int, float, int]] = []
+        for j, env in enumerate(self.envs):
+            obs, reward, terminated, truncated, _ = env.step(acts[j])
+            raw[j] = reward
+            if terminated or truncated:
+                dones[j] = True
+                member = j // self.n_envs
+                episodes.append((member, float(self._ep_return[j] + reward), int(self._ep_length[j] + 1)))
+                self._ep_return[j] = 0.0
+                self._ep_length[j] = 0
+                if truncated and not terminated:
+                    timeouts.append((member, j % self.n_envs, np.asarray(obs, dtype=np.float32)))
+                obs, _ = env.reset()
+            else:
+                self._ep_return[j] += reward
+                self._ep_length[j] += 1
+            flat[j] = obs
+        obs_out = self._obs.copy()
+        raw = raw.reshape(self.n_members, self.n_envs)
+        dones = dones.reshape(self.n_members, self.n_envs)
+        rewards = raw.astype(np.float32)
+        if self.normalizer is not None:
+            self.normalizer.update_obs(obs_out)
+            obs_out = self.normalizer.normalize_obs(obs_out)
+            timeouts = [(i, k, self.normalizer.normalize_member_obs(i, o)) for i, k, o in timeouts]
+            rewards = self.normalizer.normalize_rewards(raw, dones)
+        return MemberStep(obs_out, rewards, raw, dones, timeouts, episodes)
+
+    def close(self) -> None:
+        """Close every env."""
+        for env in self.envs:
+            env.close()
+

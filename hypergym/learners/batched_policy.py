@@ -1,0 +1,224 @@
+"""SB3's MLP actor-critic for a whole population: every member's parameters in one ``[M, P]`` tensor.
+
+Member ``i`` of a :class:`BatchedActorCritic` is the ``ActorCriticPolicy`` it was built from (same layers,
+activations, initial weights, distributions); the population's forward pass is one batched matmul per
+layer (``torch.baddbmm`` over the member dimension) instead of M module calls. All parameters live in
+one leaf tensor ``flat`` of shape ``[M, P]``; the layers are views of it, so
+
+- the loss of the population is the *sum* of the members' losses and ``flat.grad[i]`` is member ``i``'s
+  gradient (the members share no parameter);
+- per-member gradient norms, clipping, optimiser steps (:mod:`hypergym.learners.batched_optim`),
+  rollbacks and copies between members are row operations on ``[M, P]`` tensors.
+
+Supported: flat ``Box`` observations (SB3's ``FlattenExtractor``), ``Discrete`` actions (categorical)
+and ``Box`` actions (diagonal Gaussian with a state-independent ``log_std``), any ``net_arch`` and
+activation. Images (Atari) and other distributions are refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from torch import nn
+
+from hypergym.hyperstate import LayerInfo, policy_layers
+
+__all__ = ["BatchedActorCritic", "check_population_policy"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def check_population_policy(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """Raise a ``ValueError`` naming what is supported when a task cannot be batched.
+
+    Raises:
+        ValueError: For image or non-flat observations, or actions that are neither Discrete nor Box.
+    """
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"populations batch MLP policies over flat Box observations; this task's observations are "
+            f"{observation_space} (image tasks such as Atari run one HyperRLEnv per run: gym.make)"
+        )
+    if not isinstance(action_space, (spaces.Discrete, spaces.Box)) or (
+        isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
+    ):
+        raise ValueError(f"populations support Discrete and flat Box actions, got {action_space}")
+
+
+@dataclass(frozen=True)
+class _Linear:
+    """Where one Linear layer's weight and bias lie in a member's row of ``flat``."""
+
+    name: str
+    out_features: int
+    in_features: int
+    weight: slice
+    bias: slice
+
+
+class BatchedActorCritic:
+    """M actor-critic MLPs as one computation.
+
+    Args:
+        policies: One SB3 ``ActorCriticPolicy`` per member (same architecture); their current weights
+            become the members' initial weights. They are read, not kept.
+        device: Torch device of the stacked parameters.
+
+    Raises:
+        ValueError: If the policies are not MLP actor-critics over flat observations with a categorical
+            or diagonal Gaussian action distribution.
+    """
+
+    def __init__(self, policies: list[ActorCriticPolicy], device: torch.device) -> None:
+        if not policies:
+            raise ValueError("a population needs at least one member")
+        ref = policies[0]
+        check_population_policy(ref.observation_space, ref.action_space)
+        if not isinstance(ref.features_extractor, FlattenExtractor):
+            raise ValueError(f"populations need SB3's FlattenExtractor, got {type(ref.features_extractor).__name__}")
+        if getattr(ref, "squash_output", False):
+            raise ValueError("squashed (gSDE) Gaussian policies are not supported in populations")
+        self.n_members = len(policies)
+        self.device = device
+        self.discrete = isinstance(ref.action_space, spaces.Discrete)
+        self.action_dim = int(ref.action_space.n) if self.discrete else int(ref.action_space.shape[0])  # type: ignore[attr-defined]
+
+        # Layout: every Linear in module order (the hyper-state's order), then log_std for Gaussians.
+        offset = 0
+        self.linears: dict[str, _Linear] = {}
+        modules = dict(ref.named_modules())
+        _, self.layers = policy_layers(ref)
+        for info in self.layers:
+            module = modules[info.name]
+            assert isinstance(module, nn.Linear) and module.bias is not None
+            n_w, n_b = module.weight.numel(), module.bias.numel()
+            self.linears[info.name] = _Linear(
+                info.name,
+                module.out_features,
+                module.in_features,
+                slice(offset, offset + n_w),
+                slice(offset + n_w, offset + n_w + n_b),
+            )
+            offset += n_w + n_b
+        self.log_std_slice: slice | None = None
+        if not self.discrete:
+            self.log_std_slice = slice(offset, offset + self.action_dim)
+            offset += self.action_dim
+        self.n_params = offset
+        self.pi_layers, self.pi_acts = self._mlp(ref.mlp_extractor.policy_net, "mlp_extractor.policy_net")
+        self.vf_layers, self.vf_acts = self._mlp(ref.mlp_extractor.value_net, "mlp_extractor.value_net")
+        expected = {*self.pi_layers, *self.vf_layers, "action_net", "value_net"}
+        if set(self.linears) != expected:
+            raise ValueError(f"unsupported policy layout: layers {sorted(self.linears)}, expected {sorted(expected)}")
+
+        rows = torch.stack([self.row_of(p) for p in policies]).to(device)
+        self.flat = rows.requires_grad_(True)
+        """``[M, P]``: every member's parameters (the one leaf tensor the optimiser updates)."""
+
+    # ------------------------------------------------------------------ construction
+    def _mlp(self, seq: nn.Module, prefix: str) -> tuple[list[str], list[nn.Module]]:
+        """Names of a Sequential's Linear layers and the activation module after each."""
+        names: list[str] = []
+        acts: list[nn.Module] = []
+        for child_name, child in seq.named_children():
+            if isinstance(child, nn.Linear):
+                names.append(f"{prefix}.{child_name}")
+            elif names and len(acts) < len(names):
+                acts.append(child)
+            else:
+                raise ValueError(f"unsupported module {child} in {prefix} (Linear layers, each followed by one activation)")
+        if len(acts) != len(names):
+            raise ValueError(f"{prefix}: every Linear layer needs an activation after it")
+        return names, acts
+
+    def row_of(self, policy: ActorCriticPolicy, grad: bool = False) -> torch.Tensor:
+        """A single-run policy's parameters (or, with ``grad``, their gradients) as a row of ``flat``."""
+
+        def value(p: torch.Tensor) -> torch.Tensor:
+            t = p.grad if grad else p
+            return (torch.zeros_like(p) if t is None else t).detach().cpu().flatten()
+
+        modules = dict(policy.named_modules())
+        row = torch.empty(self.n_params)
+        for name, lin in self.linears.items():
+            module = modules[name]
+            row[lin.weight] = value(module.weight)  # type: ignore[arg-type]
+            row[lin.bias] = value(module.bias)  # type: ignore[arg-type]
+        if self.log_std_slice is not None:
+            row[self.log_std_slice] = value(policy.log_std)
+        return row
+
+    # ------------------------------------------------------------------ views
+    def weight(self, name: str, source: torch.Tensor | None = None) -> torch.Tensor:
+        """``[M, out, in]`` weight of layer ``name``, a view of ``source`` (default: ``flat``)."""
+        lin = self.linears[name]
+        src = self.flat if source is None else source
+        return src[:, lin.weight].view(self.n_members, lin.out_features, lin.in_features)
+
+    def bias(self, name: str, source: torch.Tensor | None = None) -> torch.Tensor:
+        """``[M, out]`` bias of layer ``name``."""
+        src = self.flat if source is None else source
+        return src[:, self.linears[name].bias]
+
+    def layer_weights(self, source: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The ``[M, rows, cols]`` weight of every hyper-state layer, in :func:`policy_layers` order."""
+        return [self.weight(info.name, source) for info in self.layers]
+
+    @property
+    def layer_infos(self) -> list[LayerInfo]:
+        """Shapes of the hyper-state layers (one member's)."""
+        return list(self.layers)
+
+    def log_std(self) -> torch.Tensor:
+        """``[M, action_dim]`` (Gaussian policies only)."""
+        assert self.log_std_slice is not None
+        return self.flat[:, self.log_std_slice]
+
+    # ------------------------------------------------------------------ forward
+    def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias(name).unsqueeze(1), x, self.weight(name).transpose(1, 2))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distribution parameters (logits or means) ``[M, B, A]`` and values ``[M, B]`` for ``obs [M, B, D]``."""
+        h = obs
+        for name, act in zip(self.pi_layers, self.pi_acts, strict=True):
+            h = act(self._linear(name, h))
+        v = obs
+        for name, act in zip(self.vf_layers, self.vf_acts, strict=True):
+            v = act(self._linear(name, v))
+        return self._linear("action_net", h), self._linear("value_net", v).squeeze(-1)
+
+    def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability ``[M, B]`` of ``actions`` and the distribution's entropy ``[M, B]``.
+
+        Categorical: ``actions`` is ``[M, B]`` integer; Gaussian: ``[M, B, A]``, log-probabilities and
+        entropies summed over action dimensions (as SB3's ``DiagGaussianDistribution``).
+        """
+        if self.discrete:
+            logp = torch.log_softmax(params, dim=-1)
+            log_prob = logp.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(logp.exp() * logp).sum(-1)
+            return log_prob, entropy
+        log_std = self.log_std().unsqueeze(1)  # [M, 1, A]
+        var = torch.exp(2 * log_std)
+        log_prob = (-((actions - params) ** 2) / (2 * var) - log_std - _HALF_LOG_2PI).sum(-1)
+        entropy = (0.5 + _HALF_LOG_2PI + log_std).sum(-1).expand_as(log_prob)
+        return log_prob, entropy
+
+    @torch.no_grad()
+    def sample(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Sample actions for every member (noise drawn for all members at once, so members stay independent).
+
+        Categorical: inverse CDF of one uniform per sample; Gaussian: ``mean + std * N(0, 1)``.
+        """
+        if self.discrete:
+            u = torch.rand(params.shape[:-1] + (1,), generator=generator, device=params.device)
+            cdf = torch.softmax(params, dim=-1).cumsum(-1)
+            return (cdf < u).sum(-1).clamp_(max=self.action_dim - 1)
+        noise = torch.randn(params.shape, generator=generator, device=params.device)
+        return params + self.log_std().exp().unsqueeze(1) * noise

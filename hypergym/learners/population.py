@@ -1,0 +1,565 @@
+"""Batched A2C and PPO: M independent inner runs (members) trained as one computation.
+
+A :class:`PopulationLearner` is the population counterpart of :class:`~hypergym.learners.OnPolicyLearner`:
+the same network (member ``i`` starts from exactly the weights of the single-run learner with the same
+seed), losses, GAE, timeout bootstrapping, optimiser (SB3's Adam / RMSprop settings) and rollback rules,
+but every member's parameters are rows of one ``[M, P]`` tensor (:class:`BatchedActorCritic`) and
+every per-step hyperparameter (``learning_rate``, ``clip_range``, ``ent_coef``, ``vf_coef``,
+``max_grad_norm``) and per-rollout one (``gamma``, ``gae_lambda``) is an ``[M]`` array. Gradients are
+clipped per member, optimiser steps use each member's learning rate, and a member whose update
+diverges is rolled back alone.
+
+Hyperparameters that change a member's amount of work per update (``batch_size``, ``n_epochs``,
+``n_steps``) stay at the configuration's values: every member takes the same number of update steps per
+rollout, so the members' update phases, rollouts and learning episodes stay in lockstep.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.utils import get_device
+
+from hypergym.learners.a2c import A2CLearner
+from hypergym.learners.base import RECENT_EPISODES, OnPolicyLearner, RolloutStats, Scope, build_policy
+from hypergym.learners.batched_optim import BatchedAdam, BatchedOptimizer, BatchedRMSprop
+from hypergym.learners.batched_policy import BatchedActorCritic
+from hypergym.learners.config import A2CConfig, LearnerConfig, PPOConfig
+from hypergym.learners.ppo import PPOLearner
+from hypergym.seeding import TorchRNG, derive_seeds
+from hypergym.spaces import _check_value
+
+if TYPE_CHECKING:
+    from hypergym.envs.members import MemberVecEnv
+
+__all__ = [
+    "POPULATION_LEARNERS",
+    "WORK_HYPERPARAMS",
+    "PopulationA2C",
+    "PopulationLearner",
+    "PopulationPPO",
+    "PopulationUpdate",
+    "batched_gae",
+]
+
+#: Hyperparameters that change how much work one member's update phase is; fixed in a population.
+WORK_HYPERPARAMS = ("batch_size", "n_epochs", "n_steps")
+
+_LOSS_NAMES = ("loss", "policy_loss", "value_loss", "entropy_loss")
+
+
+def batched_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    episode_starts: np.ndarray,
+    last_values: np.ndarray,
+    dones: np.ndarray,
+    gamma: np.ndarray,
+    gae_lambda: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """GAE advantages and returns of a population, SB3's ``compute_returns_and_advantage`` per member.
+
+    Args:
+        rewards: ``[T, M, E]`` training rewards.
+        values: ``[T, M, E]`` value estimates of the observations the actions were taken at.
+        episode_starts: ``[T, M, E]`` whether each observation started an episode.
+        last_values: ``[M, E]`` values of the observations after the last step.
+        dones: ``[M, E]`` whether the last step ended an episode.
+        gamma: ``[M]`` discount of each member.
+        gae_lambda: ``[M]`` GAE lambda of each member.
+
+    Returns:
+        ``(advantages, returns)``, both ``[T, M, E]`` float32, ``returns = advantages + values``.
+    """
+    n_steps = rewards.shape[0]
+    g = np.asarray(gamma, dtype=np.float64)[:, None]
+    gl = g * np.asarray(gae_lambda, dtype=np.float64)[:, None]
+    advantages = np.zeros(rewards.shape, dtype=np.float32)
+    last_gae = np.zeros(rewards.shape[1:], dtype=np.float32)
+    for t in reversed(range(n_steps)):
+        if t == n_steps - 1:
+            next_non_terminal = 1.0 - dones.astype(np.float32)
+            next_values = last_values
+        else:
+            next_non_terminal = 1.0 - episode_starts[t + 1].astype(np.float32)
+            next_values = values[t + 1]
+        delta = rewards[t] + g * next_values * next_non_terminal - values[t]
+        last_gae = delta + gl * next_non_terminal * last_gae
+        advantages[t] = last_gae
+    return advantages, (advantages + values).astype(np.float32)
+
+
+class _RowSnapshot:
+    """Copies of tensors with a member dimension first; save and restore chosen members' rows."""
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self.live = tensors
+        self.saved = [t.detach().clone() for t in tensors]
+
+    @staticmethod
+    def _mask(mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return mask.view((-1,) + (1,) * (t.dim() - 1))
+
+    @torch.no_grad()
+    def save(self, mask: torch.Tensor | None = None) -> None:
+        """Copy the rows of ``mask`` (all rows when ``None``) into the snapshot."""
+        if mask is None:
+            torch._foreach_copy_(self.saved, [t.detach() for t in self.live])
+            return
+        for live, saved in zip(self.live, self.saved, strict=True):
+            saved.copy_(torch.where(self._mask(mask, live), live.detach(), saved))
+
+    @torch.no_grad()
+    def restore(self, mask: torch.Tensor) -> None:
+        """Write the snapshot's rows of ``mask`` back into the live tensors."""
+        for live, saved in zip(self.live, self.saved, strict=True):
+            live.data.copy_(torch.where(self._mask(mask, live), saved, live.detach()))
+
+
+@dataclass
+class PopulationUpdate:
+    """Outcome of one update step of every member."""
+
+    losses: dict[str, np.ndarray]
+    """Per member: ``loss``, ``policy_loss``, ``value_loss``, ``entropy_loss``, ``grad_norm``, ``n_samples``
+    and, for PPO, ``approx_kl`` and ``clip_fraction``."""
+    diverged: np.ndarray
+    """``[M]`` bool: the member's update was non-finite and rolled back."""
+
+
+class PopulationLearner:
+    """Base of the batched learners.
+
+    Args:
+        venv: The members' inner envs (:class:`~hypergym.envs.members.MemberVecEnv`).
+        config: The learner configuration shared by every member (the hyperparameters' defaults).
+        seeds: One learner seed per member (weights are drawn as the single-run learner draws them).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        n_orders: Past gradients kept for the hyper-state.
+
+    Raises:
+        ValueError: If the task's spaces cannot be batched, or the seeds do not match the envs.
+    """
+
+    algo: ClassVar[str]
+    config_class: ClassVar[type[LearnerConfig]]
+    #: The single-run learner this one batches (its scopes are this learner's).
+    reference: ClassVar[type[OnPolicyLearner]]
+
+    def __init__(
+        self,
+        venv: MemberVecEnv,
+        config: LearnerConfig,
+        seeds: Sequence[int],
+        device: str | torch.device = "auto",
+        n_orders: int = 2,
+    ) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        if len(seeds) != venv.n_members:
+            raise ValueError(f"{len(seeds)} learner seeds for {venv.n_members} members")
+        if n_orders < 0:
+            raise ValueError(f"n_orders must be >= 0, got {n_orders!r}")
+        self.venv = venv
+        self.config = config
+        self.device = get_device(device)
+        self.n_members, self.n_envs = venv.n_members, venv.n_envs
+        self.observation_space, self.action_space = venv.observation_space, venv.action_space
+        policies = []
+        for seed in seeds:
+            torch_seed, _ = derive_seeds(int(seed), 2)
+            with TorchRNG(torch_seed, torch.device("cpu")).active():
+                policies.append(build_policy(self.observation_space, self.action_space, config))
+        self.policy = BatchedActorCritic(policies, self.device)
+        self.flat = self.policy.flat
+        self.layer_infos = self.policy.layer_infos
+        self.optimizer = self._build_optimizer()
+        self.generator = torch.Generator(device=self.device).manual_seed(
+            int(np.random.SeedSequence([int(s) for s in seeds]).generate_state(1)[0])
+        )
+
+        m = self.n_members
+        self.scopes: Mapping[str, Scope] = self.reference.scopes
+        self._step_hp = {
+            name: torch.full((m,), float(getattr(config, name)), device=self.device, dtype=torch.float64)
+            for name, scope in self.scopes.items()
+            if scope is Scope.STEP and name not in WORK_HYPERPARAMS
+        }
+        self._rollout_hp = {
+            name: np.full(m, float(getattr(config, name)))
+            for name, scope in self.scopes.items()
+            if scope is Scope.ROLLOUT and name not in WORK_HYPERPARAMS
+        }
+        self._pending: dict[str, np.ndarray] = {}
+        self._in_force_rollout = {name: v.copy() for name, v in self._rollout_hp.items()}
+
+        self.n_orders = n_orders
+        self.grad_slots = torch.zeros((n_orders, *self.flat.shape), device=self.device)
+        state = [self.flat, *self.optimizer.tensors()]
+        self._checkpoint = _RowSnapshot(state)
+        self._initial = _RowSnapshot(state)
+
+        self.env_steps = 0
+        self.updates = 0
+        self._recent: list[deque[float]] = [deque(maxlen=RECENT_EPISODES) for _ in range(m)]
+        self._last_obs = venv.reset()
+        self._last_starts = np.ones((m, self.n_envs), dtype=bool)
+        self._exhausted = True
+        self.batch: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ construction
+    def _build_optimizer(self) -> BatchedOptimizer:
+        return BatchedAdam(self.flat, eps=1e-5)
+
+    # ------------------------------------------------------------------ hyperparameters
+    def supported_hyperparams(self) -> list[str]:
+        """Names :meth:`apply` accepts (the single-run learner's)."""
+        return list(self.scopes)
+
+    def apply(self, hparams: Mapping[str, Any]) -> None:
+        """Set hyperparameters, one value per member (a scalar applies to every member).
+
+        Per-step ones take effect at the next update, per-rollout ones at the next rollout.
+
+        Raises:
+            ValueError: On an unknown name, an invalid value, the wrong number of values, or a value of
+                ``batch_size`` / ``n_epochs`` other than the configuration's.
+        """
+        m = self.n_members
+        for name, value in hparams.items():
+            if name not in self.scopes:
+                raise ValueError(
+                    f"unknown hyperparameter {name!r}; {type(self).__name__} supports {sorted(self.scopes)}"
+                )
+            values = np.broadcast_to(np.asarray(value, dtype=np.float64), (m,)) if np.ndim(value) == 0 else value
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (m,):
+                raise ValueError(f"{name} needs one value per member ({m}), got shape {values.shape}")
+            checked = np.array([_check_value(name, float(v)) for v in values], dtype=np.float64)
+            if name in WORK_HYPERPARAMS:
+                fixed = float(getattr(self.config, name))
+                if np.any(checked != fixed):
+                    raise ValueError(
+                        f"{name} changes a member's amount of work per update, so in a population it stays at "
+                        f"the configured {fixed:g} (members update in lockstep); got {checked.tolist()}. Set it "
+                        f"with make_vec(..., {name}=...) for the whole population, or use one HyperRLEnv per run"
+                    )
+                continue
+            if self.scopes[name] is Scope.ROLLOUT:
+                self._pending[name] = checked
+            else:
+                self._step_hp[name].copy_(torch.as_tensor(checked))
+
+    def hyperparams_in_force(self) -> dict[str, np.ndarray]:
+        """``[M]`` values in force: per-step ones as the next update uses them, per-rollout ones as the
+        current rollout's advantages were computed with; ``batch_size`` / ``n_epochs`` as configured."""
+        out: dict[str, np.ndarray] = {name: t.cpu().numpy().copy() for name, t in self._step_hp.items()}
+        out.update({name: v.copy() for name, v in self._in_force_rollout.items()})
+        for name in WORK_HYPERPARAMS:
+            if name in self.scopes:
+                out[name] = np.full(self.n_members, getattr(self.config, name))
+        return {k: out[k] for k in self.scopes}
+
+    # ------------------------------------------------------------------ hyper-state views
+    def layer_weights(self) -> list[torch.Tensor]:
+        """``[M, rows, cols]`` weights of every hyper-state layer (detached views)."""
+        return self.policy.layer_weights(self.flat.detach())
+
+    def gradients(self, order: int) -> list[torch.Tensor]:
+        """``[M, rows, cols]`` ``order``-th most recent gradient of every layer (zero before any update)."""
+        if not 1 <= order <= self.n_orders:
+            raise ValueError(f"order must be in 1..{self.n_orders}, got {order!r}")
+        return self.policy.layer_weights(self.grad_slots[order - 1])
+
+    # ------------------------------------------------------------------ environment phase
+    @torch.no_grad()
+    def _act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Distribution parameters and values; members whose outputs are non-finite are rolled back."""
+        params, values = self.policy.forward(obs)
+        rolled = np.zeros(self.n_members, dtype=bool)
+        for target in (self._checkpoint, self._initial):
+            bad = ~(torch.isfinite(params).flatten(1).all(1) & torch.isfinite(values).all(1))
+            if not bool(bad.any()):
+                break
+            target.restore(bad)
+            rolled |= bad.cpu().numpy()
+            params, values = self.policy.forward(obs)
+        return params, values, rolled
+
+    @torch.no_grad()
+    def collect_rollout(self) -> tuple[list[RolloutStats], np.ndarray]:
+        """Collect one rollout of ``n_steps`` per env for every member and compute its GAE.
+
+        Returns:
+            Each member's rollout statistics, and ``[M]`` whether the member's policy gave non-finite
+            outputs and was rolled back (last finite state, then initial) during the rollout.
+        """
+        for name, value in self._pending.items():
+            self._rollout_hp[name] = value
+        self._pending.clear()
+        gamma = self._rollout_hp.get("gamma", np.full(self.n_members, self.config.gamma))
+        lam = self._rollout_hp.get("gae_lambda", np.full(self.n_members, self.config.gae_lambda))
+        self._in_force_rollout = {name: v.copy() for name, v in self._rollout_hp.items()}
+        t_steps, m, e = self.config.n_steps, self.n_members, self.n_envs
+        dev = self.device
+        box = isinstance(self.action_space, spaces.Box)
+        obs_buf = torch.empty((t_steps, m, e, *self.observation_space.shape), device=dev)
+        act_shape = (t_steps, m, e, *self.action_space.shape) if box else (t_steps, m, e)
+        act_buf = torch.empty(act_shape, device=dev, dtype=torch.float32 if box else torch.long)
+        logp_buf = torch.empty((t_steps, m, e), device=dev)
+        values = np.zeros((t_steps, m, e), dtype=np.float32)
+        rewards = np.zeros((t_steps, m, e), dtype=np.float32)
+        starts = np.zeros((t_steps, m, e), dtype=bool)
+        raw = np.zeros((t_steps, m, e))
+        returns: list[list[float]] = [[] for _ in range(m)]
+        lengths: list[list[int]] = [[] for _ in range(m)]
+        rolled = np.zeros(m, dtype=bool)
+        if box:
+            low = np.asarray(self.action_space.low, dtype=np.float32)  # type: ignore[attr-defined]
+            high = np.asarray(self.action_space.high, dtype=np.float32)  # type: ignore[attr-defined]
+        for t in range(t_steps):
+            obs = torch.as_tensor(self._last_obs, device=dev)
+            params, value, bad = self._act(obs)
+            rolled |= bad
+            actions = self.policy.sample(params, self.generator)
+            log_prob, _ = self.policy.log_prob_entropy(params, actions)
+            actions_np = actions.cpu().numpy()
+            step = self.venv.step(np.clip(actions_np, low, high) if box else actions_np)
+            r = step.rewards.astype(np.float32)
+            if step.timeouts:
+                # Bootstrap episodes cut by the time limit with the value of their last observation.
+                terminal = np.zeros_like(self._last_obs)
+                mask = np.zeros((m, e), dtype=bool)
+                for i, k, o in step.timeouts:
+                    terminal[i, k], mask[i, k] = o, True
+                _, tv = self.policy.forward(torch.as_tensor(terminal, device=dev))
+                r = r + np.where(mask, gamma[:, None] * tv.cpu().numpy(), 0.0).astype(np.float32)
+            for i, ep_return, ep_length in step.episodes:
+                returns[i].append(ep_return)
+                lengths[i].append(ep_length)
+            obs_buf[t] = obs
+            act_buf[t] = actions
+            logp_buf[t] = log_prob
+            values[t] = value.cpu().numpy()
+            rewards[t] = r
+            starts[t] = self._last_starts
+            raw[t] = step.raw_rewards
+            self._last_obs = step.obs
+            self._last_starts = step.dones
+        _, last_values, bad = self._act(torch.as_tensor(self._last_obs, device=dev))
+        rolled |= bad
+        adv, ret = batched_gae(
+            rewards, values, starts, last_values.cpu().numpy(), self._last_starts, gamma, lam
+        )
+        self.env_steps += t_steps * e
+        n = t_steps * e
+
+        def flat(x: torch.Tensor) -> torch.Tensor:  # [T, M, E, ...] -> [M, E * T, ...], SB3's order
+            return x.transpose(0, 1).transpose(1, 2).reshape(m, n, *x.shape[3:])
+
+        self.batch = {
+            "observations": flat(obs_buf),
+            "actions": flat(act_buf),
+            "old_log_prob": flat(logp_buf),
+            "advantages": flat(torch.as_tensor(adv, device=dev)),
+            "returns": flat(torch.as_tensor(ret, device=dev)),
+        }
+        stats = []
+        for i in range(m):
+            self._recent[i].extend(returns[i])
+            stats.append(RolloutStats(returns[i], lengths[i], raw[:, i], tuple(self._recent[i])))
+        self._exhausted = False
+        self._on_new_rollout()
+        return stats, rolled
+
+    # ------------------------------------------------------------------ update phase
+    @property
+    def rollout_exhausted(self) -> bool:
+        """Whether the current rollout is used up (the next update needs a new rollout)."""
+        return self._exhausted
+
+    def update_step(self) -> PopulationUpdate:
+        """ONE update step of every member with its hyperparameters in force.
+
+        A member whose loss or gradient is non-finite returns to its last finite state and is reported
+        ``diverged``; the other members' updates are unaffected.
+
+        Raises:
+            RuntimeError: If the current rollout is used up.
+        """
+        if self._exhausted:
+            raise RuntimeError("the current rollout is used up: call collect_rollout() before update_step()")
+        batch = self._next_batch()
+        loss, parts = self.member_losses(batch)
+        finite = torch.isfinite(loss)
+        self._checkpoint.save(finite)
+        self.flat.grad = None
+        torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
+        grad = self.flat.grad
+        assert grad is not None
+        with torch.no_grad():
+            norms = torch.linalg.vector_norm(grad, dim=1)
+            ok = finite & torch.isfinite(norms)
+            # The gradient history advances only for members whose update goes through (as a single run).
+            for n in range(self.n_orders - 1, 0, -1):
+                self.grad_slots[n].copy_(torch.where(ok[:, None], self.grad_slots[n - 1], self.grad_slots[n]))
+            if self.n_orders:
+                self.grad_slots[0].copy_(torch.where(ok[:, None], grad, self.grad_slots[0]))
+            if "max_grad_norm" in self._step_hp:
+                max_norm = self._step_hp["max_grad_norm"].to(grad.dtype)
+                grad.mul_(torch.clamp(max_norm / (norms + 1e-6), max=1.0)[:, None])
+            self.optimizer.step(self._step_hp["learning_rate"])
+            self._checkpoint.restore(~ok)
+            if self.flat.grad is not None:
+                self.flat.grad[~ok] = 0.0
+        self.updates += 1
+        n_samples = batch["advantages"].shape[1]
+        self._advance(n_samples)
+        stacked = torch.stack([*parts.values(), norms.to(loss.dtype)]).detach().cpu().numpy().astype(np.float64)
+        losses = dict(zip([*parts, "grad_norm"], stacked, strict=True))
+        losses["n_samples"] = np.full(self.n_members, float(n_samples))
+        return PopulationUpdate(losses, ~ok.cpu().numpy())
+
+    def _coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._step_hp["ent_coef"].float(), self._step_hp["vf_coef"].float()
+
+    def _evaluate(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        params, values = self.policy.forward(batch["observations"])
+        log_prob, entropy = self.policy.log_prob_entropy(params, batch["actions"])
+        return values, log_prob, entropy
+
+    @staticmethod
+    def _normalize(adv: torch.Tensor) -> torch.Tensor:
+        return (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _on_new_rollout(self) -> None:
+        raise NotImplementedError
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _advance(self, n_samples: int) -> None:
+        raise NotImplementedError
+
+    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``[M]`` losses of every member on ``batch`` (tensors ``[M, B, ...]``), and their parts."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the inner environments."""
+        self.venv.close()
+
+
+class PopulationA2C(PopulationLearner):
+    """Batched A2C (:class:`~hypergym.learners.A2CLearner`): one update on the whole rollout per step."""
+
+    algo = "A2C"
+    config_class = A2CConfig
+    reference = A2CLearner
+    config: A2CConfig
+
+    def _build_optimizer(self) -> BatchedOptimizer:
+        if not self.config.use_rms_prop:
+            return BatchedAdam(self.flat, eps=1e-5)
+        return BatchedRMSprop(self.flat, alpha=self.config.rms_prop_alpha, eps=self.config.rms_prop_eps)
+
+    def _on_new_rollout(self) -> None:
+        pass
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        return self.batch
+
+    def _advance(self, n_samples: int) -> None:
+        self._exhausted = True
+
+    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The A2C loss of each member (as :meth:`A2CLearner._a2c_loss`)."""
+        ent_coef, vf_coef = self._coefficients()
+        values, log_prob, entropy = self._evaluate(batch)
+        advantages = batch["advantages"]
+        if self.config.normalize_advantage:
+            advantages = self._normalize(advantages)
+        policy_loss = -(advantages * log_prob).mean(1)
+        value_loss = (batch["returns"] - values).square().mean(1)
+        entropy_loss = -entropy.mean(1)
+        loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
+        return loss, dict(zip(_LOSS_NAMES, (loss, policy_loss, value_loss, entropy_loss), strict=True))
+
+
+class PopulationPPO(PopulationLearner):
+    """Batched PPO (:class:`~hypergym.learners.PPOLearner`): one minibatch step per update step.
+
+    Each member draws its own permutation of the rollout for every epoch; all members use the configured
+    ``batch_size`` and ``n_epochs``, so a rollout lasts ``n_epochs * ceil(N / b)`` steps for every member.
+    """
+
+    algo = "PPO"
+    config_class = PPOConfig
+    reference = PPOLearner
+    config: PPOConfig
+
+    def _permutation(self) -> torch.Tensor:
+        n = self.batch["advantages"].shape[1]
+        return torch.rand((self.n_members, n), generator=self.generator, device=self.device).argsort(1)
+
+    def _on_new_rollout(self) -> None:
+        self._epoch = 0
+        self._cursor = 0
+        self._order = self._permutation()
+
+    def steps_per_rollout(self) -> int:
+        """``n_epochs * ceil(N / b)``."""
+        n = self.config.n_steps * self.n_envs
+        return self.config.n_epochs * math.ceil(n / self.config.batch_size)
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        idx = self._order[:, self._cursor : self._cursor + self.config.batch_size]
+        out = {}
+        for name, x in self.batch.items():
+            index = idx.view(idx.shape + (1,) * (x.dim() - 2))
+            out[name] = torch.take_along_dim(x, index, dim=1)
+        return out
+
+    def _advance(self, n_samples: int) -> None:
+        self._cursor += n_samples
+        if self._cursor >= self.batch["advantages"].shape[1]:
+            self._epoch += 1
+            self._cursor = 0
+            if self._epoch >= self.config.n_epochs:
+                self._exhausted = True
+            else:
+                self._order = self._permutation()
+
+    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The clipped-surrogate loss of each member (as :meth:`PPOLearner._loss`)."""
+        clip = self._step_hp["clip_range"].float()[:, None]
+        ent_coef, vf_coef = self._coefficients()
+        values, log_prob, entropy = self._evaluate(batch)
+        advantages = batch["advantages"]
+        if self.config.normalize_advantage and advantages.shape[1] > 1:
+            advantages = self._normalize(advantages)
+        log_ratio = log_prob - batch["old_log_prob"]
+        ratio = torch.exp(log_ratio)
+        surrogate = torch.min(advantages * ratio, advantages * torch.clamp(ratio, 1 - clip, 1 + clip))
+        policy_loss = -surrogate.mean(1)
+        value_loss = (batch["returns"] - values).square().mean(1)
+        entropy_loss = -entropy.mean(1)
+        loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean(1)
+            clip_fraction = ((ratio - 1).abs() > clip).float().mean(1)
+        parts = dict(zip(_LOSS_NAMES, (loss, policy_loss, value_loss, entropy_loss), strict=True))
+        return loss, {**parts, "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+
+
+#: Batched learners by algorithm name (ACKTR's K-FAC is not batched).
+POPULATION_LEARNERS: dict[str, type[PopulationLearner]] = {"A2C": PopulationA2C, "PPO": PopulationPPO}
