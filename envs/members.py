@@ -165,7 +165,7 @@ class MemberVecEnv:
     def step(self, actions: np.ndarray) -> MemberStep:
         """Step every env with ``actions [M, E, ...]``; a finished episode resets in the same step."""
         n = len(self.envs)
-        acts = actions.reshape((n,) + actions.shape[2:])
+        acts = actions.reshape((n, *actions.shape[2:]))
         flat = self._obs.reshape(n, -1)
         raw = np.zeros(n)
         dones = np.zeros(n, dtype=bool)
@@ -188,18 +188,17 @@ class MemberVecEnv:
                 self._ep_length[j] += 1
             flat[j] = obs
         obs_out = self._obs.copy()
-        raw = raw.reshape(self.n_members, self.n_envs)
-        dones = dones.reshape(self.n_members, self.n_envs)
-        rewards = raw.astype(np.float32)
+        raw_2d = raw.reshape(self.n_members, self.n_envs)
+        dones_2d = dones.reshape(self.n_members, self.n_envs)
+        rewards = raw_2d.astype(np.float32)
         if self.normalizer is not None:
             self.normalizer.update_obs(obs_out)
             obs_out = self.normalizer.normalize_obs(obs_out)
             timeouts = [(i, k, self.normalizer.normalize_member_obs(i, o)) for i, k, o in timeouts]
-            rewards = self.normalizer.normalize_rewards(raw, dones)
-        return MemberStep(obs_out, rewards, raw, dones, timeouts, episodes)
+            rewards = self.normalizer.normalize_rewards(raw_2d, dones_2d)
+        return MemberStep(obs_out, rewards, raw_2d, dones_2d, timeouts, episodes)
 
     def close(self) -> None:
         """Close every env."""
         for env in self.envs:
             env.close()
-

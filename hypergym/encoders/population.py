@@ -159,9 +159,7 @@ class PopulationStatsEncoder(PopulationEncoder):
             dot = (g1 * g2).sum(1)
             cosine = torch.where(denom > 0, dot / denom.clamp_min(1e-30), torch.zeros_like(denom))
             rows.append(
-                torch.stack(
-                    [w.norm(dim=1), w.mean(1), w.std(1), g1.norm(dim=1), g1.mean(1), g1.std(1), cosine], dim=1
-                )
+                torch.stack([w.norm(dim=1), w.mean(1), w.std(1), g1.norm(dim=1), g1.mean(1), g1.std(1), cosine], dim=1)
             )
         feats = torch.nan_to_num(torch.cat(rows, dim=1), nan=0.0, posinf=1e30, neginf=-1e30)
         feats = torch.sign(feats) * torch.log1p(feats.abs())

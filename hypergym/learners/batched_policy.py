@@ -86,7 +86,8 @@ class BatchedActorCritic:
         self.n_members = len(policies)
         self.device = device
         self.discrete = isinstance(ref.action_space, spaces.Discrete)
-        self.action_dim = int(ref.action_space.n) if self.discrete else int(ref.action_space.shape[0])  # type: ignore[attr-defined]
+        space: spaces.Space = ref.action_space
+        self.action_dim = int(space.n) if isinstance(space, spaces.Discrete) else int(space.shape[0])  # type: ignore[index]
 
         # Layout: every Linear in module order (the hyper-state's order), then log_std for Gaussians.
         offset = 0
@@ -131,7 +132,9 @@ class BatchedActorCritic:
             elif names and len(acts) < len(names):
                 acts.append(child)
             else:
-                raise ValueError(f"unsupported module {child} in {prefix} (Linear layers, each followed by one activation)")
+                raise ValueError(
+                    f"unsupported module {child} in {prefix} (Linear layers, each followed by one activation)"
+                )
         if len(acts) != len(names):
             raise ValueError(f"{prefix}: every Linear layer needs an activation after it")
         return names, acts
@@ -217,7 +220,7 @@ class BatchedActorCritic:
         Categorical: inverse CDF of one uniform per sample; Gaussian: ``mean + std * N(0, 1)``.
         """
         if self.discrete:
-            u = torch.rand(params.shape[:-1] + (1,), generator=generator, device=params.device)
+            u = torch.rand((*params.shape[:-1], 1), generator=generator, device=params.device)
             cdf = torch.softmax(params, dim=-1).cumsum(-1)
             return (cdf < u).sum(-1).clamp_(max=self.action_dim - 1)
         noise = torch.randn(params.shape, generator=generator, device=params.device)

@@ -258,8 +258,11 @@ class PopulationLearner:
                 self._step_hp[name].copy_(torch.as_tensor(checked))
 
     def hyperparams_in_force(self) -> dict[str, np.ndarray]:
-        """``[M]`` values in force: per-step ones as the next update uses them, per-rollout ones as the
-        current rollout's advantages were computed with; ``batch_size`` / ``n_epochs`` as configured."""
+        """``[M]`` values in force, read back rather than echoed.
+
+        Per-step ones as the next update uses them, per-rollout ones as the current rollout's advantages
+        were computed with; ``batch_size`` / ``n_epochs`` as configured.
+        """
         out: dict[str, np.ndarray] = {name: t.cpu().numpy().copy() for name, t in self._step_hp.items()}
         out.update({name: v.copy() for name, v in self._in_force_rollout.items()})
         for name in WORK_HYPERPARAMS:
@@ -326,7 +329,7 @@ class PopulationLearner:
             high = np.asarray(self.action_space.high, dtype=np.float32)  # type: ignore[attr-defined]
         for t in range(t_steps):
             obs = torch.as_tensor(self._last_obs, device=dev)
-            params, value, bad = self._act(obs)
+            params, value_t, bad = self._act(obs)
             rolled |= bad
             actions = self.policy.sample(params, self.generator)
             log_prob, _ = self.policy.log_prob_entropy(params, actions)
@@ -347,7 +350,7 @@ class PopulationLearner:
             obs_buf[t] = obs
             act_buf[t] = actions
             logp_buf[t] = log_prob
-            values[t] = value.cpu().numpy()
+            values[t] = value_t.cpu().numpy()
             rewards[t] = r
             starts[t] = self._last_starts
             raw[t] = step.raw_rewards
@@ -355,9 +358,7 @@ class PopulationLearner:
             self._last_starts = step.dones
         _, last_values, bad = self._act(torch.as_tensor(self._last_obs, device=dev))
         rolled |= bad
-        adv, ret = batched_gae(
-            rewards, values, starts, last_values.cpu().numpy(), self._last_starts, gamma, lam
-        )
+        adv, ret = batched_gae(rewards, values, starts, last_values.cpu().numpy(), self._last_starts, gamma, lam)
         self.env_steps += t_steps * e
         n = t_steps * e
 

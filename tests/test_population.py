@@ -1,0 +1,363 @@
+"""Populations: the batched learner against the single-run (SB3) learner, and HyperRLVectorEnv's contract."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_NET
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.type_aliases import RolloutBufferSamples
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+import hypergym  # noqa: F401 - registers the ids
+from hypergym.encoders import RandomEncoder, RawEncoder, StatsEncoder, VAEEncoder
+from hypergym.encoders.population import make_population_encoder
+from hypergym.envs import HyperRLVectorEnv, make_task
+from hypergym.envs.members import MemberVecEnv
+from hypergym.learners import A2CConfig, A2CLearner, PPOConfig, PPOLearner
+from hypergym.learners.batched_optim import BatchedAdam, BatchedRMSprop
+from hypergym.learners.population import PopulationA2C, PopulationPPO, batched_gae
+from hypergym.seeding import derive_seeds
+
+SMALL_A2C = {"total_env_steps": 400, "n_envs": 2, "policy_kwargs": TINY_NET}
+SMALL_PPO = {"total_env_steps": 256, "n_steps": 32, "batch_size": 16, "n_epochs": 2, "policy_kwargs": TINY_NET}
+
+
+def _samples(batch: dict[str, torch.Tensor], member: int) -> RolloutBufferSamples:
+    return RolloutBufferSamples(
+        batch["observations"][member],
+        batch["actions"][member].unsqueeze(-1) if batch["actions"].dim() == 2 else batch["actions"][member],
+        torch.zeros_like(batch["returns"][member]),
+        batch["old_log_prob"][member],
+        batch["advantages"][member],
+        batch["returns"][member],
+    )
+
+
+@pytest.mark.parametrize(
+    ("algo", "task", "config"),
+    [
+        ("A2C", "CartPole", A2CConfig(n_steps=8, policy_kwargs=TINY_NET, normalize_advantage=True)),
+        ("PPO", "Pendulum", PPOConfig(n_steps=16, batch_size=16, n_epochs=1, policy_kwargs=TINY_NET)),
+    ],
+)
+def test_member_loss_and_gradient_equal_the_single_run_learner(algo, task, config):
+    """Same weights and batch -> the batched member's loss and gradient equal the SB3-policy learner's."""
+    single_cls, pop_cls = {"A2C": (A2CLearner, PopulationA2C), "PPO": (PPOLearner, PopulationPPO)}[algo]
+    seeds = [3, 4]
+    pop = pop_cls(MemberVecEnv(task, [10, 20], n_envs=2), config, seeds, device="cpu")
+    pop.collect_rollout()
+    hp = {"ent_coef": np.array([0.01, 0.3]), "vf_coef": np.array([0.5, 2.0])}
+    if algo == "PPO":
+        hp["clip_range"] = np.array([0.05, 0.3])
+        # Move the policy away from the rollout's so the ratio and the clipping matter.
+        with torch.no_grad():
+            pop.flat.add_(0.05 * torch.randn(pop.flat.shape, generator=torch.Generator().manual_seed(0)))
+    pop.apply(hp)
+    batch = pop._next_batch()
+    loss, _ = pop.member_losses(batch)
+    pop.flat.grad = None
+    loss.sum().backward()
+    for member, seed in enumerate(seeds):
+        single = single_cls(make_task(task, n_envs=2, seed=0), config, seed, device="cpu")
+        with torch.no_grad():  # member weights (the PPO member moved) into the SB3 policy
+            modules = dict(single.policy.named_modules())
+            for name in pop.policy.linears:
+                modules[name].weight.copy_(pop.policy.weight(name)[member])
+                modules[name].bias.copy_(pop.policy.bias(name)[member])
+            if not pop.policy.discrete:
+                single.policy.log_std.copy_(pop.policy.log_std()[member])
+        single.apply({name: float(v[member]) for name, v in hp.items()})
+        single_loss, _ = single._loss(_samples(batch, member))
+        single.optimizer.zero_grad()
+        single_loss.backward()
+        assert float(loss[member].detach()) == pytest.approx(float(single_loss.detach()), rel=1e-5, abs=1e-6)
+        expected = pop.policy.row_of(single.policy, grad=True)
+        torch.testing.assert_close(pop.flat.grad[member], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_initial_weights_are_the_single_run_learners():
+    config = A2CConfig(n_steps=4, policy_kwargs=TINY_NET)
+    pop = PopulationA2C(MemberVecEnv("CartPole", [0, 1]), config, [7, 8], device="cpu")
+    for member, seed in enumerate([7, 8]):
+        single = A2CLearner(make_task("CartPole", seed=0), config, seed, device="cpu")
+        torch.testing.assert_close(pop.flat[member].detach(), pop.policy.row_of(single.policy), rtol=0, atol=0)
+
+
+def test_a2c_update_equals_the_single_run_update_with_clipping_and_rmsprop():
+    """A whole update step (per-member clipping, per-member lr, RMSprop) matches SB3's optimiser."""
+    config = A2CConfig(n_steps=8, policy_kwargs=TINY_NET)
+    seeds = [5, 6]
+    pop = PopulationA2C(MemberVecEnv("CartPole", [1, 2]), config, seeds, device="cpu")
+    hp = {"learning_rate": np.array([1e-3, 3e-2]), "max_grad_norm": np.array([0.05, 10.0])}
+    for _ in range(3):
+        pop.collect_rollout()
+        batch = dict(pop.batch)
+        before = pop.flat.detach().clone()
+        opt_state = pop.optimizer.state["square_avg"].clone()
+        pop.apply(hp)
+        pop.update_step()
+    for member, seed in enumerate(seeds):
+        single = A2CLearner(make_task("CartPole", seed=0), config, seed, device="cpu")
+        row = before[member]
+        with torch.no_grad():
+            modules = dict(single.policy.named_modules())
+            for name, lin in pop.policy.linears.items():
+                modules[name].weight.copy_(row[lin.weight].view_as(modules[name].weight))
+                modules[name].bias.copy_(row[lin.bias])
+        # Warm the RMSprop state to the population member's, then take the same step.
+        single.apply({k: float(v[member]) for k, v in hp.items()})
+        single.policy.optimizer.zero_grad()
+        loss, _ = single._loss(_samples(batch, member))
+        loss.backward()
+        params = [p for p in single.policy.parameters()]
+        for p in params:
+            single.optimizer.state[p] = {"step": torch.tensor(2.0), "square_avg": torch.zeros_like(p)}
+        sq = opt_state[member]
+        for name, lin in pop.policy.linears.items():
+            single.optimizer.state[modules[name].weight]["square_avg"] = sq[lin.weight].view_as(modules[name].weight)
+            single.optimizer.state[modules[name].bias]["square_avg"] = sq[lin.bias].clone()
+        norm = torch.nn.utils.clip_grad_norm_(params, float(hp["max_grad_norm"][member]))
+        single.optimizer.step()
+        torch.testing.assert_close(pop.flat[member].detach(), pop.policy.row_of(single.policy), rtol=1e-5, atol=1e-7)
+        assert norm > 0
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_batched_optimisers_equal_torch_per_member(optimizer):
+    gen = torch.Generator().manual_seed(0)
+    flat = torch.randn(3, 20, generator=gen).requires_grad_(True)
+    lrs = torch.tensor([1e-3, 1e-2, 0.3], dtype=torch.float64)
+    batched = BatchedAdam(flat, eps=1e-5) if optimizer == "adam" else BatchedRMSprop(flat, alpha=0.99, eps=1e-5)
+    copies = [flat[i].detach().clone().requires_grad_(True) for i in range(3)]
+    refs = [
+        torch.optim.Adam([c], lr=float(lr), eps=1e-5)
+        if optimizer == "adam"
+        else torch.optim.RMSprop([c], lr=float(lr), alpha=0.99, eps=1e-5)
+        for c, lr in zip(copies, lrs, strict=True)
+    ]
+    for _ in range(5):
+        grad = torch.randn(3, 20, generator=gen)
+        flat.grad = grad.clone()
+        batched.step(lrs)
+        for i, (c, ref) in enumerate(zip(copies, refs, strict=True)):
+            c.grad = grad[i].clone()
+            ref.step()
+    for i, c in enumerate(copies):
+        torch.testing.assert_close(flat[i].detach(), c.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_gae_equals_sb3_per_member():
+    rng = np.random.default_rng(0)
+    t, m, e = 7, 3, 2
+    rewards = rng.normal(size=(t, m, e)).astype(np.float32)
+    values = rng.normal(size=(t, m, e)).astype(np.float32)
+    starts = rng.random((t, m, e)) < 0.3
+    last_values = rng.normal(size=(m, e)).astype(np.float32)
+    dones = rng.random((m, e)) < 0.5
+    gamma, lam = np.array([0.9, 0.99, 0.5]), np.array([0.8, 1.0, 0.95])
+    adv, ret = batched_gae(rewards, values, starts, last_values, dones, gamma, lam)
+    space = gym.spaces.Box(-1, 1, (1,))
+    for i in range(m):
+        buf = RolloutBuffer(t, space, gym.spaces.Discrete(2), gamma=gamma[i], gae_lambda=lam[i], n_envs=e)
+        for k in range(t):
+            buf.add(
+                np.zeros((e, 1)), np.zeros((e, 1)), rewards[k, i], starts[k, i], torch.tensor(values[k, i]),
+                torch.zeros(e),
+            )  # fmt: skip
+        buf.compute_returns_and_advantage(torch.tensor(last_values[i]), dones[i])
+        np.testing.assert_allclose(adv[:, i], buf.advantages, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ret[:, i], buf.returns, rtol=1e-5, atol=1e-6)
+
+
+def test_member_envs_equal_sb3_vecnormalize_per_member():
+    """Per-member statistics: each member normalises exactly as its own SB3 VecNormalize would."""
+    seeds = [11, 42]
+    members = MemberVecEnv("Pendulum", seeds, n_envs=2, normalize=True, gamma=0.9)
+    refs = [VecNormalize(make_task("Pendulum", n_envs=2, seed=s), gamma=0.9) for s in seeds]
+    assert isinstance(refs[0].venv, DummyVecEnv)
+    obs = members.reset()
+    for i, ref in enumerate(refs):
+        np.testing.assert_allclose(obs[i], ref.reset(), rtol=1e-5, atol=1e-6)
+    rng = np.random.default_rng(0)
+    for _ in range(250):  # past Pendulum's 200-step limit: truncation and same-step reset included
+        actions = rng.uniform(-2, 2, size=(2, 2, 1)).astype(np.float32)
+        step = members.step(actions)
+        for i, ref in enumerate(refs):
+            o, r, d, infos = ref.step(actions[i])
+            np.testing.assert_allclose(step.obs[i], o, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(step.rewards[i], r, rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(step.dones[i], d)
+            for k, info in enumerate(infos):
+                if info.get("TimeLimit.truncated"):
+                    term = [o for (m, kk, o) in step.timeouts if m == i and kk == k]
+                    np.testing.assert_allclose(term[0], info["terminal_observation"], rtol=1e-5, atol=1e-5)
+                if "episode" in info:
+                    assert any(m == i and abs(r - info["episode"]["r"]) < 1e-4 for m, r, _ in step.episodes)
+
+
+@pytest.mark.parametrize("obs_mode", ["random", "raw", "stats", "vae"])
+def test_member_observation_equals_the_single_run_encoders(obs_mode):
+    """Same seeds, weights and gradients -> the member's observation is the single-run encoder's."""
+    config = A2CConfig(n_steps=4, policy_kwargs=TINY_NET)
+    pop = PopulationA2C(MemberVecEnv("CartPole", [0, 1]), config, [3, 4], device="cpu")
+    enc_seeds = [21, 22]
+    encoder = make_population_encoder(obs_mode, pop, enc_seeds)
+    for _ in range(2):
+        pop.collect_rollout()
+        pop.update_step()
+    obs = encoder.encode(pop)
+    single_cls = {"random": RandomEncoder, "raw": RawEncoder, "stats": StatsEncoder, "vae": VAEEncoder}[obs_mode]
+    for member in range(2):
+        single = A2CLearner(make_task("CartPole", seed=0), config, 3 + member, device="cpu")
+        with torch.no_grad():
+            for w, pw in zip(single.layer_weights, pop.layer_weights(), strict=True):
+                w.copy_(pw[member])
+            for n in (1, 2):
+                for g, pg in zip(single.grad_history.gradients(n), pop.gradients(n), strict=True):
+                    g.copy_(pg[member])
+        expected = single_cls(single, enc_seeds[member]).encode(single)
+        np.testing.assert_allclose(obs[member], expected, rtol=1e-4, atol=1e-5)
+
+
+def _vec(env_id="HyperRL-A2C-CartPole", n=3, **kwargs):
+    settings = {**(SMALL_A2C if "A2C" in env_id else SMALL_PPO), "obs_mode": "random", **kwargs}
+    return gym.make_vec(env_id, num_envs=n, **settings)
+
+
+def test_make_vec_returns_the_population_env_with_gymnasium_conventions():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no autoreset-mode warning from make_vec
+        env = _vec()
+    assert isinstance(env, HyperRLVectorEnv)
+    assert env.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
+    assert env.num_envs == 3 and env.action_space.shape == (3,)
+    obs, info = env.reset(seed=[5, 6, 7])
+    assert env.observation_space.contains(obs)
+    assert info["run_seed"].tolist() == [5, 6, 7] and info["_run_seed"].all()
+    ended = False
+    for _ in range(30):
+        obs, reward, terminated, _, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs) and reward.shape == (3,)
+        assert set(info["hyperparams"]) == {
+            "learning_rate",
+            "ent_coef",
+            "vf_coef",
+            "max_grad_norm",
+            "gamma",
+            "gae_lambda",
+        }
+        if terminated.any():
+            ended = True
+            assert terminated.all() and info["_final_obs"].all() and "G" in info and info["_G"].all()
+            np.testing.assert_array_equal(np.stack(info["final_obs"]), obs)  # the run continues: same state
+            np.testing.assert_array_equal(info["G"], reward)
+    assert ended
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(np.array([0, 1, 99]))
+    with pytest.raises(ValueError, match="3 seeds"):
+        env.reset(seed=[1, 2])
+    env.close()
+
+
+def test_run_finish_starts_new_runs_in_the_same_step():
+    env = _vec(total_env_steps=60)
+    env.reset(seed=0)
+    seeds = env.run_seeds
+    for _ in range(20):
+        obs, _, _, _, info = env.step(np.zeros(3, dtype=np.int64))
+        if info["run_finished"].any():
+            break
+    assert info["run_finished"].all() and "final_info" in info
+    assert env.run_seeds != seeds and info["run_seed"].tolist() == env.run_seeds
+    assert env.learner is not None and env.learner.env_steps == 2 * 5  # the new runs' first rollout
+    assert env.observation_space.contains(obs)
+
+
+def _trajectory(env, actions, seeds, steps):
+    env.reset(seed=seeds)
+    out = []
+    for t in range(steps):
+        obs, reward, *_ = env.step(actions(t))
+        out.append((obs, reward))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"), [("HyperRL-A2C-CartPole", {}), ("HyperRL-PPO-Pendulum", {"normalize": True})]
+)
+def test_members_are_independent(env_id, kwargs):
+    """Member 0's observations and rewards do not change when member 1's (and 2's) actions do."""
+    env = _vec(env_id, **kwargs)
+    n_actions = int(env.single_action_space.n)
+    steps = 24
+    base = _trajectory(env, lambda t: np.zeros(3, dtype=np.int64), [1, 2, 3], steps)
+    other = _trajectory(env, lambda t: np.array([0, (t % n_actions), n_actions - 1]), [1, 2, 3], steps)
+    for (o1, r1), (o2, r2) in zip(base, other, strict=True):
+        np.testing.assert_array_equal(o1[0], o2[0])
+        assert r1[0] == r2[0]
+    assert any(not np.array_equal(o1[1], o2[1]) for (o1, _), (o2, _) in zip(base, other, strict=True))
+
+
+def test_population_is_deterministic_from_its_seeds():
+    env = _vec()
+    acts = lambda t: np.array([t % 5, 0, 4])  # noqa: E731
+    first = _trajectory(env, acts, [1, 2, 3], 15)
+    again = _trajectory(_vec(), acts, [1, 2, 3], 15)
+    other = _trajectory(env, acts, [1, 2, 4], 15)
+    for (o1, r1), (o2, r2) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(r1, r2)
+    assert any(not np.array_equal(o1[2], o3[2]) for (o1, _), (o3, _) in zip(first, other, strict=True))
+
+
+def test_divergence_rolls_back_only_that_member():
+    env = _vec(hyperparams={"learning_rate": (7e-4, 1e30)})
+    env.reset(seed=[1, 2, 3])
+    ref = _vec(hyperparams={"learning_rate": (7e-4, 1e30)})
+    ref.reset(seed=[1, 2, 3])
+    diverged = False
+    for _ in range(10):
+        obs, reward, _, _, info = env.step(np.array([0, 1, 0]))
+        r_obs, r_reward, *_ = ref.step(np.array([0, 0, 0]))
+        np.testing.assert_array_equal(reward[[0, 2]], r_reward[[0, 2]])
+        diverged |= bool(info["diverged"][1])
+        assert not info["diverged"][0] and not info["diverged"][2]
+        np.testing.assert_array_equal(obs[[0, 2]], r_obs[[0, 2]])
+        assert np.isfinite(obs).all()
+    assert diverged
+    assert torch.isfinite(env.learner.flat).all()
+
+
+def test_work_hyperparameters_are_refused_per_member_and_pinned_in_the_grid():
+    env_kwargs = {**SMALL_PPO, "obs_mode": "random"}
+    with pytest.warns(UserWarning, match="lockstep"):
+        env = gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, **env_kwargs)
+    assert env.pinned == {"batch_size": 16}
+    assert "batch_size" not in env.space.names
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="amount of work"):
+        env.learner.apply({"batch_size": np.array([16, 32])})
+    env.learner.apply({"batch_size": np.array([16, 16])})  # the configured value is fine
+    assert env.learner.hyperparams_in_force()["batch_size"].tolist() == [16, 16]
+
+
+def test_unsupported_learners_and_tasks_are_refused_with_the_alternative():
+    with pytest.raises(ValueError, match=r"no batched learner.*gym\.make"):
+        gym.make_vec("HyperRL-ACKTR-CartPole", num_envs=2)
+    with pytest.raises(ValueError, match="flat Box observations"):
+        gym.make_vec("HyperRL-PPO-Pong", num_envs=2)
+    with pytest.raises(ValueError, match="positive integer"):
+        HyperRLVectorEnv(num_envs=0, algo="A2C", task="CartPole")
+
+
+def test_member_seeds_follow_the_single_run_derivation():
+    env = _vec()
+    env.reset(seed=[9, 10, 11])
+    env_seeds = [derive_seeds(s, 3)[0] for s in (9, 10, 11)]
+    assert env.learner.venv.seeds == env_seeds
