@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
 
 from hypergym.envs.tasks import _make_one, _spec
@@ -137,7 +138,8 @@ class MemberVecEnv:
             raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
         self.n_members, self.n_envs = len(seeds), n_envs
         self.seeds = [int(s) for s in seeds]
-        self.envs = [_make_one(spec) for _ in range(self.n_members * n_envs)]
+        # The passive checker re-checks spaces it has checked on the first env; skip it for the copies.
+        self.envs = [_make_one(spec, disable_env_checker=j > 0) for j in range(self.n_members * n_envs)]
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
         for i, seed in enumerate(self.seeds):
@@ -166,6 +168,8 @@ class MemberVecEnv:
         """Step every env with ``actions [M, E, ...]``; a finished episode resets in the same step."""
         n = len(self.envs)
         acts = actions.reshape((n, *actions.shape[2:]))
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            acts = acts.tolist()  # Python ints: Discrete.contains is several times slower on NumPy scalars
         flat = self._obs.reshape(n, -1)
         raw = np.zeros(n)
         dones = np.zeros(n, dtype=bool)

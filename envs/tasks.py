@@ -77,11 +77,11 @@ def _spec(task: str) -> TaskSpec:
     return TASKS[task]
 
 
-def _make_one(spec: TaskSpec) -> gym.Env:
+def _make_one(spec: TaskSpec, **make_kwargs: Any) -> gym.Env:
     try:
         if callable(spec.env_id):
             return spec.env_id(**spec.env_kwargs)
-        return gym.make(spec.env_id, **spec.env_kwargs)
+        return gym.make(spec.env_id, **spec.env_kwargs, **make_kwargs)
     except gym.error.DependencyNotInstalled as err:
         hint = f' (pip install "hypergym[{spec.extra}]")' if spec.extra else ""
         raise gym.error.DependencyNotInstalled(f"{err}{hint}") from err

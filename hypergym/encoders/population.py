@@ -65,6 +65,7 @@ class PopulationEncoder(ABC):
             for m in range(len(learner.layer_infos))
         ]
         self.metrics: dict[str, np.ndarray] = {}
+        self._np_C: list[np.ndarray] | None = None
 
     @property
     @abstractmethod
@@ -82,6 +83,25 @@ class PopulationEncoder(ABC):
             for n in range(1, self.n_orders + 1):
                 parts.append(torch.bmm(grads[n - 1][m], c[:, n]).flatten(1))
         return torch.nan_to_num(torch.cat(parts, dim=1), nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
+
+    def hyperstate_numpy(self, learner: PopulationLearner) -> np.ndarray:
+        """``[M, D]`` raw hyper-states as float32 NumPy; on a CPU computed with NumPy matmuls.
+
+        As for the single-run fixed projections, a NumPy matmul of these small matrices costs a fraction
+        of a torch call, and the learner's NumPy views share memory with its tensors (no copy).
+        """
+        if self.device.type != "cpu":
+            return self.hyperstate(learner).cpu().numpy().astype(np.float32)
+        if self._np_C is None:
+            self._np_C = [c.detach().numpy() for c in self.C]
+        weights, grads = learner.numpy_views()
+        parts = []
+        for m, (w, c) in enumerate(zip(weights, self._np_C, strict=True)):
+            parts.append(np.matmul(w, c[:, 0]).reshape(self.n_members, -1))
+            for n in range(1, self.n_orders + 1):
+                parts.append(np.matmul(grads[n - 1][m], c[:, n]).reshape(self.n_members, -1))
+        s = np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+        return np.nan_to_num(s, nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
 
     @abstractmethod
     def encode(self, learner: PopulationLearner) -> np.ndarray:
@@ -103,7 +123,7 @@ class PopulationRawEncoder(PopulationEncoder):
 
     def encode(self, learner: PopulationLearner) -> np.ndarray:
         """``s`` per member."""
-        return self.hyperstate(learner).cpu().numpy().astype(np.float32)
+        return self.hyperstate_numpy(learner)
 
 
 class PopulationRandomEncoder(PopulationEncoder):
@@ -124,6 +144,7 @@ class PopulationRandomEncoder(PopulationEncoder):
         self.A = torch.stack(
             [torch.randn(h, self.raw_dim, generator=g) / self.raw_dim**0.5 for g in self.generators]
         ).to(self.device)
+        self._np_A: np.ndarray | None = None
 
     @property
     def observation_space(self) -> spaces.Box:
@@ -132,6 +153,11 @@ class PopulationRandomEncoder(PopulationEncoder):
 
     def encode(self, learner: PopulationLearner) -> np.ndarray:
         """``tanh(A s)`` per member."""
+        if self.device.type == "cpu":
+            if self._np_A is None:
+                self._np_A = self.A.numpy()
+            s_np = self.hyperstate_numpy(learner)
+            return np.tanh(np.matmul(self._np_A, s_np[..., None])[..., 0]).astype(np.float32)
         s = self.hyperstate(learner)
         return torch.tanh(torch.bmm(self.A, s.unsqueeze(-1)).squeeze(-1)).cpu().numpy().astype(np.float32)
 

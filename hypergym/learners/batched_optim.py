@@ -17,8 +17,9 @@ __all__ = ["BatchedAdam", "BatchedOptimizer", "BatchedRMSprop"]
 class BatchedOptimizer:
     """Base: state tensors shaped like the parameters ``[M, P]`` plus a per-member step count."""
 
-    def __init__(self, flat: torch.Tensor) -> None:
+    def __init__(self, flat: torch.Tensor, grad: torch.Tensor) -> None:
         self.flat = flat
+        self.grad = grad
         self.step_count = torch.zeros(flat.shape[0], dtype=torch.float64, device=flat.device)
         self.state: dict[str, torch.Tensor] = {}
 
@@ -35,21 +36,23 @@ class BatchedAdam(BatchedOptimizer):
     """``torch.optim.Adam`` (no AMSGrad, no weight decay) with a per-member learning rate.
 
     Args:
-        flat: The ``[M, P]`` parameter leaf.
+        flat: The ``[M, P]`` parameters.
+        grad: The ``[M, P]`` tensor that holds their gradients at each step.
         betas: Adam's ``(beta1, beta2)``.
         eps: Added to the denominator (SB3: 1e-5).
     """
 
-    def __init__(self, flat: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5) -> None:
-        super().__init__(flat)
+    def __init__(
+        self, flat: torch.Tensor, grad: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5
+    ) -> None:
+        super().__init__(flat, grad)
         self.betas, self.eps = betas, eps
         self.state = {"exp_avg": torch.zeros_like(flat), "exp_avg_sq": torch.zeros_like(flat)}
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         """``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``, as torch's Adam."""
-        grad = self.flat.grad
-        assert grad is not None
+        grad = self.grad
         b1, b2 = self.betas
         self.step_count += 1
         m, v = self.state["exp_avg"], self.state["exp_avg_sq"]
@@ -66,21 +69,21 @@ class BatchedRMSprop(BatchedOptimizer):
     """``torch.optim.RMSprop`` (not centred, no momentum, no weight decay) with a per-member learning rate.
 
     Args:
-        flat: The ``[M, P]`` parameter leaf.
+        flat: The ``[M, P]`` parameters.
+        grad: The ``[M, P]`` tensor that holds their gradients at each step.
         alpha: Smoothing constant of the squared-gradient average.
         eps: Added to the denominator.
     """
 
-    def __init__(self, flat: torch.Tensor, alpha: float = 0.99, eps: float = 1e-5) -> None:
-        super().__init__(flat)
+    def __init__(self, flat: torch.Tensor, grad: torch.Tensor, alpha: float = 0.99, eps: float = 1e-5) -> None:
+        super().__init__(flat, grad)
         self.alpha, self.eps = alpha, eps
         self.state = {"square_avg": torch.zeros_like(flat)}
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         """``v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps)``, as torch's RMSprop."""
-        grad = self.flat.grad
-        assert grad is not None
+        grad = self.grad
         self.step_count += 1
         v = self.state["square_avg"]
         v.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)

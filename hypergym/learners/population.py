@@ -181,9 +181,11 @@ class PopulationLearner:
         self.flat = self.policy.flat
         self.layer_infos = self.policy.layer_infos
         self.optimizer = self._build_optimizer()
-        self.generator = torch.Generator(device=self.device).manual_seed(
-            int(np.random.SeedSequence([int(s) for s in seeds]).generate_state(1)[0])
-        )
+        # One stream for the population's sampling noise and minibatch orders; every draw has the same
+        # shape whatever the members do, so member i's draws never depend on member j's values.
+        torch_seed, np_seed = np.random.SeedSequence([int(s) for s in seeds]).generate_state(2)
+        self.generator = torch.Generator(device=self.device).manual_seed(int(torch_seed))
+        self.np_rng = np.random.default_rng(int(np_seed))
 
         m = self.n_members
         self.scopes: Mapping[str, Scope] = self.reference.scopes
@@ -202,6 +204,7 @@ class PopulationLearner:
 
         self.n_orders = n_orders
         self.grad_slots = torch.zeros((n_orders, *self.flat.shape), device=self.device)
+        self._np_views: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = None
         state = [self.flat, *self.optimizer.tensors()]
         self._checkpoint = _RowSnapshot(state)
         self._initial = _RowSnapshot(state)
@@ -216,7 +219,7 @@ class PopulationLearner:
 
     # ------------------------------------------------------------------ construction
     def _build_optimizer(self) -> BatchedOptimizer:
-        return BatchedAdam(self.flat, eps=1e-5)
+        return BatchedAdam(self.flat, self.policy.flat_grad, eps=1e-5)
 
     # ------------------------------------------------------------------ hyperparameters
     def supported_hyperparams(self) -> list[str]:
@@ -273,7 +276,21 @@ class PopulationLearner:
     # ------------------------------------------------------------------ hyper-state views
     def layer_weights(self) -> list[torch.Tensor]:
         """``[M, rows, cols]`` weights of every hyper-state layer (detached views)."""
-        return self.policy.layer_weights(self.flat.detach())
+        return self.policy.layer_weights(self.flat)
+
+    def numpy_views(self) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+        """CPU only: NumPy views of every layer's ``[M, rows, cols]`` weight and of each past gradient.
+
+        The views share memory with ``flat`` and the gradient history (both updated in place), so they
+        are built once and stay current.
+        """
+        if self._np_views is None:
+            if self.device.type != "cpu":
+                raise RuntimeError("numpy_views is for CPU populations")
+            weights = [w.numpy() for w in self.policy.layer_weights(self.flat)]
+            grads = [[g.numpy() for g in self.policy.layer_weights(self.grad_slots[n])] for n in range(self.n_orders)]
+            self._np_views = (weights, grads)
+        return self._np_views
 
     def gradients(self, order: int) -> list[torch.Tensor]:
         """``[M, rows, cols]`` ``order``-th most recent gradient of every layer (zero before any update)."""
@@ -282,21 +299,34 @@ class PopulationLearner:
         return self.policy.layer_weights(self.grad_slots[order - 1])
 
     # ------------------------------------------------------------------ environment phase
-    @torch.no_grad()
-    def _act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Distribution parameters and values; members whose outputs are non-finite are rolled back."""
-        params, values = self.policy.forward(obs)
-        rolled = np.zeros(self.n_members, dtype=bool)
-        for target in (self._checkpoint, self._initial):
-            bad = ~(torch.isfinite(params).flatten(1).all(1) & torch.isfinite(values).all(1))
-            if not bool(bad.any()):
-                break
-            target.restore(bad)
-            rolled |= bad.cpu().numpy()
-            params, values = self.policy.forward(obs)
-        return params, values, rolled
+    def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Actions, values and log-probabilities for ``obs [M, E, D]``, and which members were rolled back.
 
-    @torch.no_grad()
+        A member whose outputs are non-finite returns to its last finite state (then to its initial one)
+        and acts again, as a single run does when its action sampler rejects the distribution.
+        """
+        rolled = np.zeros(self.n_members, dtype=bool)
+        bad = rolled
+        for target in (None, self._checkpoint, self._initial):
+            if target is not None:
+                target.restore(torch.as_tensor(bad, device=self.device))
+                rolled |= bad
+            if self.policy.numpy_acting:
+                actions, values, log_prob, finite = self.policy.act_numpy(obs, self.np_rng)
+            else:
+                with torch.no_grad():
+                    params, values_t = self.policy.forward(torch.as_tensor(obs, device=self.device))
+                    finite_t = torch.isfinite(params).flatten(1).all(1) & torch.isfinite(values_t).all(1)
+                    safe = torch.nan_to_num(params)
+                    actions_t = self.policy.sample(safe, self.generator)
+                    log_prob_t, _ = self.policy.log_prob_entropy(safe, actions_t)
+                actions, values = actions_t.cpu().numpy(), values_t.cpu().numpy()
+                log_prob, finite = log_prob_t.cpu().numpy(), finite_t.cpu().numpy()
+            bad = ~finite
+            if not bad.any():
+                break
+        return actions, values, log_prob, rolled
+
     def collect_rollout(self) -> tuple[list[RolloutStats], np.ndarray]:
         """Collect one rollout of ``n_steps`` per env for every member and compute its GAE.
 
@@ -311,12 +341,10 @@ class PopulationLearner:
         lam = self._rollout_hp.get("gae_lambda", np.full(self.n_members, self.config.gae_lambda))
         self._in_force_rollout = {name: v.copy() for name, v in self._rollout_hp.items()}
         t_steps, m, e = self.config.n_steps, self.n_members, self.n_envs
-        dev = self.device
         box = isinstance(self.action_space, spaces.Box)
-        obs_buf = torch.empty((t_steps, m, e, *self.observation_space.shape), device=dev)
-        act_shape = (t_steps, m, e, *self.action_space.shape) if box else (t_steps, m, e)
-        act_buf = torch.empty(act_shape, device=dev, dtype=torch.float32 if box else torch.long)
-        logp_buf = torch.empty((t_steps, m, e), device=dev)
+        obs_buf = np.zeros((t_steps, m, e, *self.observation_space.shape), dtype=np.float32)
+        act_buf = np.zeros((t_steps, m, e, *self.action_space.shape), dtype=np.float32 if box else np.int64)
+        logp_buf = np.zeros((t_steps, m, e), dtype=np.float32)
         values = np.zeros((t_steps, m, e), dtype=np.float32)
         rewards = np.zeros((t_steps, m, e), dtype=np.float32)
         starts = np.zeros((t_steps, m, e), dtype=bool)
@@ -328,49 +356,42 @@ class PopulationLearner:
             low = np.asarray(self.action_space.low, dtype=np.float32)  # type: ignore[attr-defined]
             high = np.asarray(self.action_space.high, dtype=np.float32)  # type: ignore[attr-defined]
         for t in range(t_steps):
-            obs = torch.as_tensor(self._last_obs, device=dev)
-            params, value_t, bad = self._act(obs)
+            obs = self._last_obs
+            actions, value, log_prob, bad = self._act(obs)
             rolled |= bad
-            actions = self.policy.sample(params, self.generator)
-            log_prob, _ = self.policy.log_prob_entropy(params, actions)
-            actions_np = actions.cpu().numpy()
-            step = self.venv.step(np.clip(actions_np, low, high) if box else actions_np)
-            r = step.rewards.astype(np.float32)
+            step = self.venv.step(np.clip(actions, low, high) if box else actions)
+            r = step.rewards
             if step.timeouts:
                 # Bootstrap episodes cut by the time limit with the value of their last observation.
-                terminal = np.zeros_like(self._last_obs)
+                terminal = np.zeros_like(obs)
                 mask = np.zeros((m, e), dtype=bool)
                 for i, k, o in step.timeouts:
                     terminal[i, k], mask[i, k] = o, True
-                _, tv = self.policy.forward(torch.as_tensor(terminal, device=dev))
-                r = r + np.where(mask, gamma[:, None] * tv.cpu().numpy(), 0.0).astype(np.float32)
+                _, terminal_values, _, _ = self._act(terminal)
+                r = r + np.where(mask, gamma[:, None] * terminal_values, 0.0).astype(np.float32)
             for i, ep_return, ep_length in step.episodes:
                 returns[i].append(ep_return)
                 lengths[i].append(ep_length)
-            obs_buf[t] = obs
-            act_buf[t] = actions
-            logp_buf[t] = log_prob
-            values[t] = value_t.cpu().numpy()
-            rewards[t] = r
-            starts[t] = self._last_starts
-            raw[t] = step.raw_rewards
+            obs_buf[t], act_buf[t], logp_buf[t], values[t] = obs, actions, log_prob, value
+            rewards[t], starts[t], raw[t] = r, self._last_starts, step.raw_rewards
             self._last_obs = step.obs
             self._last_starts = step.dones
-        _, last_values, bad = self._act(torch.as_tensor(self._last_obs, device=dev))
+        _, last_values, _, bad = self._act(self._last_obs)
         rolled |= bad
-        adv, ret = batched_gae(rewards, values, starts, last_values.cpu().numpy(), self._last_starts, gamma, lam)
+        adv, ret = batched_gae(rewards, values, starts, last_values, self._last_starts, gamma, lam)
         self.env_steps += t_steps * e
         n = t_steps * e
 
-        def flat(x: torch.Tensor) -> torch.Tensor:  # [T, M, E, ...] -> [M, E * T, ...], SB3's order
-            return x.transpose(0, 1).transpose(1, 2).reshape(m, n, *x.shape[3:])
+        def flat(x: np.ndarray) -> torch.Tensor:  # [T, M, E, ...] -> [M, E * T, ...], SB3's order
+            swapped = np.ascontiguousarray(x.swapaxes(0, 1).swapaxes(1, 2)).reshape(m, n, *x.shape[3:])
+            return torch.as_tensor(swapped, device=self.device)
 
         self.batch = {
             "observations": flat(obs_buf),
             "actions": flat(act_buf),
             "old_log_prob": flat(logp_buf),
-            "advantages": flat(torch.as_tensor(adv, device=dev)),
-            "returns": flat(torch.as_tensor(ret, device=dev)),
+            "advantages": flat(adv),
+            "returns": flat(ret),
         }
         stats = []
         for i in range(m):
@@ -400,26 +421,30 @@ class PopulationLearner:
         batch = self._next_batch()
         loss, parts = self.member_losses(batch)
         finite = torch.isfinite(loss)
-        self._checkpoint.save(finite)
-        self.flat.grad = None
-        torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
-        grad = self.flat.grad
-        assert grad is not None
+        all_finite = bool(finite.all())
+        self._checkpoint.save(None if all_finite else finite)
+        self.policy.zero_grad()
+        (loss if all_finite else torch.where(finite, loss, torch.zeros_like(loss))).sum().backward()
+        grad = self.policy.flat_grad
         with torch.no_grad():
             norms = torch.linalg.vector_norm(grad, dim=1)
             ok = finite & torch.isfinite(norms)
+            all_ok = all_finite and bool(ok.all())
             # The gradient history advances only for members whose update goes through (as a single run).
             for n in range(self.n_orders - 1, 0, -1):
-                self.grad_slots[n].copy_(torch.where(ok[:, None], self.grad_slots[n - 1], self.grad_slots[n]))
+                if all_ok:
+                    self.grad_slots[n].copy_(self.grad_slots[n - 1])
+                else:
+                    self.grad_slots[n].copy_(torch.where(ok[:, None], self.grad_slots[n - 1], self.grad_slots[n]))
             if self.n_orders:
-                self.grad_slots[0].copy_(torch.where(ok[:, None], grad, self.grad_slots[0]))
+                self.grad_slots[0].copy_(grad if all_ok else torch.where(ok[:, None], grad, self.grad_slots[0]))
             if "max_grad_norm" in self._step_hp:
                 max_norm = self._step_hp["max_grad_norm"].to(grad.dtype)
                 grad.mul_(torch.clamp(max_norm / (norms + 1e-6), max=1.0)[:, None])
             self.optimizer.step(self._step_hp["learning_rate"])
-            self._checkpoint.restore(~ok)
-            if self.flat.grad is not None:
-                self.flat.grad[~ok] = 0.0
+            if not all_ok:
+                self._checkpoint.restore(~ok)
+                grad[~ok] = 0.0
         self.updates += 1
         n_samples = batch["advantages"].shape[1]
         self._advance(n_samples)
@@ -470,8 +495,10 @@ class PopulationA2C(PopulationLearner):
 
     def _build_optimizer(self) -> BatchedOptimizer:
         if not self.config.use_rms_prop:
-            return BatchedAdam(self.flat, eps=1e-5)
-        return BatchedRMSprop(self.flat, alpha=self.config.rms_prop_alpha, eps=self.config.rms_prop_eps)
+            return BatchedAdam(self.flat, self.policy.flat_grad, eps=1e-5)
+        return BatchedRMSprop(
+            self.flat, self.policy.flat_grad, alpha=self.config.rms_prop_alpha, eps=self.config.rms_prop_eps
+        )
 
     def _on_new_rollout(self) -> None:
         pass
