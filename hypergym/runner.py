@@ -20,7 +20,7 @@ import numpy as np
 
 from hypergym.agents.base import HyperAgent, Transition
 
-__all__ = ["RunResult", "run"]
+__all__ = ["RunResult", "run", "run_population"]
 
 #: Inner episodes averaged for the final return of a run.
 FINAL_EPISODES = 10
@@ -203,3 +203,80 @@ def run(
         _write_csv(run_dir / "steps.csv", rows)
         (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
     return result
+
+
+def run_population(
+    venv: Any,
+    agent: Any,
+    seeds: list[int],
+    out: str | Path | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> list[RunResult]:
+    """Drive a population agent through one run of every member of a ``HyperRLVectorEnv``.
+
+    Member ``i`` is seeded ``seeds[i]`` and recorded in ``out/seed{seeds[i]}`` exactly as :func:`run`
+    records a single run (``config.json``, ``steps.csv``, ``summary.json``), so ``hypergym plot`` and
+    ``compare`` read population runs and single runs alike. Wall time and speed are the population's.
+
+    Returns:
+        One summary per member.
+    """
+    if len(seeds) != venv.num_envs:
+        raise ValueError(f"{len(seeds)} seeds for a population of {venv.num_envs}")
+    n = venv.num_envs
+    rows: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    returns: list[list[float]] = [[] for _ in range(n)]
+    gs: list[list[float]] = [[] for _ in range(n)]
+    diverged = np.zeros(n, dtype=int)
+    episodes = np.zeros(n, dtype=int)
+    start = time.perf_counter()
+    obs, info = venv.reset(seed=list(seeds))
+    step = 0
+    while True:
+        actions = agent.act(obs, info)
+        next_obs, rewards, terminated, truncated, info = venv.step(actions)
+        agent.observe(obs, actions, rewards, next_obs, terminated, truncated, info)
+        finished = info["final_info"]["run_finished"] if "final_info" in info else info["run_finished"]
+        source = info.get("final_info", info)
+        for i in range(n):
+            member: dict[str, Any] = {
+                k: (v[i] if isinstance(v, np.ndarray) else {name: arr[i] for name, arr in v.items()})
+                for k, v in source.items()
+                if not k.startswith("_") and k not in ("final_obs", "final_info")
+            }
+            rows[i].append(_row(step, int(episodes[i]), actions[i], float(rewards[i]), member))
+            returns[i] += list(member.get("episode_returns", []))
+            if "G" in member:
+                gs[i].append(float(member["G"]))
+            diverged[i] += bool(member.get("diverged", False))
+        episodes += terminated | truncated
+        step += 1
+        if np.all(finished):
+            break
+        obs = next_obs
+    wall = time.perf_counter() - start
+    env_steps = int(source["env_steps"][0])
+    results = []
+    for i, seed in enumerate(seeds):
+        run_dir = Path(out) / f"seed{seed}" if out is not None else None
+        result = RunResult(
+            hyper_steps=step,
+            learning_episodes=int(episodes[i]),
+            env_steps=env_steps,
+            final_return=float(np.mean(returns[i][-FINAL_EPISODES:])) if returns[i] else math.nan,
+            best_G=max(gs[i]) if gs[i] else math.nan,
+            mean_G=float(np.mean(gs[i])) if gs[i] else math.nan,
+            diverged_steps=int(diverged[i]),
+            wall_seconds=wall,
+            env_steps_per_second=n * env_steps / wall if wall > 0 else math.nan,
+            run_dir=str(run_dir) if run_dir is not None else None,
+        )
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config = {"agent": agent.config(), "seed": seed, "population": n, **(extra_config or {})}
+            config["space"] = {name: list(values) for name, values in venv.space.values.items()}
+            (run_dir / "config.json").write_text(json.dumps(_jsonable(config), indent=2))
+            _write_csv(run_dir / "steps.csv", rows[i])
+            (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
+        results.append(result)
+    return results

@@ -366,3 +366,36 @@ def test_member_seeds_follow_the_single_run_derivation():
     env.reset(seed=[9, 10, 11])
     env_seeds = [derive_seeds(s, 3)[0] for s in (9, 10, 11)]
     assert env.learner.venv.seeds == env_seeds
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_population_epgt_runs_a_population_and_records_every_member(tmp_path, shared):
+    from hypergym.agents.population import make_population_agent
+    from hypergym.plots import load_runs
+    from hypergym.runner import run_population
+
+    env = _vec(total_env_steps=200)
+    agent = make_population_agent("episodic", env, seed=0, shared_memory=shared, write_every=2)
+    results = run_population(env, agent, [4, 5, 6], out=tmp_path)
+    assert len(results) == 3 and all(r.env_steps >= 200 for r in results)
+    memories = {id(a.memory) for a in agent.members}
+    assert len(memories) == (1 if shared else 3)
+    written = sum(agent.members[0].memory.size(a) for a in range(agent.members[0].n_actions))
+    assert written > 0
+    runs = load_runs([tmp_path])
+    assert sorted(r.seed for r in runs) == [4, 5, 6] and all(r.label == "episodic" for r in runs)
+    assert all(len(r.env_steps) == results[0].hyper_steps for r in runs)
+
+
+def test_population_static_and_random_act_on_the_batch():
+    from hypergym.agents.population import make_population_agent
+
+    env = _vec()
+    obs, info = env.reset(seed=0)
+    static = make_population_agent("static", env)
+    np.testing.assert_array_equal(static.act(obs, info), np.full(3, env.space.default_action))
+    assert make_population_agent("static-max", env).act(obs, info).tolist() == [4, 4, 4]
+    actions = make_population_agent("random", env, seed=1).act(obs, info)
+    assert actions.shape == (3,) and env.action_space.contains(actions)
+    with pytest.raises(ValueError, match="choose from"):
+        make_population_agent("dqn", env)

@@ -17,6 +17,7 @@ rollout, so the members' update phases, rollouts and learning episodes stay in l
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -424,7 +425,11 @@ class PopulationLearner:
         all_finite = bool(finite.all())
         self._checkpoint.save(None if all_finite else finite)
         self.policy.zero_grad()
-        (loss if all_finite else torch.where(finite, loss, torch.zeros_like(loss))).sum().backward()
+        with warnings.catch_warnings():
+            # A [M, 1, in] weight's gradient view has the strides of its slice of flat_grad; autograd notes
+            # the layout differs from a fresh tensor's and accumulates into the view all the same.
+            warnings.filterwarnings("ignore", message="(?s).*grad.sizes", category=UserWarning)
+            (loss if all_finite else torch.where(finite, loss, torch.zeros_like(loss))).sum().backward()
         grad = self.policy.flat_grad
         with torch.no_grad():
             norms = torch.linalg.vector_norm(grad, dim=1)

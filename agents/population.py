@@ -1,0 +1,213 @@
+"""Hyper-agents for a population (:class:`~hypergym.envs.HyperRLVectorEnv`): one action per member per step.
+
+``act(obs [N, ...], info) -> actions [N]`` and ``observe(obs, actions, rewards, next_obs, terminated,
+truncated, info)`` on batches, following Gymnasium's vector conventions (``info`` a dict of per-member
+arrays). Static and random act on the whole batch at once. EPGT keeps the single-run agent's exact
+rules per member (:class:`~hypergym.agents.EpisodicAgent`: epsilon schedule, uniform writing, per-action
+memory); with ``shared_memory=True`` all members read and write one memory, so the population pools
+its experience (a member reads what the others learned), which no single-run EPGT can do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from hypergym.agents.base import Transition
+from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
+
+__all__ = [
+    "POPULATION_AGENTS",
+    "PopulationAgent",
+    "PopulationEpisodicAgent",
+    "PopulationRandomAgent",
+    "PopulationStaticAgent",
+    "make_population_agent",
+]
+
+
+class _MemberView:
+    """What a single-run agent reads of its env, for one member of a vector env."""
+
+    def __init__(self, venv: gym.vector.VectorEnv) -> None:
+        self.action_space = venv.single_action_space
+        self.observation_space = venv.single_observation_space
+        self.unwrapped = venv
+
+
+def _member_info(info: dict[str, Any], i: int) -> dict[str, Any]:
+    """Member ``i``'s entries of a vector info dict (the keys agents read)."""
+    return {k: v[i] for k, v in info.items() if not k.startswith("_") and isinstance(v, np.ndarray)}
+
+
+class PopulationAgent:
+    """Base of the population hyper-agents.
+
+    Args:
+        venv: The vector env (its ``single_action_space`` and ``num_envs``).
+        seed: Seed of the agent's own randomness.
+    """
+
+    name = "agent"
+
+    def __init__(self, venv: gym.vector.VectorEnv, seed: int | None = None) -> None:
+        self.num_envs = venv.num_envs
+        self.single_action_space = venv.single_action_space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """One action per member."""
+        raise NotImplementedError
+
+    def observe(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
+        """Learn from one batched step (default: nothing)."""
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable settings."""
+        return {"name": self.name, "seed": self.seed, "population": self.num_envs}
+
+
+class PopulationStaticAgent(PopulationAgent):
+    """Every member always takes the same action (default: the preset's default hyperparameters).
+
+    Args:
+        venv: A :class:`~hypergym.envs.HyperRLVectorEnv`.
+        action: ``"default"``, ``"min"``, ``"max"`` or a fixed action of the single action space.
+        seed: Unused (static).
+    """
+
+    name = "static"
+
+    def __init__(self, venv: gym.vector.VectorEnv, action: Any = "default", seed: int | None = None) -> None:
+        super().__init__(venv, seed)
+        space = venv.space  # type: ignore[attr-defined]
+        if isinstance(action, str):
+            if action not in ("default", "min", "max"):
+                raise ValueError(f"unknown static action {action!r}; choose from ['default', 'min', 'max']")
+            nvec = space.nvec
+            idx = {"default": space.default_indices(), "min": [0] * len(nvec), "max": list(nvec - 1)}[action]
+            action = space.from_indices(idx, venv.action_mode)  # type: ignore[attr-defined]
+        if not self.single_action_space.contains(np.asarray(action, dtype=np.int64)):
+            raise ValueError(f"action {action!r} is outside the action space {self.single_action_space}")
+        self.actions = np.stack([np.asarray(action, dtype=np.int64)] * self.num_envs)
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """The fixed action for every member."""
+        return self.actions.copy()
+
+
+class PopulationRandomAgent(PopulationAgent):
+    """Uniformly random actions for every member, drawn in one call (the paper's RND baseline)."""
+
+    name = "random"
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """Uniform actions."""
+        space = self.single_action_space
+        if isinstance(space, gym.spaces.Discrete):
+            return space.start + self.rng.integers(space.n, size=self.num_envs)
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            return (self.rng.random((self.num_envs, *space.nvec.shape)) * space.nvec).astype(np.int64)
+        raise TypeError(f"random needs a Discrete or MultiDiscrete action space, got {space}")
+
+
+class PopulationEpisodicAgent(PopulationAgent):
+    """EPGT for each member; one memory per member, or one shared by all (``shared_memory=True``).
+
+    Args:
+        venv: A :class:`~hypergym.envs.HyperRLVectorEnv` (``action_mode="discrete"``).
+        shared_memory: All members read and write one memory.
+        capacity: Memory size (default: the paper's rule per member; shared: N times it, at most 10,000).
+        seed: Seed; member ``i``'s exploration is seeded from ``(seed, i)``.
+        **kwargs: :class:`~hypergym.agents.EpisodicAgent` arguments (``k``, ``beta``, ``write_every``,
+            ``index``, ``index_kwargs``).
+    """
+
+    name = "episodic"
+
+    def __init__(
+        self,
+        venv: gym.vector.VectorEnv,
+        shared_memory: bool = False,
+        capacity: int | None = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(venv, seed)
+        view = _MemberView(venv)
+        if capacity is None and shared_memory:
+            per_member = paper_capacity(view, kwargs.get("write_every", 10)) or MAX_CAPACITY  # type: ignore[arg-type]
+            capacity = min(MAX_CAPACITY, per_member * self.num_envs)
+        seeds = np.random.SeedSequence(seed).spawn(self.num_envs)
+        self.members = [
+            EpisodicAgent(view, capacity=capacity, seed=int(s.generate_state(1)[0]), **kwargs)  # type: ignore[arg-type]
+            for s in seeds
+        ]
+        self.shared_memory = shared_memory
+        if shared_memory:
+            for agent in self.members[1:]:
+                agent.memory = self.members[0].memory
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """Each member's epsilon-greedy action on its (or the shared) memory."""
+        return np.array([a.act(obs[i], _member_info(info, i)) for i, a in enumerate(self.members)], dtype=np.int64)
+
+    def observe(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
+        """Each member's transition to its agent (final observations for ended episodes)."""
+        final = info.get("final_obs")
+        for i, agent in enumerate(self.members):
+            nxt = final[i] if final is not None and info.get("_final_obs", np.zeros(0))[i] else next_obs[i]
+            t = Transition(
+                obs[i], int(actions[i]), float(rewards[i]), nxt, bool(terminated[i]), bool(truncated[i]),
+                _member_info(info, i),
+            )  # fmt: skip
+            agent.observe(t)
+
+    def config(self) -> dict[str, Any]:
+        """Settings, with the memory's."""
+        return {**super().config(), **self.members[0].config(), "shared_memory": self.shared_memory}
+
+
+#: Population agents by name.
+POPULATION_AGENTS: dict[str, type[PopulationAgent]] = {
+    "episodic": PopulationEpisodicAgent,
+    "random": PopulationRandomAgent,
+    "static": PopulationStaticAgent,
+}
+
+
+def make_population_agent(
+    name: str, venv: gym.vector.VectorEnv, seed: int | None = None, **kwargs: Any
+) -> PopulationAgent:
+    """Build the population agent named ``name`` (``static-min`` / ``static-max`` included).
+
+    Raises:
+        ValueError: On an unknown name (the message lists the valid ones).
+    """
+    if name in ("static-min", "static-max"):
+        return PopulationStaticAgent(venv, action=name.split("-")[1], seed=seed)
+    if name not in POPULATION_AGENTS:
+        valid = [*sorted(POPULATION_AGENTS), "static-max", "static-min"]
+        raise ValueError(f"unknown population agent {name!r}; choose from {valid}")
+    return POPULATION_AGENTS[name](venv, seed=seed, **kwargs)

@@ -1,0 +1,105 @@
+"""Throughput of a population (``gym.make_vec(id, num_envs=N)``) vs N single runs vs SB3, side by side.
+
+For each id, in one process and one after another:
+
+- SB3 ``learn()`` on the preset's inner env with the default hyperparameters (one run);
+- N independent single-run ``HyperRLEnv`` runs (``gym.make``), one after another, with the default action;
+- one population of N members (``gym.make_vec``), every member taking the default action;
+- one population of 1 member, against the single-run env (the lean learner alone);
+- optionally (``--vae``) the population with ``obs_mode="vae"``, and the encoder's share of its step time.
+
+Aggregate env steps per second = all members' inner env steps / wall time. hypergym runs are timed after
+the first rollout (collected by ``reset``), as in ``benchmarks/overhead.py``.
+
+    python benchmarks/population.py                                  # A2C-CartPole and PPO-HalfCheetah
+    python benchmarks/population.py --ids HyperRL-A2C-CartPole --n 16 --steps 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from overhead import run_hypergym, run_sb3
+
+import hypergym  # noqa: F401
+
+
+def run_population(env_id: str, n: int, steps: int, seed: int, obs_mode: str = "random") -> tuple[float, float]:
+    """Aggregate env steps per second of an N-member population, and the encoder's share of step time."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the pinned batch size is expected here
+        env = gym.make_vec(env_id, num_envs=n, obs_mode=obs_mode, total_env_steps=steps, device="cpu")
+    env.reset(seed=seed)
+    encoder_time = [0.0]
+    encoder = env.encoder
+    for name in ("encode", "on_update"):
+        inner = getattr(encoder, name)
+
+        def timed(*args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                encoder_time[0] += time.perf_counter() - t0
+
+        setattr(encoder, name, timed)
+    action = np.full(n, env.space.default_action)
+    start_steps = env.learner.env_steps
+    start = time.perf_counter()
+    while True:
+        _, _, _, _, info = env.step(action)
+        if info["run_finished"].all():
+            break
+    elapsed = time.perf_counter() - start
+    env.close()
+    return n * (int(info["env_steps"][0]) - start_steps) / elapsed, encoder_time[0] / elapsed
+
+
+def main() -> None:
+    """Print the comparison table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ids", nargs="+", default=["HyperRL-A2C-CartPole", "HyperRL-PPO-HalfCheetah"])
+    parser.add_argument("--n", type=int, default=16, help="population size N")
+    parser.add_argument("--steps", type=int, nargs="+", default=[20_000, 10_240], help="env steps per member, per id")
+    parser.add_argument("--vae", action="store_true", help="also time the population with obs_mode='vae'")
+    args = parser.parse_args()
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
+        f"threads), N = {args.n}"
+    )
+    print("| id | SB3 learn() | N single runs | population of N | ratio vs SB3 | ratio vs singles |"
+          " 1 single run | population of 1 | ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i, env_id in enumerate(args.ids):
+        steps = args.steps[min(i, len(args.steps) - 1)]
+        sb3 = run_sb3(env_id, steps, seed=0)
+        # N runs one after another: their timed env steps over their timed wall time (harmonic mean of rates).
+        single_rates = [run_hypergym(env_id, steps, seed=s, obs_mode="random")[0] for s in range(args.n)]
+        singles = len(single_rates) / sum(1.0 / r for r in single_rates)
+        pop, _ = run_population(env_id, args.n, steps, seed=0)
+        pop1, _ = run_population(env_id, 1, steps, seed=0)
+        print(
+            f"| `{env_id}` | {sb3:,.0f} | {singles:,.0f} | {pop:,.0f} | **{pop / sb3:.2f}** | {pop / singles:.2f} |"
+            f" {single_rates[0]:,.0f} | {pop1:,.0f} | {pop1 / single_rates[0]:.2f} |",
+            flush=True,
+        )
+        if args.vae:
+            vae, share = run_population(env_id, args.n, steps, seed=0, obs_mode="vae")
+            print(f"|   `{env_id}`, `obs_mode='vae'` (paper width) | | | {vae:,.0f} | {vae / sb3:.2f} | "
+                  f"{vae / singles:.2f} | encoder share {share:.1%} | | |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
