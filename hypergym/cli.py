@@ -159,15 +159,22 @@ def compare(
     env_kwargs: dict[str, Any],
     agent_kwargs: dict[str, Any],
     png: Path | None = None,
+    population: bool = False,
 ) -> Path:
-    """Run every agent on every seed (reusing finished runs), then print the table and write the PNG."""
+    """Run every agent on every seed (reusing finished runs), then print the table and write the PNG.
+
+    With ``population``, each agent's seeds run as one population (``gym.make_vec``, one batched run).
+    """
     _check_names(env_id, agents, env_kwargs)
+    if population:
+        run_populations(env_id, agents, seeds, out, env_kwargs, agent_kwargs)
     specs = [
         RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs)
         for agent in agents
         for seed in range(seeds)
     ]
-    run_many(specs, workers)
+    if not population:
+        run_many(specs, workers)
     from hypergym.plots import load_runs, plot_runs, summary_table
 
     runs = load_runs([out])
@@ -176,6 +183,33 @@ def compare(
     plot_runs(runs, png, title=env_id)
     print(f"wrote {png}")
     return png
+
+
+def run_populations(
+    env_id: str, agents: Sequence[str], seeds: int, out: Path, env_kwargs: dict[str, Any], agent_kwargs: dict[str, Any]
+) -> None:
+    """Each agent's seeds ``0..seeds-1`` as one population, recorded per seed like single runs."""
+    import gymnasium as gym
+
+    from hypergym.agents.population import make_population_agent
+    from hypergym.runner import run_population
+
+    for agent_name in agents:
+        if all((out / agent_name / f"seed{s}" / "summary.json").is_file() for s in range(seeds)):
+            print(f"{agent_name}: population of {seeds} already finished")
+            continue
+        try:
+            venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
+            agent = make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        results = run_population(
+            venv, agent, list(range(seeds)), out / agent_name, {"agent_label": agent_name, "env_id": env_id}
+        )
+        venv.close()
+        for seed, r in enumerate(results):
+            print(f"{agent_name:>10s} seed {seed}: final return {r.final_return:.2f} ({r.env_steps} env steps)")
+        print(f"{agent_name}: population of {seeds}, {results[0].env_steps_per_second:,.0f} env steps/s in all")
 
 
 def _default_workers() -> int:
@@ -215,6 +249,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         parse_assignments(args.set),
         parse_assignments(args.agent_set),
         Path(args.png) if args.png else None,
+        population=args.population,
     )
 
 
@@ -292,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--agent-set", nargs="*", metavar="KEY=VALUE", help="arguments for every agent")
     cmp.add_argument("--out", help="folder of the runs (default runs/compare/ID)")
     cmp.add_argument("--png", help="figure path (default OUT/comparison.png)")
+    cmp.add_argument(
+        "--population", action="store_true", help="run each agent's seeds as one batched population (make_vec)"
+    )
     cmp.set_defaults(func=cmd_compare)
 
     plot = sub.add_parser("plot", help="table and figure of finished runs")

@@ -123,3 +123,19 @@ def test_parse_assignments():
         "c": "vae",
         "d": {"x": 2},
     }
+
+
+def test_compare_population_runs_each_agents_seeds_as_one_population(tmp_path):
+    from hypergym.cli import main
+
+    out = tmp_path / "cmp"
+    status = main(
+        ["compare", "HyperRL-A2C-CartPole", "--agents", "random,static", "--seeds", "2", "--population",
+         "--set", "total_env_steps=300", "obs_mode=random", "n_envs=2", "--out", str(out)]
+    )  # fmt: skip
+    assert status == 0
+    for agent in ("random", "static"):
+        for seed in (0, 1):
+            config = json.loads((out / agent / f"seed{seed}" / "config.json").read_text())
+            assert config["population"] == 2 and config["seed"] == seed
+    assert (out / "comparison.png").is_file()
