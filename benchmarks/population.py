@@ -24,14 +24,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from overhead import run_hypergym, run_sb3
+from overhead import _timed, run_hypergym, run_sb3
 
 import hypergym  # noqa: F401
 
@@ -43,18 +42,8 @@ def run_population(env_id: str, n: int, steps: int, seed: int, obs_mode: str = "
         env = gym.make_vec(env_id, num_envs=n, obs_mode=obs_mode, total_env_steps=steps, device="cpu")
     env.reset(seed=seed)
     encoder_time = [0.0]
-    encoder = env.encoder
-    for name in ("encode", "on_update"):
-        inner = getattr(encoder, name)
-
-        def timed(*args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return _inner(*args, **kwargs)
-            finally:
-                encoder_time[0] += time.perf_counter() - t0
-
-        setattr(encoder, name, timed)
+    _timed(env.encoder, "encode", encoder_time)
+    _timed(env.encoder, "on_update", encoder_time)
     action = np.full(n, env.space.default_action)
     start_steps = env.learner.env_steps
     start = time.perf_counter()

@@ -21,6 +21,13 @@ _ACTION_MODES = ("discrete", "multi_discrete")
 _OBS_EXTRAS = ("progress", "hyperparams")
 
 
+def episode_end(phases_in_episode: int, phases_per_episode: int | None, run_finished: bool) -> tuple[bool, bool]:
+    """``(terminated, truncated)`` at the end of an update phase (see ``HyperRLEnv``'s Episode End)."""
+    episode_done = phases_per_episode is not None and phases_in_episode >= phases_per_episode
+    terminated = episode_done or (phases_per_episode is None and run_finished)
+    return terminated, run_finished and not terminated
+
+
 class HyperRLEnv(gym.Env):
     """Online hyperparameter scheduling of a policy-gradient learner, as an MDP (Hyper-RL, EPGT).
 
@@ -316,9 +323,7 @@ class HyperRLEnv(gym.Env):
             self._rollouts_in_phase = 0
             self._phases_in_episode += 1
             self._run_finished = learner.env_steps >= self.total_env_steps
-            episode_done = self.phases_per_episode is not None and self._phases_in_episode >= self.phases_per_episode
-            terminated = episode_done or (self.phases_per_episode is None and self._run_finished)
-            truncated = self._run_finished and not terminated
+            terminated, truncated = episode_end(self._phases_in_episode, self.phases_per_episode, self._run_finished)
         self._needs_reset = terminated or truncated
 
         self._obs = self._observe()

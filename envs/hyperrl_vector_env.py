@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from hypergym.encoders.population import PopulationEncoder, make_population_encoder
-from hypergym.envs.hyperrl_env import HyperRLEnv
+from hypergym.envs.hyperrl_env import HyperRLEnv, episode_end
 from hypergym.envs.members import MemberVecEnv
 from hypergym.envs.tasks import task_spaces
 from hypergym.learners import LEARNERS
@@ -287,9 +287,7 @@ class HyperRLVectorEnv(VectorEnv):
             self._rollouts_in_phase = 0
             self._phases_in_episode += 1
             self._run_finished = learner.env_steps >= self.total_env_steps
-            done = self.phases_per_episode is not None and self._phases_in_episode >= self.phases_per_episode
-            terminated = done or (self.phases_per_episode is None and self._run_finished)
-            truncated = self._run_finished and not terminated
+            terminated, truncated = episode_end(self._phases_in_episode, self.phases_per_episode, self._run_finished)
         for name, value in self.encoder.metrics.items():
             info[name] = value
         info.update(

@@ -20,7 +20,7 @@ from gymnasium import spaces
 
 from hypergym.encoders.base import F32_MAX
 from hypergym.encoders.stats import _BOUND, FEATURES
-from hypergym.encoders.vae import _CLAMP, VAEModel
+from hypergym.encoders.vae import _CLAMP, VAEModel, check_vae_settings
 from hypergym.hyperstate import HyperStateProjector
 from hypergym.seeding import TorchRNG, derive_seeds
 
@@ -229,15 +229,7 @@ class PopulationVAEEncoder(PopulationEncoder):
         **kwargs: Any,
     ) -> None:
         super().__init__(learner, seeds, **kwargs)
-        for name, value in (("h", h), ("train_every", train_every), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"VAE {name} must be a positive integer, got {value!r}")
-        if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
-            raise ValueError(f"VAE hidden must be a positive integer or None, got {hidden!r}")
-        if freeze_after is not None and freeze_after < 0:
-            raise ValueError(f"freeze_after must be >= 0 or None, got {freeze_after!r}")
-        if learning_rate <= 0:
-            raise ValueError(f"VAE learning_rate must be positive, got {learning_rate!r}")
+        check_vae_settings(h, hidden, learning_rate, train_every, batch_size, freeze_after)
         self.h, self.hidden = h, hidden or max(1, self.raw_dim // 4)
         self.train_every, self.batch_size = train_every, batch_size
         self.kl_weight, self.freeze_after, self.norm_momentum = kl_weight, freeze_after, norm_momentum

@@ -16,10 +16,29 @@ from hypergym.seeding import TorchRNG, derive_seeds
 if TYPE_CHECKING:
     from hypergym.learners.base import OnPolicyLearner
 
-__all__ = ["VAEEncoder", "VAEModel"]
+__all__ = ["VAEEncoder", "VAEModel", "check_vae_settings"]
 
 #: Normalised inputs are clamped to this many root-mean-squares.
 _CLAMP = 5.0
+
+
+def check_vae_settings(
+    h: int, hidden: int | None, learning_rate: float, train_every: int, batch_size: int, freeze_after: int | None
+) -> None:
+    """Validate the VAE encoder's settings (single run and population alike).
+
+    Raises:
+        ValueError: Naming the bad setting and what it must be.
+    """
+    for name, value in (("h", h), ("train_every", train_every), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"VAE {name} must be a positive integer, got {value!r}")
+    if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
+        raise ValueError(f"VAE hidden must be a positive integer or None, got {hidden!r}")
+    if freeze_after is not None and freeze_after < 0:
+        raise ValueError(f"freeze_after must be >= 0 or None, got {freeze_after!r}")
+    if learning_rate <= 0:
+        raise ValueError(f"VAE learning_rate must be positive, got {learning_rate!r}")
 
 
 class VAEModel(nn.Module):
@@ -105,15 +124,7 @@ class VAEEncoder(HyperStateEncoder):
         **kwargs: Any,
     ) -> None:
         super().__init__(learner, seed, **kwargs)
-        for name, value in (("h", h), ("train_every", train_every), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"VAE {name} must be a positive integer, got {value!r}")
-        if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
-            raise ValueError(f"VAE hidden must be a positive integer or None, got {hidden!r}")
-        if freeze_after is not None and freeze_after < 0:
-            raise ValueError(f"freeze_after must be >= 0 or None, got {freeze_after!r}")
-        if learning_rate <= 0:
-            raise ValueError(f"VAE learning_rate must be positive, got {learning_rate!r}")
+        check_vae_settings(h, hidden, learning_rate, train_every, batch_size, freeze_after)
         dim = self.raw_dim
         self.h, self.hidden = h, hidden or max(1, dim // 4)
         self.train_every, self.batch_size = train_every, batch_size
