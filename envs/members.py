@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import gymnasium as gym
 import numpy as np
 
 from hypergym.envs.stepping import make_stepper
