@@ -9,6 +9,7 @@ import gymnasium as gym
 from hypergym.agents.base import EpsilonGreedyAgent, HyperAgent, Transition
 from hypergym.agents.dqn import DQNAgent
 from hypergym.agents.episodic import EpisodicAgent, paper_capacity
+from hypergym.agents.hoof import HOOFAgent
 from hypergym.agents.memory import AnnoyIndex, EpisodicMemory, ExactIndex, NeighborIndex
 from hypergym.agents.simple import RandomAgent, StaticAgent
 
@@ -20,6 +21,7 @@ __all__ = [
     "EpisodicMemory",
     "EpsilonGreedyAgent",
     "ExactIndex",
+    "HOOFAgent",
     "HyperAgent",
     "NeighborIndex",
     "RandomAgent",
@@ -33,6 +35,7 @@ __all__ = [
 AGENTS: dict[str, type[HyperAgent]] = {
     "episodic": EpisodicAgent,
     "dqn": DQNAgent,
+    "hoof": HOOFAgent,
     "random": RandomAgent,
     "static": StaticAgent,
 }

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["EpsilonGreedyAgent", "HyperAgent", "Transition", "env_schedule_length"]
+__all__ = ["EpsilonGreedyAgent", "HyperAgent", "PopulationAgent", "Transition", "env_schedule_length"]
 
 
 class Transition(NamedTuple):
@@ -109,3 +109,40 @@ class EpsilonGreedyAgent(HyperAgent):
         else:
             progress = self.steps / max(1, self.total_steps or 1)
         return float(np.clip(1.0 - progress, 0.0, 1.0))
+
+
+class PopulationAgent:
+    """Base of the population hyper-agents.
+
+    Args:
+        venv: The vector env (its ``single_action_space`` and ``num_envs``).
+        seed: Seed of the agent's own randomness.
+    """
+
+    name = "agent"
+
+    def __init__(self, venv: gym.vector.VectorEnv, seed: int | None = None) -> None:
+        self.num_envs = venv.num_envs
+        self.single_action_space = venv.single_action_space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """One action per member."""
+        raise NotImplementedError
+
+    def observe(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
+        """Learn from one batched step (default: nothing)."""
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable settings."""
+        return {"name": self.name, "seed": self.seed, "population": self.num_envs}

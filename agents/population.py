@@ -15,8 +15,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from hypergym.agents.base import Transition
+from hypergym.agents.base import PopulationAgent, Transition
 from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
+from hypergym.agents.pb2 import PB2Agent
+from hypergym.agents.pbt import PBTAgent
 
 __all__ = [
     "POPULATION_AGENTS",
@@ -40,43 +42,6 @@ class _MemberView:
 def _member_info(info: dict[str, Any], i: int) -> dict[str, Any]:
     """Member ``i``'s entries of a vector info dict (the keys agents read)."""
     return {k: v[i] for k, v in info.items() if not k.startswith("_") and isinstance(v, np.ndarray)}
-
-
-class PopulationAgent:
-    """Base of the population hyper-agents.
-
-    Args:
-        venv: The vector env (its ``single_action_space`` and ``num_envs``).
-        seed: Seed of the agent's own randomness.
-    """
-
-    name = "agent"
-
-    def __init__(self, venv: gym.vector.VectorEnv, seed: int | None = None) -> None:
-        self.num_envs = venv.num_envs
-        self.single_action_space = venv.single_action_space
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """One action per member."""
-        raise NotImplementedError
-
-    def observe(
-        self,
-        obs: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_obs: np.ndarray,
-        terminated: np.ndarray,
-        truncated: np.ndarray,
-        info: dict[str, Any],
-    ) -> None:
-        """Learn from one batched step (default: nothing)."""
-
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable settings."""
-        return {"name": self.name, "seed": self.seed, "population": self.num_envs}
 
 
 class PopulationStaticAgent(PopulationAgent):
@@ -192,6 +157,8 @@ class PopulationEpisodicAgent(PopulationAgent):
 #: Population agents by name.
 POPULATION_AGENTS: dict[str, type[PopulationAgent]] = {
     "episodic": PopulationEpisodicAgent,
+    "pb2": PB2Agent,
+    "pbt": PBTAgent,
     "random": PopulationRandomAgent,
     "static": PopulationStaticAgent,
 }

@@ -310,6 +310,44 @@ class HyperRLVectorEnv(VectorEnv):
         flags = np.full(n, terminated), np.full(n, truncated)
         return obs.copy(), rewards.astype(np.float64), flags[0], flags[1], self._with_masks(info)
 
+    # ------------------------------------------------------------------ population operations
+    def recent_returns(self) -> list[np.ndarray]:
+        """Each member's most recent raw inner-episode returns (up to 100, oldest first)."""
+        if self.learner is None:
+            raise RuntimeError("call reset() first: no runs have started")
+        return self.learner.recent_returns()
+
+    def copy_member(self, dst: int, src: int) -> np.ndarray:
+        """Member ``dst`` continues as a copy of member ``src``'s run (PBT's exploit), in process.
+
+        Copied: the policy, optimiser state, gradient history, rollback snapshots, current rollout,
+        recent returns, observation-normalisation statistics and encoder state (projection; VAE weights
+        and optimiser), so ``dst``'s hyper-state is ``src``'s and, given the same hyperparameters, its next
+        update is ``src``'s. ``dst``'s inner envs continue their own episodes, and no hyperparameter
+        that takes effect later is copied: those in force from the next step are the ones the next
+        action sets (Ray Tune's checkpoint round-trip can overwrite them; this cannot).
+
+        Args:
+            dst: The member that is overwritten.
+            src: The member copied.
+
+        Returns:
+            The batch's current observations ``[N, ...]`` (``dst``'s row now ``src``'s).
+
+        Raises:
+            RuntimeError: Before the first ``reset``.
+            ValueError: If an index is not a member's.
+        """
+        if self.learner is None or self.encoder is None:
+            raise RuntimeError("call reset() first: no runs have started")
+        for name, k in (("dst", dst), ("src", src)):
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < self.num_envs:
+                raise ValueError(f"{name}={k!r} is not a member index (0..{self.num_envs - 1})")
+        self.learner.copy_member(int(dst), int(src))
+        self.encoder.copy_member(int(dst), int(src))
+        self._obs = self._observe()
+        return self._obs.copy()
+
     def _base_info(self) -> dict[str, Any]:
         assert self.learner is not None
         n = self.num_envs

@@ -71,6 +71,11 @@ class MemberNormalizer:
         m2 = var * c + batch_var * n + np.square(delta) * c * n / t
         return new_mean, m2 / t, total
 
+    def copy_member(self, dst: int, src: int) -> None:
+        """Member ``dst`` takes member ``src``'s observation and return statistics."""
+        for stat in (self.obs_mean, self.obs_var, self.obs_count, self.ret_mean, self.ret_var, self.ret_count):
+            stat[dst] = stat[src]
+
     def update_obs(self, obs: np.ndarray) -> None:
         """Add ``obs [M, E, D]`` to each member's statistics."""
         self.obs_mean, self.obs_var, self.obs_count = self._update(self.obs_mean, self.obs_var, self.obs_count, obs)
@@ -83,7 +88,7 @@ class MemberNormalizer:
         return np.clip((obs - mean) / std, -self.clip_obs, self.clip_obs).astype(np.float32)
 
     def normalize_member_obs(self, member: int, obs: np.ndarray) -> np.ndarray:
-        """One observation of ``member`` normalised with its statistics."""
+        """Observations ``[..., D]`` of ``member`` normalised with its statistics."""
         std = np.sqrt(self.obs_var[member] + self.epsilon)
         return np.clip((obs - self.obs_mean[member]) / std, -self.clip_obs, self.clip_obs).astype(np.float32)
 
@@ -182,6 +187,19 @@ class MemberVecEnv:
             timeouts = [(i, k, self.normalizer.normalize_member_obs(i, o)) for i, k, o in timeouts]
             rewards = self.normalizer.normalize_rewards(raw_2d, dones_2d)
         return MemberStep(obs_out, rewards, raw_2d, dones_2d, timeouts, episodes)
+
+    def copy_member_statistics(self, dst: int, src: int) -> np.ndarray:
+        """Copy member ``src``'s observation and return statistics into member ``dst`` (PBT's exploit).
+
+        ``dst``'s envs and its running discounted returns (one per env episode) are its own and go on.
+
+        Returns:
+            ``[E, D]`` member ``dst``'s current observations, normalised with its new statistics.
+        """
+        if self.normalizer is None:
+            return self._obs[dst].copy()
+        self.normalizer.copy_member(dst, src)
+        return self.normalizer.normalize_member_obs(dst, self._obs[dst])
 
     def close(self) -> None:
         """Close every env."""

@@ -119,16 +119,24 @@ class CartPoleStepper:
     def __init__(self, spec: TaskSpec, seeds: Sequence[int]) -> None:
         self.seeds = [int(s) for s in seeds]
         n = len(self.seeds)
-        self.vec = gym.make_vec(str(spec.env_id), num_envs=n, vectorization_mode="vector_entry_point")
-        if not isinstance(self.vec, CartPoleVectorEnv):
-            raise TypeError(f"{spec.env_id} did not give a CartPoleVectorEnv: {type(self.vec).__name__}")
+        vec = gym.make_vec(str(spec.env_id), num_envs=n, vectorization_mode="vector_entry_point")
+        if not isinstance(vec, CartPoleVectorEnv):
+            raise TypeError(f"{spec.env_id} did not give a CartPoleVectorEnv: {type(vec).__name__}")
+        self.vec: CartPoleVectorEnv = vec
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
         self._rngs: list[np.random.Generator] = []
 
+    def _state(self) -> np.ndarray:
+        """The vector env's ``[4, n]`` physics state (set by its reset)."""
+        state = self.vec.state
+        assert state is not None, "reset() first"
+        return state
+
     def _draw(self, slots: np.ndarray) -> None:
+        state = self._state()
         for j in slots:
-            self.vec.state[:, j] = self._rngs[j].uniform(low=self.low, high=self.high, size=(4,))
+            state[:, j] = self._rngs[j].uniform(low=self.low, high=self.high, size=(4,))
         self.vec.steps[slots] = 0
 
     def reset(self) -> np.ndarray:
@@ -136,7 +144,7 @@ class CartPoleStepper:
         self.vec.reset()
         self._rngs = [seeding.np_random(seed)[0] for seed in self.seeds]
         self._draw(np.arange(len(self.seeds)))
-        return self.vec.state.T.astype(np.float32)
+        return self._state().T.astype(np.float32)
 
     def step(self, actions: np.ndarray) -> RawStep:
         """One vectorised physics step, then same-step resets of the finished slots."""
@@ -148,7 +156,7 @@ class CartPoleStepper:
             for j in np.flatnonzero(truncated & ~terminated):
                 final[int(j)] = obs[j].copy()
             self._draw(slots)
-            obs[slots] = self.vec.state[:, slots].T
+            obs[slots] = self._state()[:, slots].T
             # The vector env would reset these slots at its next step, from its shared RNG: they are reset.
             self.vec.prev_done[:] = False
         return obs, rewards.astype(np.float64), terminated, truncated, final

@@ -80,7 +80,9 @@ def _check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any])
 
     if env_id not in hypergym.PRESETS:
         raise CLIError(f"unknown id {env_id!r}; registered ids are: {', '.join(sorted(hypergym.PRESETS))}")
-    valid_agents = [*sorted(AGENTS), "static-max", "static-min"]
+    from hypergym.agents.population import POPULATION_AGENTS
+
+    valid_agents = sorted({*AGENTS, *POPULATION_AGENTS, "static-max", "static-min"})
     for agent in agents:
         if agent not in valid_agents:
             raise CLIError(f"unknown agent {agent!r}; choose from {', '.join(valid_agents)}")
@@ -108,6 +110,7 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     agent = make_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
     extra = {"agent_label": spec.agent, "env_overrides": spec.env_kwargs}
     result = run(env, agent, seed=spec.seed, out=spec.out, progress=spec.progress, extra_config=extra)
+    assert not isinstance(result, list)  # one env, one result
     env.close()
     return {**json.loads(summary_path.read_text()), "reused": False, "hyper_steps": result.hyper_steps}
 
@@ -164,16 +167,33 @@ def compare(
     """Run every agent on every seed (reusing finished runs), then print the table and write the PNG.
 
     With ``population``, each agent's seeds run as one population (``gym.make_vec``, one batched run).
+    Population methods (``pbt``, ``pb2``) always do: their members are the seeds.
+
+    Raises:
+        CLIError: On an unknown id, agent or setting, or a single-run agent (``dqn``, ``hoof``) asked to
+            run as a population.
     """
+    from hypergym.agents import AGENTS
+    from hypergym.agents.population import POPULATION_AGENTS
+
     _check_names(env_id, agents, env_kwargs)
-    if population:
-        run_populations(env_id, agents, seeds, out, env_kwargs, agent_kwargs)
+    statics = ("static-max", "static-min")
+    as_population = [a for a in agents if population or (a not in AGENTS and a not in statics)]
+    single_only = [a for a in as_population if a not in POPULATION_AGENTS and a not in statics]
+    if single_only:
+        raise CLIError(
+            f"{single_only} run one inner run each and have no population version; drop --population "
+            f"(population agents: {', '.join(sorted(POPULATION_AGENTS))})"
+        )
+    if as_population:
+        run_populations(env_id, as_population, seeds, out, env_kwargs, agent_kwargs)
     specs = [
         RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs)
         for agent in agents
+        if agent not in as_population
         for seed in range(seeds)
     ]
-    if not population:
+    if specs:
         run_many(specs, workers)
     from hypergym.plots import load_runs, plot_runs, summary_table
 
@@ -230,6 +250,13 @@ def cmd_list(_: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     env_kwargs = parse_assignments(args.set)
     _check_names(args.env_id, [args.agent], env_kwargs)
+    from hypergym.agents import AGENTS
+
+    if args.agent not in AGENTS and args.agent not in ("static-max", "static-min"):
+        raise CLIError(
+            f"{args.agent} trains a population, not one run: use hypergym compare {args.env_id} --agents "
+            f"{args.agent} --seeds N (the N seeds are its members)"
+        )
     out = Path(args.out or Path("runs") / args.env_id / args.agent / f"seed{args.seed}")
     spec = RunSpec(args.env_id, args.agent, args.seed, str(out), env_kwargs, parse_assignments(args.agent_set), True)
     summary = execute(spec)

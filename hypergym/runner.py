@@ -11,14 +11,18 @@ import csv
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 from hypergym.agents.base import HyperAgent, Transition
+
+if TYPE_CHECKING:
+    from hypergym.agents.population import PopulationAgent
 
 __all__ = ["RunResult", "run", "run_population"]
 
@@ -114,28 +118,46 @@ def _jsonable(x: Any) -> Any:
 
 
 def run(
-    env: gym.Env,
-    agent: HyperAgent,
-    seed: int | None = 0,
+    env: gym.Env | gym.vector.VectorEnv,
+    agent: HyperAgent | PopulationAgent,
+    seed: int | Sequence[int] | None = 0,
     out: str | Path | None = None,
     progress: bool = True,
     max_steps: int | None = None,
     extra_config: dict[str, Any] | None = None,
-) -> RunResult:
+) -> RunResult | list[RunResult]:
     """Drive ``agent`` through learning episodes of ``env`` until the inner run finishes.
 
+    Given a population (``gym.make_vec(id, num_envs=N)``) and a population agent, runs every member as
+    :func:`run_population` does and returns one summary per member.
+
     Args:
-        env: A ``HyperRLEnv`` (any Gymnasium env works; the run then ends after ``max_steps``).
-        agent: Anything with ``act(obs, info)`` and ``observe(transition)``.
-        seed: Seed of the inner run (``env.reset(seed=seed)``).
-        out: Run directory to write (``None``: record nothing).
+        env: A ``HyperRLEnv`` (any Gymnasium env works; the run then ends after ``max_steps``), or a
+            ``HyperRLVectorEnv``.
+        agent: Anything with ``act(obs, info)`` and ``observe(transition)`` (for a population, a
+            population agent: ``act`` on the batch, ``observe`` on the batched transition).
+        seed: Seed of the inner run (``env.reset(seed=seed)``). For a population: one seed per member,
+            or an int ``s`` for the seeds ``s, s + 1, ..., s + N - 1``.
+        out: Run directory to write (``None``: record nothing); for a population, the folder of the
+            members' run directories (``out/seed{s}``).
         progress: Show a progress bar over inner env steps (tqdm).
         max_steps: Stop after this many hyper-steps even if the run is unfinished.
         extra_config: More entries for ``config.json``.
 
     Returns:
-        The run's summary.
+        The run's :class:`RunResult`; for a population, a list of them, one per member.
+
+    Raises:
+        ValueError: If the env has no budget and no ``max_steps`` is given, or a population gets no seeds
+            or the wrong number of them.
     """
+    if isinstance(env, gym.vector.VectorEnv):
+        if seed is None:
+            raise ValueError("a population needs seeds: pass seed=int (seeds s..s+N-1) or one seed per member")
+        seeds = [int(seed) + i for i in range(env.num_envs)] if isinstance(seed, int) else [int(s) for s in seed]
+        return run_population(env, agent, seeds, out, extra_config, progress=progress, max_steps=max_steps)
+    if not isinstance(seed, int | None):
+        raise ValueError(f"a single run takes one seed (int or None), got {seed!r}")
     budget = getattr(env.unwrapped, "total_env_steps", None)
     if budget is None and max_steps is None:
         raise ValueError("this env has no inner env-step budget: pass max_steps")
@@ -207,10 +229,12 @@ def run(
 
 def run_population(
     venv: Any,
-    agent: Any,
+    agent: PopulationAgent,
     seeds: list[int],
     out: str | Path | None = None,
     extra_config: dict[str, Any] | None = None,
+    progress: bool = False,
+    max_steps: int | None = None,
 ) -> list[RunResult]:
     """Drive a population agent through one run of every member of a ``HyperRLVectorEnv``.
 
@@ -218,11 +242,26 @@ def run_population(
     records a single run (``config.json``, ``steps.csv``, ``summary.json``), so ``hypergym plot`` and
     ``compare`` read population runs and single runs alike. Wall time and speed are the population's.
 
+    Args:
+        venv: The population.
+        agent: A population agent (``act`` and ``observe`` on the batch).
+        seeds: One seed per member.
+        out: Folder of the members' run directories (``None``: record nothing).
+        extra_config: More entries for every member's ``config.json``.
+        progress: Show a progress bar over one member's inner env steps (tqdm).
+        max_steps: Stop after this many hyper-steps even if the runs are unfinished.
+
     Returns:
         One summary per member.
     """
     if len(seeds) != venv.num_envs:
         raise ValueError(f"{len(seeds)} seeds for a population of {venv.num_envs}")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=getattr(venv, "total_env_steps", None), unit="env step per member", leave=False)
+    last_progress = 0
     n = venv.num_envs
     rows: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     returns: list[list[float]] = [[] for _ in range(n)]
@@ -251,10 +290,16 @@ def run_population(
             diverged[i] += bool(member.get("diverged", False))
         episodes += terminated | truncated
         step += 1
-        if np.all(finished):
+        if bar is not None:
+            now = int(source["env_steps"][0])
+            bar.update(now - last_progress)
+            last_progress = now
+        if np.all(finished) or (max_steps is not None and step >= max_steps):
             break
         obs = next_obs
     wall = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
     env_steps = int(source["env_steps"][0])
     results = []
     for i, seed in enumerate(seeds):

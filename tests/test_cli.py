@@ -139,3 +139,20 @@ def test_compare_population_runs_each_agents_seeds_as_one_population(tmp_path):
             config = json.loads((out / agent / f"seed{seed}" / "config.json").read_text())
             assert config["population"] == 2 and config["seed"] == seed
     assert (out / "comparison.png").is_file()
+
+
+def test_compare_runs_population_methods_as_populations_and_single_agents_alone(tmp_path, capsys):
+    from hypergym.cli import main
+
+    out = tmp_path / "cmp"
+    status = main(
+        ["compare", "HyperRL-A2C-CartPole", "--agents", "pbt,hoof", "--seeds", "2", "--workers", "1",
+         "--set", "total_env_steps=300", "obs_mode=random", "n_envs=2", "--out", str(out)]
+    )  # fmt: skip
+    assert status == 0
+    assert json.loads((out / "pbt" / "seed1" / "config.json").read_text())["population"] == 2
+    assert "population" not in json.loads((out / "hoof" / "seed1" / "config.json").read_text())
+    assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "hoof", "--population", "--out", str(out)]) == 2
+    assert "no population version" in capsys.readouterr().err
+    assert main(["run", "HyperRL-A2C-CartPole", "--agent", "pb2", "--out", str(out / "x")]) == 2
+    assert "trains a population" in capsys.readouterr().err

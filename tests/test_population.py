@@ -14,7 +14,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-import hypergym  # noqa: F401 - registers the ids
+import hypergym
 from hypergym.encoders import RandomEncoder, RawEncoder, StatsEncoder, VAEEncoder
 from hypergym.encoders.population import make_population_encoder
 from hypergym.envs import HyperRLVectorEnv, make_task
@@ -385,6 +385,28 @@ def test_population_epgt_runs_a_population_and_records_every_member(tmp_path, sh
     runs = load_runs([tmp_path])
     assert sorted(r.seed for r in runs) == [4, 5, 6] and all(r.label == "episodic" for r in runs)
     assert all(len(r.env_steps) == results[0].hyper_steps for r in runs)
+
+
+def test_hypergym_run_runs_a_population_as_run_population_does(tmp_path):
+    from hypergym.agents.population import make_population_agent
+    from hypergym.runner import run_population
+
+    def run_with(runner, seeds, out):
+        env = _vec(total_env_steps=120)
+        return runner(env, make_population_agent("random", env, seed=2), seeds, out=out)
+
+    results = run_with(lambda e, a, s, out: hypergym.run(e, a, seed=s, out=out, progress=False), 7, tmp_path / "a")
+    direct = run_with(run_population, [7, 8, 9], tmp_path / "b")
+    assert isinstance(results, list) and [r.final_return for r in results] == [r.final_return for r in direct]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["seed7", "seed8", "seed9"]
+    env = _vec()
+    agent = make_population_agent("static", env)
+    capped = hypergym.run(env, agent, seed=[1, 2, 3], progress=False, max_steps=2)
+    assert [r.hyper_steps for r in capped] == [2, 2, 2]
+    with pytest.raises(ValueError, match="needs seeds"):
+        hypergym.run(env, agent, seed=None)
+    with pytest.raises(ValueError, match="2 seeds for a population of 3"):
+        hypergym.run(env, agent, seed=[1, 2])
 
 
 def test_population_static_and_random_act_on_the_batch():

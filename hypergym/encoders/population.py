@@ -110,6 +110,19 @@ class PopulationEncoder(ABC):
     def on_update(self, learner: PopulationLearner) -> None:  # noqa: B027 - optional hook
         """Called after every update step of the population."""
 
+    def _member_tensors(self) -> list[torch.Tensor]:
+        """The encoder's state, each tensor with the member dimension first."""
+        return list(self.C)
+
+    @torch.no_grad()
+    def copy_member(self, dst: int, src: int) -> None:
+        """Member ``dst`` takes member ``src``'s encoder state (its projections; a VAE's training state too).
+
+        After a learner's :meth:`~PopulationLearner.copy_member`, ``dst``'s observation is then ``src``'s.
+        """
+        for t in self._member_tensors():
+            t[dst] = t[src]
+
 
 class PopulationRawEncoder(PopulationEncoder):
     """Observation = the raw hyper-state (``obs_mode="raw"``)."""
@@ -150,6 +163,9 @@ class PopulationRandomEncoder(PopulationEncoder):
     def observation_space(self) -> spaces.Box:
         """``[-1, 1]^h``."""
         return spaces.Box(-1.0, 1.0, shape=(self.h,), dtype=np.float32)
+
+    def _member_tensors(self) -> list[torch.Tensor]:
+        return [*self.C, self.A]
 
     def encode(self, learner: PopulationLearner) -> np.ndarray:
         """``tanh(A s)`` per member."""
@@ -247,7 +263,7 @@ class PopulationVAEEncoder(PopulationEncoder):
         self.noise = torch.Generator(device=self.device).manual_seed(
             int(np.random.SeedSequence(noise_seeds).generate_state(1)[0])
         )
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=learning_rate)
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=learning_rate, fused=True)
         self._stats_ready = False
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._slot = 0
@@ -292,6 +308,19 @@ class PopulationVAEEncoder(PopulationEncoder):
             self._slot += 1
         if position == self.train_every - 1:
             self.train_step(learner)
+
+    @torch.no_grad()
+    def copy_member(self, dst: int, src: int) -> None:
+        """Member ``dst`` takes member ``src``'s VAE: weights, Adam moments, scale statistics, recorded states."""
+        for param in self.params.values():  # the projections are among them
+            param[dst] = param[src]
+            for name, value in self.optimizer.state.get(param, {}).items():
+                if name != "step":  # one step count for all members (they train at the same steps)
+                    value[dst] = value[src]
+        self.mean_square[dst] = self.mean_square[src]
+        for flat, grads in self._recent:
+            flat[dst] = flat[src]
+            grads[:, dst] = grads[:, src]
 
     def train_step(self, learner: PopulationLearner) -> np.ndarray:
         """One Adam step of every member's VAE on its recorded hyper-states; returns the MSEs ``[M]``."""

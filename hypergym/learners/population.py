@@ -274,6 +274,40 @@ class PopulationLearner:
                 out[name] = np.full(self.n_members, getattr(self.config, name))
         return {k: out[k] for k in self.scopes}
 
+    # ------------------------------------------------------------------ population operations
+    def recent_returns(self) -> list[np.ndarray]:
+        """Each member's most recent raw episode returns (up to the last 100), oldest first."""
+        return [np.asarray(r, dtype=np.float64) for r in self._recent]
+
+    @torch.no_grad()
+    def copy_member(self, dst: int, src: int) -> None:
+        """Make member ``dst``'s training state a copy of member ``src``'s (PBT's exploit).
+
+        Copied: parameters, optimiser state, gradient history, rollback snapshots, recent episode returns,
+        the current rollout and its minibatch order (so ``dst``'s next update is ``src``'s, given the same
+        hyperparameters) and the
+        per-rollout hyperparameters that rollout's advantages were computed with, and the observation
+        normalisation statistics. Not copied: ``dst``'s inner envs (their episodes go on) and
+        hyperparameters that take effect later (per-step ones and the next rollout's: set them next).
+
+        Raises:
+            ValueError: If a member index is out of range.
+        """
+        for name, k in (("dst", dst), ("src", src)):
+            if not 0 <= int(k) < self.n_members:
+                raise ValueError(f"{name}={k!r} is not a member index (0..{self.n_members - 1})")
+        if dst == src:
+            return
+        for t in (self.flat, *self.optimizer.tensors(), *self._checkpoint.saved, *self._initial.saved):
+            t[dst] = t[src]
+        self.grad_slots[:, dst] = self.grad_slots[:, src]
+        for t in [*self.batch.values(), *self._rollout_state()]:
+            t[dst] = t[src]
+        for values in self._in_force_rollout.values():
+            values[dst] = values[src]
+        self._recent[dst] = deque(self._recent[src], maxlen=RECENT_EPISODES)
+        self._last_obs[dst] = self.venv.copy_member_statistics(dst, src)
+
     # ------------------------------------------------------------------ hyper-state views
     def layer_weights(self) -> list[torch.Tensor]:
         """``[M, rows, cols]`` weights of every hyper-state layer (detached views)."""
@@ -471,6 +505,10 @@ class PopulationLearner:
         return (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
 
     # ------------------------------------------------------------------ subclass hooks
+    def _rollout_state(self) -> list[torch.Tensor]:
+        """Per-member state of the current rollout's consumption besides the batch (member dim first)."""
+        return []
+
     def _on_new_rollout(self) -> None:
         raise NotImplementedError
 
@@ -543,6 +581,9 @@ class PopulationPPO(PopulationLearner):
     def _permutation(self) -> torch.Tensor:
         n = self.batch["advantages"].shape[1]
         return torch.rand((self.n_members, n), generator=self.generator, device=self.device).argsort(1)
+
+    def _rollout_state(self) -> list[torch.Tensor]:
+        return [self._order]  # each member's minibatch order of this epoch
 
     def _on_new_rollout(self) -> None:
         self._epoch = 0
