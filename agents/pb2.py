@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
 from hypergym.agents.pbt import PBTAgent
+
+if TYPE_CHECKING:
+    from sklearn.gaussian_process import GaussianProcessRegressor
 
 __all__ = ["PB2Agent", "gp_ucb_suggest", "grid_points"]
 
@@ -44,8 +44,18 @@ def grid_points(nvec: np.ndarray, rng: np.random.Generator, limit: int = MAX_CAN
     return np.stack(np.unravel_index(flat, tuple(nvec)), axis=1).astype(np.int64)
 
 
+def _require_sklearn() -> None:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as err:
+        raise ImportError("PB2 fits its GP with scikit-learn: pip install 'hypergym[pb2]'") from err
+
+
 def _gp(n_inputs: int, seed: int) -> GaussianProcessRegressor:
     """Constant x RBF (a length scale per input) + white noise, fitted with restarts."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
     kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(n_inputs), (5e-2, 2e1)) + WhiteKernel(0.1, (1e-5, 1e1))
     return GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=2, random_state=seed)
 
@@ -74,6 +84,10 @@ def gp_ucb_suggest(
         ``[n]`` row indices into ``candidates`` (repeats allowed when the bound still favours a point).
         With fewer than two observations the picks are uniform at random.
     """
+    _require_sklearn()
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
     rng = np.random.default_rng(seed)
     finite = np.isfinite(y)
     X, y = np.asarray(X, dtype=np.float64)[finite], np.asarray(y, dtype=np.float64)[finite]
@@ -123,6 +137,7 @@ class PB2Agent(PBTAgent):
     def __init__(self, venv: gym.vector.VectorEnv, kappa: float = 2.0, **kwargs: Any) -> None:
         if "resample_probability" in kwargs:
             raise ValueError("PB2 explores with its GP bandit: resample_probability is PBT's (use agent 'pbt')")
+        _require_sklearn()
         super().__init__(venv, **kwargs)
         if not (isinstance(kappa, (int, float)) and kappa >= 0):
             raise ValueError(f"kappa must be a number >= 0, got {kappa!r}")
