@@ -421,3 +421,26 @@ def test_population_static_and_random_act_on_the_batch():
     assert actions.shape == (3,) and env.action_space.contains(actions)
     with pytest.raises(ValueError, match="choose from"):
         make_population_agent("dqn", env)
+
+
+def test_torch_acting_path_runs_and_is_deterministic():
+    """The path CUDA populations take (torch sampling from the population's generator), run on the CPU.
+
+    An activation NumPy acting does not implement (ELU) sends a CPU population down it as well.
+    """
+    policy_kwargs = {"net_arch": {"pi": [8], "vf": [8]}, "activation_fn": torch.nn.ELU}
+
+    def trace():
+        env = _vec("HyperRL-PPO-Pendulum", policy_kwargs=policy_kwargs)
+        obs, _ = env.reset(seed=5)
+        assert not env.learner.policy.numpy_acting
+        out = [obs]
+        for _ in range(6):
+            obs, reward, *_ = env.step(np.full(3, env.space.default_action))
+            out += [obs, reward]
+        return out
+
+    first, second = trace(), trace()
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.isfinite(x).all() for x in first)
