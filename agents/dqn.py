@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from hypergym.agents.base import EpsilonGreedyAgent, Transition
+from hypergym.devices import resolve_device
 from hypergym.seeding import GlobalRNGs
 
 __all__ = ["DQNAgent"]
@@ -66,7 +67,7 @@ class DQNAgent(EpsilonGreedyAgent):
         self.target_update_interval = target_update_interval
         self.learning_starts = learning_starts
         self.batch_size = batch_size
-        self._rngs = GlobalRNGs(seed or 0, torch.device(device))
+        self._rngs = GlobalRNGs(seed or 0, resolve_device(device))
         self._settings = {
             "target_update_interval": target_update_interval,
             "learning_rate": learning_rate,

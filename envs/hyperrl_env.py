@@ -8,7 +8,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from hypergym.encoders import ENCODERS, HyperStateEncoder, make_encoder
+from hypergym.devices import resolve_device
+from hypergym.encoders import ENCODERS, HyperStateEncoder, check_encoder_kwargs, make_encoder
 from hypergym.envs.tasks import make_task, task_spaces
 from hypergym.learners import LEARNERS, OnPolicyLearner
 from hypergym.rewards import REWARDS, HyperReward, make_reward
@@ -171,6 +172,8 @@ class HyperRLEnv(gym.Env):
         self.device = device
         self.divergence_penalty = float(divergence_penalty)
         self.encoder_kwargs = dict(encoder_kwargs or {})
+        check_encoder_kwargs(obs_mode, self.encoder_kwargs)
+        resolve_device(device)  # fail now, not at the first reset, on a device this machine lacks
 
         defaults = {name: getattr(self.config, name) for name in self.learner_class.supported_hyperparams()}
         grid: Mapping[str, Sequence[float]] | Sequence[Hyperparameter]

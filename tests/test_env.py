@@ -8,6 +8,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_NET
 from gymnasium.utils.env_checker import check_env
 
@@ -268,3 +269,24 @@ def test_every_registered_id_builds_with_its_preset_and_passes_check_env(env_id)
         warnings.simplefilter("error")
         check_env(env.unwrapped, skip_render_check=True)
     env.close()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_an_absent_gpu_is_an_error_not_a_silent_cpu_run(device):
+    from hypergym.devices import resolve_device
+
+    with pytest.raises(ValueError, match=r"no CUDA GPU.*'auto'"):
+        gym.make("HyperRL-A2C-CartPole", device=device)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, device=device)
+    assert resolve_device("auto") == torch.device("cpu")  # "auto" is the fallback
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("gpu")
+
+
+def test_a_misspelt_encoder_kwarg_lists_the_valid_keys():
+    with pytest.raises(ValueError, match=r"unknown encoder_kwargs \['hiden'\].*'hidden'"):
+        gym.make("HyperRL-A2C-CartPole", encoder_kwargs={"hiden": 16})
+    with pytest.raises(ValueError, match=r"unknown encoder_kwargs \['hidden'\] for obs_mode='random'.*'h'"):
+        gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, obs_mode="random", encoder_kwargs={"hidden": 16})

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hypergym.encoders.base import F32_MAX, HyperStateEncoder
@@ -27,6 +29,8 @@ __all__ = [
     "RawEncoder",
     "StatsEncoder",
     "VAEEncoder",
+    "check_encoder_kwargs",
+    "encoder_arguments",
     "make_encoder",
 ]
 
@@ -37,6 +41,32 @@ ENCODERS: dict[str, type[HyperStateEncoder]] = {
     "raw": RawEncoder,
     "stats": StatsEncoder,
 }
+
+
+def encoder_arguments(obs_mode: str) -> list[str]:
+    """Names ``encoder_kwargs`` may hold for ``obs_mode`` (the encoder's and its base class's arguments)."""
+    if obs_mode not in ENCODERS:
+        raise ValueError(f"unknown obs_mode {obs_mode!r}; choose from {sorted(ENCODERS)}")
+    names: set[str] = set()
+    for cls in ENCODERS[obs_mode].__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY}
+    return sorted(names - {"self", "learner", "seed"})
+
+
+def check_encoder_kwargs(obs_mode: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse ``encoder_kwargs`` keys the ``obs_mode`` encoder does not take, listing the valid ones.
+
+    Raises:
+        ValueError: On an unknown key (or ``obs_mode``).
+    """
+    valid = encoder_arguments(obs_mode)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown encoder_kwargs {unknown} for obs_mode={obs_mode!r}; valid keys are {valid}")
 
 
 def make_encoder(obs_mode: str, learner: OnPolicyLearner, seed: int, **kwargs: Any) -> HyperStateEncoder:

@@ -27,9 +27,10 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
-from stable_baselines3.common.utils import get_device, obs_as_tensor
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
+from hypergym.devices import resolve_device
 from hypergym.hyperstate import GradientHistory, policy_layers
 from hypergym.learners.config import LearnerConfig
 from hypergym.learners.networks import CNNS
@@ -149,7 +150,7 @@ class OnPolicyLearner(ABC):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.venv = venv
         self.config = config
-        self.device = get_device(device)
+        self.device = resolve_device(device)
         torch_seed, np_seed = derive_seeds(seed, 2)
         self.rng = TorchRNG(torch_seed, self.device)
         self.np_rng = np.random.default_rng(np_seed)

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.utils import get_device
 
+from hypergym.devices import resolve_device
 from hypergym.learners.a2c import A2CLearner
 from hypergym.learners.base import RECENT_EPISODES, OnPolicyLearner, RolloutStats, Scope, build_policy
 from hypergym.learners.batched_optim import BatchedAdam, BatchedOptimizer, BatchedRMSprop
@@ -170,7 +170,7 @@ class PopulationLearner:
             raise ValueError(f"n_orders must be >= 0, got {n_orders!r}")
         self.venv = venv
         self.config = config
-        self.device = get_device(device)
+        self.device = resolve_device(device)
         self.n_members, self.n_envs = venv.n_members, venv.n_envs
         self.observation_space, self.action_space = venv.observation_space, venv.action_space
         policies = []
