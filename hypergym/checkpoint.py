@@ -1,0 +1,156 @@
+"""Checkpoints: everything a run's future depends on, in one versioned file, written atomically.
+
+A checkpoint is a pickle of live objects (a ``HyperRLEnv`` and whatever rides along: an agent, the
+runner's records) with three kinds of object saved by their state rather than by their constructor:
+
+- SB3's ``VecNormalize`` pickles without its inner env and resets its running discounted returns when
+  the env is attached again; here both are kept, so reward scaling resumes where it was.
+- MuJoCo envs pickle through ``EzPickle``, that is, by rebuilding a fresh simulator; here the full
+  integration state (``mj_getState(..., mjSTATE_INTEGRATION)``: time, positions, velocities, actuator
+  and warm-start state) and the env's RNG are restored into the rebuilt one, so physics continue bit for
+  bit.
+- Box2D worlds and ALE emulators (through ale-py's native vector env) cannot be captured: saving a run
+  on those tasks raises :class:`CheckpointError` naming the simulator.
+
+Torch modules, optimisers, generators, NumPy generators, Gymnasium classic-control envs and the wrappers
+pickle as they are. The file starts with a header (format name, format version, hypergym version);
+reading a file of another format version, a truncated or corrupt file, or the wrong kind of object
+raises :class:`CheckpointError` before anything is changed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecNormalize
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "read_checkpoint", "write_checkpoint"]
+
+#: First line of every checkpoint file.
+FORMAT = b"hypergym-checkpoint\n"
+#: Version of the layout of the pickled objects; bumped when a change makes older files unreadable.
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written (an unsaveable simulator) or read (corrupt, truncated, wrong version)."""
+
+
+def _rebuild_vecnormalize(state: dict[str, Any], venv: Any, returns: np.ndarray) -> VecNormalize:
+    obj = VecNormalize.__new__(VecNormalize)
+    obj.__setstate__(state)
+    obj.set_venv(venv)
+    obj.returns = returns  # set_venv zeroes the running returns that scale the rewards
+    return obj
+
+
+def _rebuild_mujoco(cls: type, args: tuple, kwargs: dict, physics: np.ndarray, extra: dict[str, Any]) -> Any:
+    import mujoco
+
+    env = cls(*args, **kwargs)
+    mujoco.mj_setState(env.model, env.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+    mujoco.mj_forward(env.model, env.data)
+    env.__dict__.update(extra)
+    return env
+
+
+def _mujoco_state(env: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    physics = np.empty(mujoco.mj_stateSize(env.model, spec))
+    mujoco.mj_getState(env.model, env.data, physics, spec)
+    # Everything the constructor does not rebuild: the RNG and attributes set after construction.
+    skip = {"model", "data", "mujoco_renderer", "_ezpickle_args", "_ezpickle_kwargs"}
+    extra = {k: v for k, v in env.__dict__.items() if k not in skip}
+    return physics, extra
+
+
+class _Pickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, VecNormalize):
+            return _rebuild_vecnormalize, (obj.__getstate__(), obj.venv, obj.returns.copy())
+        if isinstance(obj, gym.Env) and not isinstance(obj, gym.Wrapper):
+            module = type(obj).__module__
+            if module.startswith("gymnasium.envs.mujoco"):
+                physics, extra = _mujoco_state(obj)
+                return _rebuild_mujoco, (type(obj), obj._ezpickle_args, obj._ezpickle_kwargs, physics, extra)
+            if module.startswith("gymnasium.envs.box2d"):
+                raise CheckpointError(
+                    f"{type(obj).__name__}'s Box2D world cannot be saved, so runs on Box2D tasks cannot be "
+                    "checkpointed (classic-control and MuJoCo tasks can)"
+                )
+        if type(obj).__module__.startswith("ale_py"):
+            raise CheckpointError("ALE emulators (Atari tasks) cannot be saved, so Atari runs cannot be checkpointed")
+        return NotImplemented
+
+
+def write_checkpoint(path: str | Path, payload: Any) -> Path:
+    """Write ``payload`` to ``path`` atomically (a crash mid-write leaves the previous file intact).
+
+    Raises:
+        CheckpointError: If something in ``payload`` cannot be saved (nothing is written then).
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
+    buffer.write(FORMAT)
+    from hypergym import __version__
+
+    header = {"format_version": FORMAT_VERSION, "hypergym": __version__}
+    pickle.dump(header, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+    except CheckpointError:
+        raise
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"cannot save this run: {err}") from err
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """The payload saved at ``path``.
+
+    Raises:
+        CheckpointError: If the file is missing, not a hypergym checkpoint, of another format version,
+            truncated or corrupt.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    data = path.read_bytes()
+    if not data.startswith(FORMAT):
+        raise CheckpointError(f"{path} is not a hypergym checkpoint")
+    stream = io.BytesIO(data[len(FORMAT) :])
+    try:
+        header = pickle.load(stream)
+    except Exception as err:
+        raise CheckpointError(f"{path}: the checkpoint header is unreadable ({err!r}): the file is corrupt") from err
+    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
+        got = header.get("format_version") if isinstance(header, dict) else None
+        raise CheckpointError(
+            f"{path} has checkpoint format {got!r} (written by hypergym "
+            f"{header.get('hypergym') if isinstance(header, dict) else '?'}); this hypergym reads format "
+            f"{FORMAT_VERSION}"
+        )
+    try:
+        return pickle.load(stream)
+    except Exception as err:  # truncated or corrupt: any unpickling error, reported as one
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from err
