@@ -81,7 +81,8 @@ class _Pickler(pickle.Pickler):
             module = type(obj).__module__
             if module.startswith("gymnasium.envs.mujoco"):
                 physics, extra = _mujoco_state(obj)
-                return _rebuild_mujoco, (type(obj), obj._ezpickle_args, obj._ezpickle_kwargs, physics, extra)
+                args, kwargs = getattr(obj, "_ezpickle_args", ()), getattr(obj, "_ezpickle_kwargs", {})
+                return _rebuild_mujoco, (type(obj), args, kwargs, physics, extra)
             if module.startswith("gymnasium.envs.box2d"):
                 raise CheckpointError(
                     f"{type(obj).__name__}'s Box2D world cannot be saved, so runs on Box2D tasks cannot be "
