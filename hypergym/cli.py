@@ -22,6 +22,19 @@ from typing import Any
 
 __all__ = ["RunSpec", "main", "parse_assignments"]
 
+#: Update phases between two checkpoints of a run started by ``run`` / ``compare`` (0 on the command line: none).
+DEFAULT_CHECKPOINT_EVERY = 10
+
+
+CHECKPOINT_HELP = "update phases between checkpoints of each run (0: none); rerunning resumes unfinished runs"
+
+
+def _checkpoint_every(value: int) -> int | None:
+    if value < 0:
+        raise CLIError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got {value}")
+    return value or None
+
+
 #: The demo's defaults: a small registered task, three agents, a few seeds (well under 10 minutes on 2 cores).
 DEMO_ID = "HyperRL-A2C-CartPole"
 DEMO_AGENTS = ("episodic", "static", "random")
@@ -69,6 +82,8 @@ class RunSpec:
     """Agent arguments."""
     progress: bool = False
     """Show the per-run progress bar."""
+    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY
+    """Update phases between two checkpoints of the run (``None``: none); a rerun resumes from the last."""
 
 
 def _check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) -> None:
@@ -109,7 +124,10 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     env = gym.make(spec.env_id, **spec.env_kwargs)
     agent = make_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
     extra = {"agent_label": spec.agent, "env_overrides": spec.env_kwargs}
-    result = run(env, agent, seed=spec.seed, out=spec.out, progress=spec.progress, extra_config=extra)
+    result = run(
+        env, agent, seed=spec.seed, out=spec.out, progress=spec.progress, extra_config=extra,
+        checkpoint_every=spec.checkpoint_every,
+    )  # fmt: skip
     assert not isinstance(result, list)  # one env, one result
     env.close()
     return {**json.loads(summary_path.read_text()), "reused": False, "hyper_steps": result.hyper_steps}
@@ -163,6 +181,7 @@ def compare(
     agent_kwargs: dict[str, Any],
     png: Path | None = None,
     population: bool = False,
+    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
 ) -> Path:
     """Run every agent on every seed (reusing finished runs), then print the table and write the PNG.
 
@@ -187,8 +206,9 @@ def compare(
         )
     if as_population:
         run_populations(env_id, as_population, seeds, out, env_kwargs, agent_kwargs)
+    every = checkpoint_every
     specs = [
-        RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs)
+        RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs, False, every)
         for agent in agents
         if agent not in as_population
         for seed in range(seeds)
@@ -258,7 +278,10 @@ def cmd_run(args: argparse.Namespace) -> None:
             f"{args.agent} --seeds N (the N seeds are its members)"
         )
     out = Path(args.out or Path("runs") / args.env_id / args.agent / f"seed{args.seed}")
-    spec = RunSpec(args.env_id, args.agent, args.seed, str(out), env_kwargs, parse_assignments(args.agent_set), True)
+    spec = RunSpec(
+        args.env_id, args.agent, args.seed, str(out), env_kwargs, parse_assignments(args.agent_set), True,
+        _checkpoint_every(args.checkpoint_every),
+    )  # fmt: skip
     summary = execute(spec)
     print(json.dumps({k: v for k, v in summary.items() if k != "reused"}, indent=2))
     print(f"run directory: {out}{' (reused)' if summary.get('reused') else ''}")
@@ -277,6 +300,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         parse_assignments(args.agent_set),
         Path(args.png) if args.png else None,
         population=args.population,
+        checkpoint_every=_checkpoint_every(args.checkpoint_every),
     )
 
 
@@ -343,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="preset overrides, e.g. total_env_steps=20000")
     run.add_argument("--agent-set", nargs="*", metavar="KEY=VALUE", help="agent arguments, e.g. index=annoy")
     run.add_argument("--out", help="run directory (default runs/ID/AGENT/seedN)")
+    run.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
     run.set_defaults(func=cmd_run)
 
     cmp = sub.add_parser("compare", help="many agents x seeds in parallel, then a table and a PNG")
@@ -354,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--agent-set", nargs="*", metavar="KEY=VALUE", help="arguments for every agent")
     cmp.add_argument("--out", help="folder of the runs (default runs/compare/ID)")
     cmp.add_argument("--png", help="figure path (default OUT/comparison.png)")
+    cmp.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
     cmp.add_argument(
         "--population", action="store_true", help="run each agent's seeds as one batched population (make_vec)"
     )

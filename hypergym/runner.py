@@ -11,8 +11,9 @@ import csv
 import json
 import math
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from hypergym.agents.base import HyperAgent, Transition
+from hypergym.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 
 if TYPE_CHECKING:
     from hypergym.agents.population import PopulationAgent
@@ -28,6 +30,8 @@ __all__ = ["RunResult", "run", "run_population"]
 
 #: Inner episodes averaged for the final return of a run.
 FINAL_EPISODES = 10
+#: A run directory's checkpoint (removed once ``summary.json`` is written).
+CHECKPOINT_FILE = "checkpoint.ckpt"
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ def run(
     progress: bool = True,
     max_steps: int | None = None,
     extra_config: dict[str, Any] | None = None,
+    checkpoint_every: int | None = None,
 ) -> RunResult | list[RunResult]:
     """Drive ``agent`` through learning episodes of ``env`` until the inner run finishes.
 
@@ -143,6 +148,11 @@ def run(
         progress: Show a progress bar over inner env steps (tqdm).
         max_steps: Stop after this many hyper-steps even if the run is unfinished.
         extra_config: More entries for ``config.json``.
+        checkpoint_every: With ``out``: save the whole run (env, agent, records) to ``out/checkpoint.ckpt``
+            every this many update phases, atomically; a later call with the same settings and ``out``
+            resumes from it, using the checkpoint's env and agent in place of the ones passed, and
+            finishes exactly as the uninterrupted run would. Runs on tasks whose simulator cannot be saved
+            (Box2D, Atari) warn once and go on without checkpoints. Single runs only.
 
     Returns:
         The run's :class:`RunResult`; for a population, a list of them, one per member.
@@ -158,10 +168,14 @@ def run(
         return run_population(env, agent, seeds, out, extra_config, progress=progress, max_steps=max_steps)
     if not isinstance(seed, int | None):
         raise ValueError(f"a single run takes one seed (int or None), got {seed!r}")
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):  # fmt: skip
+        raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
     budget = getattr(env.unwrapped, "total_env_steps", None)
     if budget is None and max_steps is None:
         raise ValueError("this env has no inner env-step budget: pass max_steps")
     run_dir = Path(out) if out is not None else None
+    config: dict[str, Any] = {}
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         config = {**_env_config(env), "agent": agent.config(), "seed": seed, **(extra_config or {})}
@@ -170,61 +184,115 @@ def run(
             config["space"] = {name: list(values) for name, values in space.values.items()}
         (run_dir / "config.json").write_text(json.dumps(config, indent=2))
 
+    checkpoint = run_dir / CHECKPOINT_FILE if run_dir is not None and checkpoint_every else None
+    loop: _Loop | None = None
+    caller_env = env
+    if checkpoint is not None and checkpoint.is_file():
+        env, agent, loop = _resume(checkpoint, config)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=budget or max_steps, unit="env step" if budget else "hyper-step", leave=False)
-    rows: list[dict[str, Any]] = []
-    returns: list[float] = []
-    gs: list[float] = []
-    start = time.perf_counter()
-    obs, info = env.reset(seed=seed)
-    last_progress = info.get("env_steps", 0)
-    step = episode = diverged = 0
+    if loop is None:
+        obs, info = env.reset(seed=seed)
+        loop = _Loop(obs=obs, info=info, last_progress=info.get("env_steps", 0))
+    elif bar is not None:
+        bar.update(loop.last_progress)
+    start = time.perf_counter() - loop.elapsed
+    obs, info = loop.obs, loop.info
     while True:
         action = agent.act(obs, info)
         next_obs, reward, terminated, truncated, info = env.step(action)
         agent.observe(Transition(obs, action, float(reward), next_obs, terminated, truncated, info))
-        rows.append(_row(step, episode, action, float(reward), info))
-        returns += info.get("episode_returns", [])
-        if "G" in info:
-            gs.append(float(info["G"]))
-        diverged += bool(info.get("diverged", False))
-        step += 1
+        loop.rows.append(_row(loop.step, loop.episode, action, float(reward), info))
+        loop.returns += info.get("episode_returns", [])
+        phase_done = "G" in info
+        if phase_done:
+            loop.gs.append(float(info["G"]))
+        loop.diverged += bool(info.get("diverged", False))
+        loop.step += 1
         if bar is not None:
-            now = info.get("env_steps", step)
-            bar.update(now - last_progress if budget else 1)
-            last_progress = now
-        finished = bool(info.get("run_finished", False)) or (max_steps is not None and step >= max_steps)
+            now = info.get("env_steps", loop.step)
+            bar.update(now - loop.last_progress if budget else 1)
+            loop.last_progress = now
+        finished = bool(info.get("run_finished", False)) or (max_steps is not None and loop.step >= max_steps)
         if terminated or truncated:
-            episode += 1
+            loop.episode += 1
         if finished:
             break
         if terminated or truncated:
             obs, info = env.reset()
         else:
             obs = next_obs
+        if checkpoint is not None and phase_done and len(loop.gs) % checkpoint_every == 0:  # type: ignore[operator]
+            loop.obs, loop.info, loop.elapsed = obs, info, time.perf_counter() - start
+            if not _save(checkpoint, config, env, agent, loop):
+                checkpoint = None
     wall = time.perf_counter() - start
     if bar is not None:
         bar.close()
     env_steps = int(info.get("env_steps", 0))
+    returns, gs = loop.returns, loop.gs
     result = RunResult(
-        hyper_steps=step,
-        learning_episodes=episode,
+        hyper_steps=loop.step,
+        learning_episodes=loop.episode,
         env_steps=env_steps,
         final_return=float(np.mean(returns[-FINAL_EPISODES:])) if returns else math.nan,
         best_G=max(gs) if gs else math.nan,
         mean_G=float(np.mean(gs)) if gs else math.nan,
-        diverged_steps=diverged,
+        diverged_steps=loop.diverged,
         wall_seconds=wall,
         env_steps_per_second=env_steps / wall if wall > 0 else math.nan,
         run_dir=str(run_dir) if run_dir is not None else None,
     )
     if run_dir is not None:
-        _write_csv(run_dir / "steps.csv", rows)
+        _write_csv(run_dir / "steps.csv", loop.rows)
         (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # the summary supersedes it
+    if env is not caller_env:
+        env.close()  # the resumed copy; the caller's env is the caller's to close
     return result
+
+
+@dataclass
+class _Loop:
+    """Where the runner's loop stands: what a checkpoint saves besides the env and the agent."""
+
+    obs: Any
+    info: dict[str, Any]
+    last_progress: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    returns: list[float] = field(default_factory=list)
+    gs: list[float] = field(default_factory=list)
+    step: int = 0
+    episode: int = 0
+    diverged: int = 0
+    elapsed: float = 0.0
+
+
+def _save(path: Path, config: dict[str, Any], env: Any, agent: Any, loop: _Loop) -> bool:
+    """Write the run's checkpoint; False (with a warning, once) if this run cannot be checkpointed."""
+    try:
+        write_checkpoint(path, {"kind": "run", "config": json.dumps(config, sort_keys=True), "env": env,
+                                "agent": agent, "loop": loop})  # fmt: skip
+    except CheckpointError as err:
+        warnings.warn(f"{err}; this run goes on without checkpoints (a kill restarts it)", UserWarning, stacklevel=3)
+        return False
+    return True
+
+
+def _resume(path: Path, config: dict[str, Any]) -> tuple[Any, Any, _Loop]:
+    """The env, agent and loop state of the checkpoint at ``path``, written by a run with ``config``."""
+    payload = read_checkpoint(path)
+    if not isinstance(payload, dict) or payload.get("kind") != "run":
+        raise CheckpointError(f"{path} is not a run checkpoint")
+    if payload["config"] != json.dumps(config, sort_keys=True):
+        raise CheckpointError(
+            f"{path} was written by a run with other settings (env, agent or seed); delete it to start this run "
+            "afresh, or run with the settings it was written with"
+        )
+    return payload["env"], payload["agent"], payload["loop"]
 
 
 def run_population(

@@ -105,3 +105,118 @@ def test_box2d_runs_say_they_cannot_be_saved(tmp_path):
     with pytest.raises(CheckpointError, match="Box2D"):
         env.save(tmp_path / "x.ckpt")
     assert not (tmp_path / "x.ckpt").exists()
+
+
+class _Crash(Exception):
+    pass
+
+
+def _summary(result):
+    out = {k: getattr(result, k) for k in result.__dataclass_fields__}
+    for timing in ("wall_seconds", "env_steps_per_second", "run_dir"):
+        out.pop(timing)
+    return out
+
+
+@pytest.mark.parametrize("agent_name", ["episodic", "dqn"])
+def test_a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_as_the_uninterrupted_run(
+    agent_name, tmp_path, monkeypatch
+):
+    from hypergym.agents import make_agent
+    from hypergym.runner import CHECKPOINT_FILE, run
+
+    def fresh():
+        vae = {"hidden": 8, "train_every": 2, "batch_size": 2}
+        env = gym.make("HyperRL-A2C-CartPole", **{**TINY, "total_env_steps": 1200}, n_envs=2, obs_mode="vae",
+                       updates_per_phase=2, encoder_kwargs=vae)  # fmt: skip
+        kwargs = {"learning_starts": 5, "batch_size": 4} if agent_name == "dqn" else {}
+        return env, make_agent(agent_name, env, seed=4, **kwargs)
+
+    env, agent = fresh()
+    whole = run(env, agent, seed=2, out=tmp_path / "whole", progress=False, checkpoint_every=3)
+    assert not (tmp_path / "whole" / CHECKPOINT_FILE).exists()  # removed once the summary is written
+
+    from hypergym.envs import HyperRLEnv
+
+    env, agent = fresh()
+    real_step, calls = HyperRLEnv.step, [0]
+
+    def crashing_step(self, action):  # on the class, so that checkpoints do not pickle it
+        calls[0] += 1
+        if calls[0] > 2 * whole.hyper_steps // 3:
+            raise _Crash
+        return real_step(self, action)
+
+    monkeypatch.setattr(HyperRLEnv, "step", crashing_step)
+    with pytest.raises(_Crash):
+        run(env, agent, seed=2, out=tmp_path / "killed", progress=False, checkpoint_every=3)
+    monkeypatch.undo()
+    assert (tmp_path / "killed" / CHECKPOINT_FILE).exists()
+    env, agent = fresh()
+    counted = [0]
+
+    def counting_step(self, action):
+        counted[0] += 1
+        return real_step(self, action)
+
+    monkeypatch.setattr(HyperRLEnv, "step", counting_step)
+    resumed = run(env, agent, seed=2, out=tmp_path / "killed", progress=False, checkpoint_every=3)
+    assert 0 < counted[0] < whole.hyper_steps // 2  # it went on from the checkpoint, not from the start
+    assert _summary(resumed) == _summary(whole)
+    assert (tmp_path / "killed" / "steps.csv").read_text() == (tmp_path / "whole" / "steps.csv").read_text()
+
+
+def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
+    from hypergym.agents import make_agent
+    from hypergym.runner import CHECKPOINT_FILE, run
+
+    env = gym.make("HyperRL-A2C-CartPole", **TINY, n_envs=2, obs_mode="random")
+    agent = make_agent("random", env, seed=0)
+    (tmp_path / "r").mkdir()
+    write_checkpoint(tmp_path / "r" / CHECKPOINT_FILE, {"kind": "run", "config": "{}", "env": None, "agent": None,
+                                                         "loop": None})  # fmt: skip
+    with pytest.raises(CheckpointError, match="other settings"):
+        run(env, agent, seed=0, out=tmp_path / "r", progress=False, checkpoint_every=1)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        run(env, agent, seed=0, progress=False, checkpoint_every=0)
+
+
+def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
+    """SIGKILL to a worker, then to the parent, mid-run; the rerun resumes and ends with the same summaries."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "hypergym.cli", "compare", "HyperRL-A2C-CartPole", "--agents", "random,episodic",
+            "--seeds", "2", "--workers", "2", "--checkpoint-every", "2",
+            "--set", "total_env_steps=8000", "obs_mode=random", "n_envs=2"]  # fmt: skip
+    subprocess.run([*args, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(killed.glob("*/seed*/checkpoint.ckpt")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint before the compare ended"
+        time.sleep(0.05)
+    subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # the workers
+    os.kill(proc.pid, signal.SIGKILL)  # and the parent
+    proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # any worker left over
+    except ProcessLookupError:
+        pass
+    interrupted = [c.parent for c in killed.glob("*/seed*/checkpoint.ckpt") if not (c.parent / "summary.json").exists()]
+    assert interrupted, "every run had finished: nothing was resumed"
+
+    subprocess.run([*args, "--out", str(killed)], check=True, capture_output=True)
+    for summary in sorted((tmp_path / "whole").glob("*/seed*/summary.json")):
+        a = json.loads(summary.read_text())
+        b = json.loads((killed / summary.relative_to(tmp_path / "whole")).read_text())
+        for timing in ("wall_seconds", "env_steps_per_second", "run_dir"):
+            a.pop(timing), b.pop(timing)
+        assert a == b, summary
+    assert not list(killed.glob("*/seed*/checkpoint.ckpt"))
