@@ -183,6 +183,7 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
 
 def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
     """SIGKILL to a worker, then to the parent, mid-run; the rerun resumes and ends with the same summaries."""
+    import contextlib
     import json
     import os
     import signal
@@ -205,10 +206,8 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
     subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # the workers
     os.kill(proc.pid, signal.SIGKILL)  # and the parent
     proc.wait()
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # any worker left over
-    except ProcessLookupError:
-        pass
     interrupted = [c.parent for c in killed.glob("*/seed*/checkpoint.ckpt") if not (c.parent / "summary.json").exists()]
     assert interrupted, "every run had finished: nothing was resumed"
 
