@@ -23,7 +23,7 @@ from typing import Any
 __all__ = ["RunSpec", "main", "parse_assignments"]
 
 #: Update phases between two checkpoints of a run started by ``run`` / ``compare`` (0 on the command line: none).
-DEFAULT_CHECKPOINT_EVERY = 10
+DEFAULT_CHECKPOINT_EVERY = 100
 
 
 CHECKPOINT_HELP = "update phases between checkpoints of each run (0: none); rerunning resumes unfinished runs"
