@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,11 +140,23 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_many(specs: Sequence[RunSpec], workers: int) -> list[dict[str, Any]]:
-    """Execute specs in ``workers`` processes (inline when 1), printing one line per finished run."""
+def run_many(
+    specs: Sequence[RunSpec], workers: int, backend: str = "process", address: str | None = None
+) -> list[dict[str, Any]]:
+    """Execute specs in ``workers`` processes (inline when 1) or as Ray tasks, printing a line per finished run."""
     todo = [s for s in specs if not (Path(s.out) / "summary.json").is_file()]
-    print(f"{len(specs)} runs: {len(specs) - len(todo)} already finished, {len(todo)} to run on {workers} worker(s)")
+    where = "Ray" if backend == "ray" else f"{workers} worker(s)"
+    print(f"{len(specs)} runs: {len(specs) - len(todo)} already finished, {len(todo)} to run on {where}")
     results: list[dict[str, Any]] = []
+    if backend == "ray":
+        from hypergym.ray_backend import map_on_ray
+
+        def report(i: int, summary: dict[str, Any]) -> None:
+            results.append(summary)
+            _report(len(results), len(specs), specs[i], summary)
+
+        map_on_ray(execute, [(spec,) for spec in specs], address=address, on_result=report)
+        return results
     if workers <= 1 or len(todo) <= 1:
         for i, spec in enumerate(specs, 1):
             summary = execute(spec)
@@ -182,11 +194,15 @@ def compare(
     png: Path | None = None,
     population: bool = False,
     checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+    backend: str = "process",
+    address: str | None = None,
 ) -> Path:
     """Run every agent on every seed (reusing finished runs), then print the table and write the PNG.
 
     With ``population``, each agent's seeds run as one population (``gym.make_vec``, one batched run).
-    Population methods (``pbt``, ``pb2``) always do: their members are the seeds.
+    Population methods (``pbt``, ``pb2``) always do: their members are the seeds. ``backend="ray"`` runs
+    every run (or population) as one task on the Ray cluster at ``address`` (see
+    :func:`hypergym.ray_backend.map_on_ray`).
 
     Raises:
         CLIError: On an unknown id, agent or setting, or a single-run agent (``dqn``, ``hoof``) asked to
@@ -204,8 +220,10 @@ def compare(
             f"{single_only} run one inner run each and have no population version; drop --population "
             f"(population agents: {', '.join(sorted(POPULATION_AGENTS))})"
         )
+    if backend not in ("process", "ray"):
+        raise CLIError(f"unknown backend {backend!r}; choose from ['process', 'ray']")
     if as_population:
-        run_populations(env_id, as_population, seeds, out, env_kwargs, agent_kwargs)
+        run_populations(env_id, as_population, seeds, out, env_kwargs, agent_kwargs, backend, address)
     every = checkpoint_every
     specs = [
         RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs, False, every)
@@ -214,7 +232,7 @@ def compare(
         for seed in range(seeds)
     ]
     if specs:
-        run_many(specs, workers)
+        run_many(specs, workers, backend, address)
     from hypergym.plots import load_runs, plot_runs, summary_table
 
     runs = load_runs([out])
@@ -225,31 +243,66 @@ def compare(
     return png
 
 
-def run_populations(
-    env_id: str, agents: Sequence[str], seeds: int, out: Path, env_kwargs: dict[str, Any], agent_kwargs: dict[str, Any]
-) -> None:
-    """Each agent's seeds ``0..seeds-1`` as one population, recorded per seed like single runs."""
+def population_job(
+    env_id: str, agent_name: str, seeds: int, out: str, env_kwargs: dict[str, Any], agent_kwargs: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One agent's seeds ``0..seeds-1`` as one population (in this process); the members' summaries."""
     import gymnasium as gym
 
     from hypergym.agents.population import make_population_agent
     from hypergym.runner import run_population
 
+    venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
+    agent = make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
+    results = run_population(
+        venv, agent, list(range(seeds)), Path(out) / agent_name, {"agent_label": agent_name, "env_id": env_id}
+    )
+    venv.close()
+    return [asdict(r) for r in results]
+
+
+def run_populations(
+    env_id: str,
+    agents: Sequence[str],
+    seeds: int,
+    out: Path,
+    env_kwargs: dict[str, Any],
+    agent_kwargs: dict[str, Any],
+    backend: str = "process",
+    address: str | None = None,
+) -> None:
+    """Each agent's seeds ``0..seeds-1`` as one population, recorded per seed like single runs."""
+    import gymnasium as gym
+
+    from hypergym.agents.population import make_population_agent
+
+    todo = []
     for agent_name in agents:
         if all((out / agent_name / f"seed{s}" / "summary.json").is_file() for s in range(seeds)):
             print(f"{agent_name}: population of {seeds} already finished")
             continue
-        try:
+        try:  # fail fast, here, on settings the population refuses
             venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
-            agent = make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
+            make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
+            venv.close()
         except ValueError as err:
             raise CLIError(str(err)) from err
-        results = run_population(
-            venv, agent, list(range(seeds)), out / agent_name, {"agent_label": agent_name, "env_id": env_id}
-        )
-        venv.close()
+        todo.append(agent_name)
+
+    def report(i: int, results: list[dict[str, Any]]) -> None:
+        name = todo[i]
         for seed, r in enumerate(results):
-            print(f"{agent_name:>10s} seed {seed}: final return {r.final_return:.2f} ({r.env_steps} env steps)")
-        print(f"{agent_name}: population of {seeds}, {results[0].env_steps_per_second:,.0f} env steps/s in all")
+            print(f"{name:>10s} seed {seed}: final return {r['final_return']:.2f} ({r['env_steps']} env steps)")
+        print(f"{name}: population of {seeds}, {results[0]['env_steps_per_second']:,.0f} env steps/s in all")
+
+    jobs = [(env_id, name, seeds, str(out), env_kwargs, agent_kwargs) for name in todo]
+    if backend == "ray" and jobs:
+        from hypergym.ray_backend import map_on_ray
+
+        map_on_ray(population_job, jobs, on_result=report, address=address)
+        return
+    for i, job in enumerate(jobs):
+        report(i, population_job(*job))
 
 
 def _default_workers() -> int:
@@ -301,6 +354,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         Path(args.png) if args.png else None,
         population=args.population,
         checkpoint_every=_checkpoint_every(args.checkpoint_every),
+        backend=args.backend,
+        address=args.address,
     )
 
 
@@ -380,6 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", help="folder of the runs (default runs/compare/ID)")
     cmp.add_argument("--png", help="figure path (default OUT/comparison.png)")
     cmp.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
+    cmp.add_argument(
+        "--backend", choices=("process", "ray"), default="process",
+        help="where runs execute: local worker processes, or one Ray task per run (pip install 'hypergym[ray]')",
+    )  # fmt: skip
+    cmp.add_argument(
+        "--address", help="Ray cluster to join ('auto': the one started with `ray start` on this node); "
+        "default: a local cluster"
+    )  # fmt: skip
     cmp.add_argument(
         "--population", action="store_true", help="run each agent's seeds as one batched population (make_vec)"
     )

@@ -1,0 +1,77 @@
+"""Running ``compare``'s jobs on a Ray cluster (``hypergym compare ... --backend ray``).
+
+Each job (one run, or one population) is one Ray task with its own CPU (and GPU) reservation; it writes
+its run directory itself, so on a multi-node cluster the output folder must be shared storage that
+every node mounts at the same path (NFS or similar). Killed tasks are retried by Ray; a retried run
+resumes from its latest checkpoint. Ray is optional: ``pip install "hypergym[ray]"``; the process
+pool stays the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["map_on_ray"]
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError('the Ray backend needs Ray: pip install "hypergym[ray]"') from err
+    return ray
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> Any:
+    # Ray sets OMP_NUM_THREADS to the task's CPUs; torch's intra-op pool is sized the same way here.
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    return fn(*args)
+
+
+def map_on_ray(
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple[Any, ...]],
+    address: str | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """``[fn(*job) for job in jobs]``, each call one Ray task, reported as each finishes.
+
+    Args:
+        fn: A module-level function (workers import it by name).
+        jobs: The argument tuples.
+        address: The cluster to join (``"auto"``: the one started on this node with ``ray start``;
+            ``"ray://host:10001"``: a remote one); ``None`` starts a local cluster with this machine's
+            CPUs. Ignored when Ray is already initialised in this process (that cluster is used).
+        num_cpus: CPUs each task reserves (and torch threads it uses).
+        num_gpus: GPUs each task reserves.
+        on_result: Called with ``(job index, result)`` as each task finishes.
+
+    Returns:
+        The results, in the order of ``jobs``.
+    """
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_call)
+        refs = [task.remote(fn, tuple(job), int(num_cpus)) for job in jobs]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            i = index[done[0]]
+            results[i] = ray.get(done[0])
+            if on_result is not None:
+                on_result(i, results[i])
+        return results
+    finally:
+        if started:
+            ray.shutdown()
