@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from hypergym.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from hypergym.checkpoint import Checkpointable
 from hypergym.devices import resolve_device
 from hypergym.encoders import ENCODERS, HyperStateEncoder, check_encoder_kwargs, make_encoder
 from hypergym.envs.tasks import make_task, task_spaces
@@ -31,7 +30,7 @@ def episode_end(phases_in_episode: int, phases_per_episode: int | None, run_fini
     return terminated, run_finished and not terminated
 
 
-class HyperRLEnv(gym.Env):
+class HyperRLEnv(Checkpointable, gym.Env):
     """Online hyperparameter scheduling of a policy-gradient learner, as an MDP (Hyper-RL, EPGT).
 
     ## Description
@@ -345,38 +344,6 @@ class HyperRLEnv(gym.Env):
             "updates": self.learner.updates,
             "hyperparams": self.learner.hyperparams_in_force(),
         }
-
-    # ------------------------------------------------------------------ checkpoints
-    def save(self, path: str | Path) -> Path:
-        """Write this env's whole run to ``path`` (atomically), to :meth:`load` it and continue exactly.
-
-        Saved: the learner (policy, optimiser state, rollout buffer, gradient history, rollback snapshots,
-        RNG streams, counters), the inner envs (simulator state and RNGs, ``VecNormalize`` statistics and
-        running returns), the encoder (VAE and its optimiser), and this env's counters and RNG. Resuming
-        from it gives the same observations, rewards and parameters as the uninterrupted run (on a CPU).
-
-        Raises:
-            CheckpointError: On tasks whose simulator cannot be saved (Box2D, Atari).
-        """
-        return write_checkpoint(path, {"kind": type(self).__name__, "env": self})
-
-    def load(self, path: str | Path) -> None:
-        """Put this env at the point :meth:`save` wrote to ``path`` (mid-episode if saved there).
-
-        Step it as it was stepped when saved: if saved mid-episode, go on with ``step`` (through
-        ``env.unwrapped`` when ``gym.make``'s order-enforcing wrapper is outside).
-
-        Raises:
-            CheckpointError: If the file is missing, corrupt, of another format version, or not a
-                ``HyperRLEnv`` checkpoint; this env is then unchanged.
-        """
-        payload = read_checkpoint(path)
-        loaded = payload.get("env") if isinstance(payload, dict) else None
-        if not isinstance(loaded, type(self)):
-            raise CheckpointError(f"{path} holds no {type(self).__name__} (it holds {type(loaded).__name__})")
-        self.close()
-        self.__dict__.clear()
-        self.__dict__.update(loaded.__dict__)
 
     def close(self) -> None:
         """Close the inner run's environments and the encoder's worker."""

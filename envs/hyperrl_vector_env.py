@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from hypergym.checkpoint import Checkpointable
 from hypergym.encoders.population import PopulationEncoder, make_population_encoder
 from hypergym.envs.hyperrl_env import HyperRLEnv, episode_end
 from hypergym.envs.members import MemberVecEnv
@@ -50,7 +51,7 @@ def _objects(items: list[Any]) -> np.ndarray:
     return out
 
 
-class HyperRLVectorEnv(VectorEnv):
+class HyperRLVectorEnv(Checkpointable, VectorEnv):
     """A population of ``num_envs`` Hyper-RL MDPs (members), as a Gymnasium vector env.
 
     ## Members

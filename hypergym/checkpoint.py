@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecNormalize
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "read_checkpoint", "write_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "Checkpointable", "read_checkpoint", "write_checkpoint"]
 
 #: First line of every checkpoint file.
 FORMAT = b"hypergym-checkpoint\n"
@@ -155,3 +155,39 @@ def read_checkpoint(path: str | Path) -> Any:
         return pickle.load(stream)
     except Exception as err:  # truncated or corrupt: any unpickling error, reported as one
         raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from err
+
+
+class Checkpointable:
+    """``save`` / ``load`` of a whole object (an env and its run) through a checkpoint file."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write this env's whole run to ``path`` (atomically), to :meth:`load` it and continue exactly.
+
+        Saved: the learner (policy, optimiser state, rollout buffer, gradient history, rollback snapshots,
+        RNG streams, counters), the inner envs (simulator state and RNGs, observation and reward
+        normalisation statistics with their running returns), the encoder (VAE and its optimiser), and
+        this env's counters and RNG. Resuming from it gives the same observations, rewards and parameters
+        as the uninterrupted run (on a CPU).
+
+        Raises:
+            CheckpointError: On tasks whose simulator cannot be saved (Box2D, Atari).
+        """
+        return write_checkpoint(path, {"kind": type(self).__name__, "env": self})
+
+    def load(self, path: str | Path) -> None:
+        """Put this env at the point :meth:`save` wrote to ``path`` (mid-episode if saved there).
+
+        Step it as it was stepped when saved: if saved mid-episode, go on with ``step`` (through
+        ``env.unwrapped`` when ``gym.make``'s order-enforcing wrapper is outside).
+
+        Raises:
+            CheckpointError: If the file is missing, corrupt, of another format version, or holds another
+                kind of env; this env is then unchanged.
+        """
+        payload = read_checkpoint(path)
+        loaded = payload.get("env") if isinstance(payload, dict) else None
+        if not isinstance(loaded, type(self)):
+            raise CheckpointError(f"{path} holds no {type(self).__name__} (it holds {type(loaded).__name__})")
+        self.close()  # type: ignore[attr-defined]
+        self.__dict__.clear()
+        self.__dict__.update(loaded.__dict__)

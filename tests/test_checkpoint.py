@@ -219,3 +219,35 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
             a.pop(timing), b.pop(timing)
         assert a == b, summary
     assert not list(killed.glob("*/seed*/checkpoint.ckpt"))
+
+
+@pytest.mark.parametrize("case", ["a2c-cartpole-vae", "ppo-pendulum-normalize", "ppo-halfcheetah"])
+def test_a_population_resumes_bit_identically(case, tmp_path):
+    env_id, kwargs = CASES[case]
+
+    def make():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a pinned batch size
+            return gym.make_vec(env_id, num_envs=3, **TINY, **kwargs)
+
+    def play(env, actions):
+        out = []
+        for a in actions:
+            obs, reward, terminated, truncated, info = env.step(a)
+            out.append((obs, reward, terminated, truncated, info["env_steps"]))
+        return out
+
+    env = make()
+    env.reset(seed=[4, 9, 1])
+    rng = np.random.default_rng(0)
+    actions = rng.integers(env.single_action_space.n, size=(14, 3))
+    play(env, actions[:6])
+    env.save(tmp_path / "pop.ckpt")
+    rest = play(env, actions[6:])
+    resumed = make()
+    resumed.load(tmp_path / "pop.ckpt")
+    again = play(resumed, actions[6:])
+    for a, b in zip(rest, again, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert torch.equal(env.learner.flat, resumed.learner.flat)

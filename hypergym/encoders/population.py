@@ -67,6 +67,11 @@ class PopulationEncoder(ABC):
         self.metrics: dict[str, np.ndarray] = {}
         self._np_C: list[np.ndarray] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # NumPy views of the projection tensors: rebuilt on first use after unpickling (a pickled copy would
+        # stop following the tensors, which training and copy_member change in place).
+        return {k: (None if k.startswith("_np_") else v) for k, v in self.__dict__.items()}
+
     @property
     @abstractmethod
     def observation_space(self) -> spaces.Box:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,6 +129,14 @@ class BatchedActorCritic:
         """``[M, P]``: every member's parameters (the storage the optimiser updates in place)."""
         self.flat_grad = torch.zeros_like(self.flat)
         """``[M, P]``: the gradients, laid out as ``flat`` (filled by ``backward``)."""
+        self.numpy_acting = device.type == "cpu" and all(
+            type(a) in _NUMPY_ACTIVATIONS for a in (*self.pi_acts, *self.vf_acts)
+        )
+        """Rollouts act through NumPy views of ``flat`` (CPU, Tanh/ReLU nets): see :meth:`act_numpy`."""
+        self._build_views()
+
+    def _build_views(self) -> None:
+        """The autograd leaves and NumPy arrays that are views of ``flat`` (rebuilt after unpickling)."""
         # Each layer's weight and bias is a leaf *view* of ``flat`` whose ``.grad`` is a view of ``flat_grad``:
         # autograd accumulates into it in place, so one backward leaves every member's gradient in one
         # tensor without the full-size copy per slice that backward through slices of one leaf costs.
@@ -136,10 +145,6 @@ class BatchedActorCritic:
             self._leaves[name] = (self._leaf(self.weight(name, self.flat)), self._leaf(self.bias(name, self.flat)))
         self._log_std_leaf = None if self.log_std_slice is None else self._leaf(self.flat[:, self.log_std_slice])
         self.zero_grad()
-        self.numpy_acting = device.type == "cpu" and all(
-            type(a) in _NUMPY_ACTIVATIONS for a in (*self.pi_acts, *self.vf_acts)
-        )
-        """Rollouts act through NumPy views of ``flat`` (CPU, Tanh/ReLU nets): see :meth:`act_numpy`."""
         if self.numpy_acting:
             self._np_flat = self.flat.numpy()  # shares memory: in-place updates stay visible
             self._np_layers = {}
@@ -147,6 +152,19 @@ class BatchedActorCritic:
                 w = self._np_flat[:, lin.weight].reshape(self.n_members, lin.out_features, lin.in_features)
                 assert np.shares_memory(w, self._np_flat)
                 self._np_layers[name] = (w.transpose(0, 2, 1), self._np_flat[:, None, lin.bias])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle copies views as separate tensors and arrays; keep ``flat`` and ``flat_grad`` only.
+        state = dict(self.__dict__)
+        for name in ("_leaves", "_log_std_leaf", "_np_flat", "_np_layers"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        grad = state["flat_grad"].clone()
+        self.__dict__.update(state)
+        self._build_views()
+        self.flat_grad.copy_(grad)  # zero_grad in _build_views cleared it; the last gradient is kept
 
     # ------------------------------------------------------------------ construction
     def _mlp(self, seq: nn.Module, prefix: str) -> tuple[list[str], list[nn.Module]]:

@@ -218,6 +218,11 @@ class PopulationLearner:
         self._exhausted = True
         self.batch: dict[str, torch.Tensor] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_np_views"] = None  # NumPy views of tensors: rebuilt on first use after unpickling
+        return state
+
     # ------------------------------------------------------------------ construction
     def _build_optimizer(self) -> BatchedOptimizer:
         return BatchedAdam(self.flat, self.policy.flat_grad, eps=1e-5)
