@@ -223,7 +223,7 @@ def compare(
     if backend not in ("process", "ray"):
         raise CLIError(f"unknown backend {backend!r}; choose from ['process', 'ray']")
     if as_population:
-        run_populations(env_id, as_population, seeds, out, env_kwargs, agent_kwargs, backend, address)
+        run_populations(env_id, as_population, seeds, out, env_kwargs, agent_kwargs, backend, address, checkpoint_every)
     every = checkpoint_every
     specs = [
         RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs, False, every)
@@ -244,7 +244,13 @@ def compare(
 
 
 def population_job(
-    env_id: str, agent_name: str, seeds: int, out: str, env_kwargs: dict[str, Any], agent_kwargs: dict[str, Any]
+    env_id: str,
+    agent_name: str,
+    seeds: int,
+    out: str,
+    env_kwargs: dict[str, Any],
+    agent_kwargs: dict[str, Any],
+    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
 ) -> list[dict[str, Any]]:
     """One agent's seeds ``0..seeds-1`` as one population (in this process); the members' summaries."""
     import gymnasium as gym
@@ -255,8 +261,9 @@ def population_job(
     venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
     agent = make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
     results = run_population(
-        venv, agent, list(range(seeds)), Path(out) / agent_name, {"agent_label": agent_name, "env_id": env_id}
-    )
+        venv, agent, list(range(seeds)), Path(out) / agent_name, {"agent_label": agent_name, "env_id": env_id},
+        checkpoint_every=checkpoint_every,
+    )  # fmt: skip
     venv.close()
     return [asdict(r) for r in results]
 
@@ -270,6 +277,7 @@ def run_populations(
     agent_kwargs: dict[str, Any],
     backend: str = "process",
     address: str | None = None,
+    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
 ) -> None:
     """Each agent's seeds ``0..seeds-1`` as one population, recorded per seed like single runs."""
     import gymnasium as gym
@@ -295,7 +303,7 @@ def run_populations(
             print(f"{name:>10s} seed {seed}: final return {r['final_return']:.2f} ({r['env_steps']} env steps)")
         print(f"{name}: population of {seeds}, {results[0]['env_steps_per_second']:,.0f} env steps/s in all")
 
-    jobs = [(env_id, name, seeds, str(out), env_kwargs, agent_kwargs) for name in todo]
+    jobs = [(env_id, name, seeds, str(out), env_kwargs, agent_kwargs, checkpoint_every) for name in todo]
     if backend == "ray" and jobs:
         from hypergym.ray_backend import map_on_ray
 

@@ -152,7 +152,7 @@ def run(
             every this many update phases, atomically; a later call with the same settings and ``out``
             resumes from it, using the checkpoint's env and agent in place of the ones passed, and
             finishes exactly as the uninterrupted run would. Runs on tasks whose simulator cannot be saved
-            (Box2D, Atari) warn once and go on without checkpoints. Single runs only.
+            (Box2D, Atari) warn once and go on without checkpoints.
 
     Returns:
         The run's :class:`RunResult`; for a population, a list of them, one per member.
@@ -165,7 +165,10 @@ def run(
         if seed is None:
             raise ValueError("a population needs seeds: pass seed=int (seeds s..s+N-1) or one seed per member")
         seeds = [int(seed) + i for i in range(env.num_envs)] if isinstance(seed, int) else [int(s) for s in seed]
-        return run_population(env, agent, seeds, out, extra_config, progress=progress, max_steps=max_steps)
+        return run_population(
+            env, agent, seeds, out, extra_config, progress=progress, max_steps=max_steps,
+            checkpoint_every=checkpoint_every,
+        )  # fmt: skip
     if not isinstance(seed, int | None):
         raise ValueError(f"a single run takes one seed (int or None), got {seed!r}")
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
@@ -271,10 +274,10 @@ class _Loop:
     elapsed: float = 0.0
 
 
-def _save(path: Path, config: dict[str, Any], env: Any, agent: Any, loop: _Loop) -> bool:
+def _save(path: Path, config: dict[str, Any], env: Any, agent: Any, loop: Any) -> bool:
     """Write the run's checkpoint; False (with a warning, once) if this run cannot be checkpointed."""
     try:
-        write_checkpoint(path, {"kind": "run", "config": json.dumps(config, sort_keys=True), "env": env,
+        write_checkpoint(path, {"kind": "run", "config": json.dumps(_jsonable(config), sort_keys=True), "env": env,
                                 "agent": agent, "loop": loop})  # fmt: skip
     except CheckpointError as err:
         warnings.warn(f"{err}; this run goes on without checkpoints (a kill restarts it)", UserWarning, stacklevel=3)
@@ -282,12 +285,12 @@ def _save(path: Path, config: dict[str, Any], env: Any, agent: Any, loop: _Loop)
     return True
 
 
-def _resume(path: Path, config: dict[str, Any]) -> tuple[Any, Any, _Loop]:
+def _resume(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Any]:
     """The env, agent and loop state of the checkpoint at ``path``, written by a run with ``config``."""
     payload = read_checkpoint(path)
     if not isinstance(payload, dict) or payload.get("kind") != "run":
         raise CheckpointError(f"{path} is not a run checkpoint")
-    if payload["config"] != json.dumps(config, sort_keys=True):
+    if payload["config"] != json.dumps(_jsonable(config), sort_keys=True):
         raise CheckpointError(
             f"{path} was written by a run with other settings (env, agent or seed); delete it to start this run "
             "afresh, or run with the settings it was written with"
@@ -303,6 +306,7 @@ def run_population(
     extra_config: dict[str, Any] | None = None,
     progress: bool = False,
     max_steps: int | None = None,
+    checkpoint_every: int | None = None,
 ) -> list[RunResult]:
     """Drive a population agent through one run of every member of a ``HyperRLVectorEnv``.
 
@@ -318,6 +322,9 @@ def run_population(
         extra_config: More entries for every member's ``config.json``.
         progress: Show a progress bar over one member's inner env steps (tqdm).
         max_steps: Stop after this many hyper-steps even if the runs are unfinished.
+        checkpoint_every: With ``out``: save the whole population (env, agent, records) to
+            ``out/checkpoint.ckpt`` every this many update phases; a later call with the same settings
+            resumes from it, as :func:`run` does.
 
     Returns:
         One summary per member.
@@ -329,16 +336,31 @@ def run_population(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=getattr(venv, "total_env_steps", None), unit="env step per member", leave=False)
-    last_progress = 0
     n = venv.num_envs
-    rows: list[list[dict[str, Any]]] = [[] for _ in range(n)]
-    returns: list[list[float]] = [[] for _ in range(n)]
-    gs: list[list[float]] = [[] for _ in range(n)]
-    diverged = np.zeros(n, dtype=int)
-    episodes = np.zeros(n, dtype=int)
-    start = time.perf_counter()
-    obs, info = venv.reset(seed=list(seeds))
-    step = 0
+    config = {"agent": agent.config(), "seeds": list(seeds), **(extra_config or {})}
+    checkpoint = Path(out) / CHECKPOINT_FILE if out is not None and checkpoint_every else None
+    caller_venv = venv
+    state: dict[str, Any] | None = None
+    if checkpoint is not None and checkpoint.is_file():
+        venv, agent, state = _resume(checkpoint, config)
+    if state is None:
+        obs, info = venv.reset(seed=list(seeds))
+        state = {
+            "obs": obs, "info": info, "rows": [[] for _ in range(n)], "returns": [[] for _ in range(n)],
+            "gs": [[] for _ in range(n)], "diverged": np.zeros(n, dtype=int), "episodes": np.zeros(n, dtype=int),
+            "step": 0, "elapsed": 0.0, "last_progress": 0, "phases": 0,
+        }  # fmt: skip
+    rows, returns, gs = state["rows"], state["returns"], state["gs"]
+    diverged, episodes, step, last_progress = (
+        state["diverged"],
+        state["episodes"],
+        state["step"],
+        state["last_progress"],
+    )
+    obs, info, phases = state["obs"], state["info"], state["phases"]
+    if bar is not None:
+        bar.update(last_progress)
+    start = time.perf_counter() - state["elapsed"]
     while True:
         actions = agent.act(obs, info)
         next_obs, rewards, terminated, truncated, info = venv.step(actions)
@@ -365,6 +387,13 @@ def run_population(
         if np.all(finished) or (max_steps is not None and step >= max_steps):
             break
         obs = next_obs
+        if "G" in source:
+            phases += 1
+            if checkpoint is not None and phases % checkpoint_every == 0:  # type: ignore[operator]
+                state.update(obs=obs, info=info, diverged=diverged, episodes=episodes, step=step, phases=phases,
+                             elapsed=time.perf_counter() - start, last_progress=last_progress)  # fmt: skip
+                if not _save(checkpoint, config, venv, agent, state):
+                    checkpoint = None
     wall = time.perf_counter() - start
     if bar is not None:
         bar.close()
@@ -386,10 +415,14 @@ def run_population(
         )
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
-            config = {"agent": agent.config(), "seed": seed, "population": n, **(extra_config or {})}
-            config["space"] = {name: list(values) for name, values in venv.space.values.items()}
-            (run_dir / "config.json").write_text(json.dumps(_jsonable(config), indent=2))
+            member_config = {"agent": agent.config(), "seed": seed, "population": n, **(extra_config or {})}
+            member_config["space"] = {name: list(values) for name, values in venv.space.values.items()}
+            (run_dir / "config.json").write_text(json.dumps(_jsonable(member_config), indent=2))
             _write_csv(run_dir / "steps.csv", rows[i])
             (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
         results.append(result)
+    if out is not None:
+        (Path(out) / CHECKPOINT_FILE).unlink(missing_ok=True)  # the summaries supersede it
+    if venv is not caller_venv:
+        venv.close()  # the resumed copy; the caller's env is the caller's to close
     return results

@@ -251,3 +251,48 @@ def test_a_population_resumes_bit_identically(case, tmp_path):
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
     assert torch.equal(env.learner.flat, resumed.learner.flat)
+
+
+def test_a_pbt_population_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    from hypergym.agents.population import make_population_agent
+    from hypergym.envs import HyperRLVectorEnv
+    from hypergym.runner import CHECKPOINT_FILE, run_population
+
+    def fresh():
+        env = gym.make_vec("HyperRL-A2C-CartPole", num_envs=4, **{**TINY, "total_env_steps": 1500}, n_envs=2,
+                           obs_mode="random", updates_per_phase=2)  # fmt: skip
+        return env, make_population_agent("pbt", env, seed=1, perturbation_interval=2)
+
+    env, agent = fresh()
+    whole = run_population(env, agent, [0, 1, 2, 3], out=tmp_path / "whole", checkpoint_every=3)
+    assert agent.history  # exploits happened (and are part of what a resume must reproduce)
+
+    real_step, calls = HyperRLVectorEnv.step, [0]
+
+    def crashing_step(self, actions):
+        calls[0] += 1
+        if calls[0] > 2 * whole[0].hyper_steps // 3:
+            raise _Crash
+        return real_step(self, actions)
+
+    env, agent = fresh()
+    monkeypatch.setattr(HyperRLVectorEnv, "step", crashing_step)
+    with pytest.raises(_Crash):
+        run_population(env, agent, [0, 1, 2, 3], out=tmp_path / "killed", checkpoint_every=3)
+    monkeypatch.undo()
+    assert (tmp_path / "killed" / CHECKPOINT_FILE).exists()
+    env, agent = fresh()
+    counted = [0]
+
+    def counting_step(self, actions):
+        counted[0] += 1
+        return real_step(self, actions)
+
+    monkeypatch.setattr(HyperRLVectorEnv, "step", counting_step)
+    resumed = run_population(env, agent, [0, 1, 2, 3], out=tmp_path / "killed", checkpoint_every=3)
+    assert 0 < counted[0] < whole[0].hyper_steps // 2  # it went on from the checkpoint
+    assert [_summary(r) for r in resumed] == [_summary(r) for r in whole]
+    for seed in range(4):
+        assert (tmp_path / "killed" / f"seed{seed}" / "steps.csv").read_text() == (
+            tmp_path / "whole" / f"seed{seed}" / "steps.csv"
+        ).read_text()
