@@ -16,6 +16,7 @@ TINY = {"policy_kwargs": {"net_arch": {"pi": [8], "vf": [8]}}, "total_env_steps"
 CASES = {
     "a2c-cartpole-vae": ("HyperRL-A2C-CartPole", {"n_envs": 2, "obs_mode": "vae",
                                                   "encoder_kwargs": {"hidden": 8, "train_every": 2, "batch_size": 2}}),
+    "acktr-cartpole-kfac": ("HyperRL-ACKTR-CartPole", {"n_envs": 2, "obs_mode": "random"}),
     "ppo-halfcheetah": ("HyperRL-PPO-HalfCheetah", {"n_steps": 32, "batch_size": 16, "n_epochs": 2,
                                                     "obs_mode": "random"}),
     "ppo-pendulum-normalize": ("HyperRL-PPO-Pendulum", {"n_steps": 32, "batch_size": 16, "n_epochs": 2,

@@ -297,6 +297,11 @@ class KFAC(torch.optim.Optimizer):
             buf.mul_(momentum).add_(v, alpha=nu)
             param.add_(buf, alpha=-lr * (1 - momentum))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch's Optimizer pickles only defaults, state and param_groups; K-FAC's step counter, settings,
+        # blocks and hook handles are part of the run too (a checkpoint must restore them).
+        return dict(self.__dict__)
+
     def close(self) -> None:
         """Remove the hooks from the model."""
         for handle in self._handles:
