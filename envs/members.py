@@ -188,6 +188,30 @@ class MemberVecEnv:
             rewards = self.normalizer.normalize_rewards(raw_2d, dones_2d)
         return MemberStep(obs_out, rewards, raw_2d, dones_2d, timeouts, episodes)
 
+    def restart_unrestored(self) -> np.ndarray | None:
+        """After loading a checkpoint that could not save some simulators (Box2D): their envs start new episodes.
+
+        Returns:
+            ``[M, E]`` which envs were reset, or ``None`` when none needed it. Their (normalised) first
+            observations are then in :meth:`observations`.
+        """
+        restart = getattr(self.stepper, "restart_unrestored", None)
+        mask = restart() if restart is not None else None
+        if mask is None or not mask.any():
+            return None
+        self._obs = self.stepper.observations().reshape(self._obs.shape)
+        self._ep_return[mask] = 0.0
+        self._ep_length[mask] = 0
+        mask_2d = mask.reshape(self.n_members, self.n_envs)
+        if self.normalizer is not None:
+            self.normalizer.returns[mask_2d] = 0.0  # their discounted returns start again with the episode
+        return mask_2d
+
+    def observations(self) -> np.ndarray:
+        """``[M, E, D]`` current observations, normalised with each member's statistics (not updating them)."""
+        obs = self._obs.copy()
+        return self.normalizer.normalize_obs(obs) if self.normalizer is not None else obs
+
     def copy_member_statistics(self, dst: int, src: int) -> np.ndarray:
         """Copy member ``src``'s observation and return statistics into member ``dst`` (PBT's exploit).
 

@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from gymnasium.utils import seeding
 
+from hypergym.checkpoint import clear_unrestored, is_unrestored
 from hypergym.envs.tasks import TaskSpec, _make_one
 
 __all__ = ["CartPoleStepper", "LoopStepper", "Stepper", "make_stepper"]
@@ -94,6 +95,18 @@ class LoopStepper:
                 obs, _ = env.reset()
             self._obs[j] = obs
         return self._obs.copy(), rewards, terminated, truncated, final
+
+    def restart_unrestored(self) -> np.ndarray:
+        """Reset (unseeded: their RNGs go on) the envs a checkpoint could not restore; ``[n]`` which were."""
+        mask = np.array([is_unrestored(env) for env in self.envs], dtype=bool)
+        for j in np.flatnonzero(mask):
+            clear_unrestored(self.envs[j])
+            self._obs[j], _ = self.envs[j].reset()
+        return mask
+
+    def observations(self) -> np.ndarray:
+        """``[n, D]`` the envs' current observations."""
+        return self._obs.copy()
 
     def close(self) -> None:
         """Close every env."""

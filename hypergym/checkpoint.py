@@ -9,8 +9,10 @@ runner's records) with three kinds of object saved by their state rather than by
   integration state (``mj_getState(..., mjSTATE_INTEGRATION)``: time, positions, velocities, actuator
   and warm-start state) and the env's RNG are restored into the rebuilt one, so physics continue bit for
   bit.
-- Box2D worlds and ALE emulators (through ale-py's native vector env) cannot be captured: saving a run
-  on those tasks raises :class:`CheckpointError` naming the simulator.
+- Box2D worlds cannot be captured: such an env is rebuilt with its RNG and marked, and the learner resets
+  it at its next rollout (a new episode; the one under way at the checkpoint is lost), with a warning at
+  save time naming the simulator. ALE emulators (through ale-py's native vector env) cannot be captured
+  either: saving an Atari run raises :class:`CheckpointError`.
 
 Torch modules, optimisers, generators, NumPy generators, Gymnasium classic-control envs and the wrappers
 pickle as they are. The file starts with a header (format name, format version, hypergym version);
@@ -24,6 +26,7 @@ import io
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,16 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecNormalize
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "Checkpointable", "read_checkpoint", "write_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "Checkpointable",
+    "clear_unrestored",
+    "is_unrestored",
+    "read_checkpoint",
+    "write_checkpoint",
+]
 
 #: First line of every checkpoint file.
 FORMAT = b"hypergym-checkpoint\n"
@@ -61,6 +73,30 @@ def _rebuild_mujoco(cls: type, args: tuple, kwargs: dict, physics: np.ndarray, e
     return env
 
 
+#: Attribute marking an env rebuilt without its simulator state: it starts a new episode at the next rollout.
+UNRESTORED = "_hypergym_unrestored"
+
+
+def _rebuild_unrestored(cls: type, args: tuple, kwargs: dict, np_random: Any) -> Any:
+    env = cls(*args, **kwargs)
+    if np_random is not None:
+        env._np_random = np_random  # its next episodes are drawn as the saved env would have drawn them
+    setattr(env, UNRESTORED, True)
+    return env
+
+
+def is_unrestored(env: Any) -> bool:
+    """Whether ``env`` (a Gymnasium env, wrapped or not) was rebuilt without its simulator state."""
+    return bool(getattr(getattr(env, "unwrapped", env), UNRESTORED, False))
+
+
+def clear_unrestored(env: Any) -> None:
+    """Mark ``env`` as reset (its new episode is under way)."""
+    base = getattr(env, "unwrapped", env)
+    if hasattr(base, UNRESTORED):
+        delattr(base, UNRESTORED)
+
+
 def _mujoco_state(env: Any) -> tuple[np.ndarray, dict[str, Any]]:
     import mujoco
 
@@ -74,6 +110,10 @@ def _mujoco_state(env: Any) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 class _Pickler(pickle.Pickler):
+    def __init__(self, file: Any, protocol: int) -> None:
+        super().__init__(file, protocol=protocol)
+        self.unrestored: set[str] = set()
+
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, VecNormalize):
             return _rebuild_vecnormalize, (obj.__getstate__(), obj.venv, obj.returns.copy())
@@ -84,10 +124,11 @@ class _Pickler(pickle.Pickler):
                 args, kwargs = getattr(obj, "_ezpickle_args", ()), getattr(obj, "_ezpickle_kwargs", {})
                 return _rebuild_mujoco, (type(obj), args, kwargs, physics, extra)
             if module.startswith("gymnasium.envs.box2d"):
-                raise CheckpointError(
-                    f"{type(obj).__name__}'s Box2D world cannot be saved, so runs on Box2D tasks cannot be "
-                    "checkpointed (classic-control and MuJoCo tasks can)"
-                )
+                # A Box2D world cannot be saved: the env is rebuilt with its RNG and starts a new episode at
+                # the learner's next rollout (the episode under way at the checkpoint is lost).
+                self.unrestored.add(type(obj).__name__)
+                args, kwargs = getattr(obj, "_ezpickle_args", ()), getattr(obj, "_ezpickle_kwargs", {})
+                return _rebuild_unrestored, (type(obj), args, kwargs, getattr(obj, "_np_random", None))
         if type(obj).__module__.startswith("ale_py"):
             raise CheckpointError("ALE emulators (Atari tasks) cannot be saved, so Atari runs cannot be checkpointed")
         return NotImplemented
@@ -106,12 +147,20 @@ def write_checkpoint(path: str | Path, payload: Any) -> Path:
 
     header = {"format_version": FORMAT_VERSION, "hypergym": __version__}
     pickle.dump(header, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler = _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+        pickler.dump(payload)
     except CheckpointError:
         raise
     except (pickle.PicklingError, TypeError, AttributeError) as err:
         raise CheckpointError(f"cannot save this run: {err}") from err
+    if pickler.unrestored:
+        warnings.warn(
+            f"{', '.join(sorted(pickler.unrestored))} simulator state cannot be saved: after loading this checkpoint "
+            "those envs start new episodes at the next rollout (the episodes under way are lost)",
+            UserWarning,
+            stacklevel=2,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -170,7 +219,8 @@ class Checkpointable:
         as the uninterrupted run (on a CPU).
 
         Raises:
-            CheckpointError: On tasks whose simulator cannot be saved (Box2D, Atari).
+            CheckpointError: On Atari tasks (their emulators cannot be saved). Box2D worlds cannot be saved
+                either: their envs start new episodes at the loaded run's next rollout (a warning says so).
         """
         return write_checkpoint(path, {"kind": type(self).__name__, "env": self})
 

@@ -151,8 +151,9 @@ def run(
         checkpoint_every: With ``out``: save the whole run (env, agent, records) to ``out/checkpoint.ckpt``
             every this many update phases, atomically; a later call with the same settings and ``out``
             resumes from it, using the checkpoint's env and agent in place of the ones passed, and
-            finishes exactly as the uninterrupted run would. Runs on tasks whose simulator cannot be saved
-            (Box2D, Atari) warn once and go on without checkpoints.
+            finishes exactly as the uninterrupted run would (Box2D envs, whose worlds cannot be saved,
+            start new episodes at the next rollout instead). Atari runs, whose emulators cannot be saved,
+            warn once and go on without checkpoints.
 
     Returns:
         The run's :class:`RunResult`; for a population, a list of them, one per member.

@@ -99,13 +99,47 @@ def test_another_format_version_is_refused(tmp_path, monkeypatch):
         read_checkpoint(tmp_path / "x.ckpt")
 
 
-def test_box2d_runs_say_they_cannot_be_saved(tmp_path):
-    env = gym.make("HyperRL-PPO-LunarLanderContinuous", **TINY, n_steps=32, batch_size=16, n_epochs=1,
-                   obs_mode="random").unwrapped  # fmt: skip
+@pytest.mark.parametrize("population", [False, True])
+def test_box2d_runs_resume_with_new_episodes_at_the_next_rollout(population, tmp_path):
+    """A Box2D world cannot be saved: the loaded run resets those envs at its next rollout, deterministically."""
+    from hypergym.checkpoint import is_unrestored
+
+    settings = {**TINY, "n_steps": 32, "batch_size": 16, "n_epochs": 1, "obs_mode": "random", "normalize": True}
+
+    def make():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if population:
+                return gym.make_vec("HyperRL-PPO-LunarLanderContinuous", num_envs=2, **settings)
+            return gym.make("HyperRL-PPO-LunarLanderContinuous", **settings).unwrapped
+
+    def step(env):
+        if population:
+            return env.step(np.full(2, env.space.default_action))[:2]
+        obs, reward, terminated, truncated, _ = env.step(env.space.default_action)
+        if terminated or truncated:
+            env.reset()
+        return obs, reward
+
+    env = make()
     env.reset(seed=0)
-    with pytest.raises(CheckpointError, match="Box2D"):
-        env.save(tmp_path / "x.ckpt")
-    assert not (tmp_path / "x.ckpt").exists()
+    for _ in range(3):
+        step(env)
+    with pytest.warns(UserWarning, match="LunarLander simulator state cannot be saved"):
+        env.save(tmp_path / "llc.ckpt")
+    runs = []
+    for _ in range(2):
+        resumed = make()
+        resumed.load(tmp_path / "llc.ckpt")
+        envs = resumed.learner.venv.stepper.envs if population else resumed.learner.venv.unwrapped.envs
+        assert all(is_unrestored(e) for e in envs)
+        trace = [step(resumed) for _ in range(6)]  # crosses the next rollout
+        assert not any(is_unrestored(e) for e in envs)  # reset there
+        assert all(np.isfinite(np.asarray(o)).all() for o, _ in trace)
+        runs.append(trace)
+    for (o1, r1), (o2, r2) in zip(*runs, strict=True):
+        np.testing.assert_array_equal(o1, o2)  # a resumed run is still determined by its checkpoint
+        np.testing.assert_array_equal(r1, r2)
 
 
 class _Crash(Exception):

@@ -30,6 +30,7 @@ from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
+from hypergym.checkpoint import clear_unrestored, is_unrestored
 from hypergym.devices import resolve_device
 from hypergym.hyperstate import GradientHistory, policy_layers
 from hypergym.learners.config import LearnerConfig
@@ -255,6 +256,7 @@ class OnPolicyLearner(ABC):
             The rollout's statistics and whether the policy had to be rolled back because its outputs
             were non-finite (the rollout is then collected again with the restored policy).
         """
+        self._restart_unrestored_envs()
         for name, value in self._pending.items():
             self._hp[name] = value
         self._pending.clear()
@@ -275,6 +277,15 @@ class OnPolicyLearner(ABC):
         self._exhausted = False
         self._on_new_rollout()
         return stats, self._rolled_back
+
+    def _restart_unrestored_envs(self) -> None:
+        """After loading a checkpoint whose simulators could not be saved (Box2D): new episodes for all envs."""
+        envs = getattr(self.venv.unwrapped, "envs", [])
+        if any(is_unrestored(env) for env in envs):
+            for env in envs:
+                clear_unrestored(env)
+            self._last_obs = self.venv.reset()
+            self._last_episode_starts = np.ones(self.n_envs, dtype=bool)
 
     def _act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample actions; if the policy's outputs are non-finite, roll back (last finite, then initial)."""

@@ -374,6 +374,10 @@ class PopulationLearner:
             Each member's rollout statistics, and ``[M]`` whether the member's policy gave non-finite
             outputs and was rolled back (last finite state, then initial) during the rollout.
         """
+        restarted = self.venv.restart_unrestored()
+        if restarted is not None:
+            self._last_obs = self.venv.observations()
+            self._last_starts = self._last_starts | restarted
         for name, value in self._pending.items():
             self._rollout_hp[name] = value
         self._pending.clear()
