@@ -120,19 +120,37 @@ class AnnoyIndex(NeighborIndex):
         self._annoy = annoy
         self.n_trees, self.search_k, self.seed = n_trees, search_k, seed
         self._forests: dict[int, Any] = {}
+        self._built: dict[int, np.ndarray] = {}  # the keys each forest holds, to rebuild it after unpickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        # annoy forests (and the module) do not pickle; a seeded single-job build gives the same forest again.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_annoy", "_forests")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import annoy
+
+        self.__dict__.update(state)
+        self._annoy, self._forests = annoy, {}
+        for a, keys in self._built.items():
+            self._build_forest(a, keys)
 
     def build(self, keys: Sequence[np.ndarray], changed: set[int]) -> None:
         """Rebuild the forests of the changed actions."""
         for a in changed:
             if not len(keys[a]):
                 self._forests.pop(a, None)
+                self._built.pop(a, None)
                 continue
-            forest = self._annoy.AnnoyIndex(keys[a].shape[1], "euclidean")
-            forest.set_seed(self.seed)
-            for i, v in enumerate(keys[a]):
-                forest.add_item(i, v)
-            forest.build(self.n_trees, n_jobs=1)
-            self._forests[a] = forest
+            self._built[a] = np.array(keys[a], copy=True)
+            self._build_forest(a, self._built[a])
+
+    def _build_forest(self, action: int, keys: np.ndarray) -> None:
+        forest = self._annoy.AnnoyIndex(keys.shape[1], "euclidean")
+        forest.set_seed(self.seed)
+        for i, v in enumerate(keys):
+            forest.add_item(i, v)
+        forest.build(self.n_trees, n_jobs=1)
+        self._forests[action] = forest
 
     def query(self, action: int, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Approximate K nearest keys of ``action``."""

@@ -331,3 +331,21 @@ def test_a_pbt_population_killed_mid_way_resumes_to_the_uninterrupted_result(tmp
         assert (tmp_path / "killed" / f"seed{seed}" / "steps.csv").read_text() == (
             tmp_path / "whole" / f"seed{seed}" / "steps.csv"
         ).read_text()
+
+
+def test_an_annoy_index_survives_a_checkpoint_with_the_same_answers(tmp_path):
+    pytest.importorskip("annoy")
+    from hypergym.agents.memory import AnnoyIndex
+
+    rng = np.random.default_rng(0)
+    index = AnnoyIndex(n_trees=5, seed=3)
+    keys = [rng.normal(size=(60, 8)).astype(np.float32), rng.normal(size=(25, 8)).astype(np.float32)]
+    index.build(keys, {0, 1})
+    write_checkpoint(tmp_path / "index.ckpt", index)
+    loaded = read_checkpoint(tmp_path / "index.ckpt")
+    for action in (0, 1):
+        for _ in range(5):
+            x = rng.normal(size=8)
+            (i1, d1), (i2, d2) = index.query(action, x, 3), loaded.query(action, x, 3)
+            np.testing.assert_array_equal(i1, i2)
+            np.testing.assert_array_equal(d1, d2)
