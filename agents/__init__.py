@@ -9,6 +9,7 @@ import gymnasium as gym
 from hypergym.agents.base import EpsilonGreedyAgent, HyperAgent, Transition
 from hypergym.agents.dqn import DQNAgent
 from hypergym.agents.episodic import EpisodicAgent, paper_capacity
+from hypergym.agents.factored import FactoredEpisodicAgent
 from hypergym.agents.hoof import HOOFAgent
 from hypergym.agents.memory import AnnoyIndex, EpisodicMemory, ExactIndex, NeighborIndex
 from hypergym.agents.simple import RandomAgent, StaticAgent
@@ -21,6 +22,7 @@ __all__ = [
     "EpisodicMemory",
     "EpsilonGreedyAgent",
     "ExactIndex",
+    "FactoredEpisodicAgent",
     "HOOFAgent",
     "HyperAgent",
     "NeighborIndex",
@@ -34,6 +36,7 @@ __all__ = [
 #: Agent names (as the runner and the command line know them) and their classes.
 AGENTS: dict[str, type[HyperAgent]] = {
     "episodic": EpisodicAgent,
+    "episodic-factored": FactoredEpisodicAgent,
     "dqn": DQNAgent,
     "hoof": HOOFAgent,
     "random": RandomAgent,

@@ -15,7 +15,17 @@ from gymnasium.envs.registration import register, registry
 from hypergym.presets import PRESET_SOURCES, PRESETS, preset
 
 __version__ = "0.1.0"
-__all__ = ["PRESETS", "PRESET_SOURCES", "RunResult", "__version__", "preset", "register_envs", "run"]
+__all__ = [
+    "PRESETS",
+    "PRESET_SOURCES",
+    "RunResult",
+    "__version__",
+    "aec_env",
+    "parallel_env",
+    "preset",
+    "register_envs",
+    "run",
+]
 
 #: Entry point of every registered id.
 ENTRY_POINT = "hypergym.envs.hyperrl_env:HyperRLEnv"
@@ -45,4 +55,8 @@ def __getattr__(name: str) -> object:
         from hypergym import runner
 
         return getattr(runner, name)
+    if name in ("parallel_env", "aec_env"):
+        from hypergym.envs import parallel
+
+        return getattr(parallel, name)
     raise AttributeError(f"module 'hypergym' has no attribute {name!r}")
