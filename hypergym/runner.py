@@ -162,6 +162,7 @@ def run(
         ValueError: If the env has no budget and no ``max_steps`` is given, or a population gets no seeds
             or the wrong number of them.
     """
+    _check_checkpoint_every(checkpoint_every)
     if isinstance(env, gym.vector.VectorEnv):
         if seed is None:
             raise ValueError("a population needs seeds: pass seed=int (seeds s..s+N-1) or one seed per member")
@@ -172,9 +173,6 @@ def run(
         )  # fmt: skip
     if not isinstance(seed, int | None):
         raise ValueError(f"a single run takes one seed (int or None), got {seed!r}")
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
-                                         or checkpoint_every < 1):  # fmt: skip
-        raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
     budget = getattr(env.unwrapped, "total_env_steps", None)
     if budget is None and max_steps is None:
         raise ValueError("this env has no inner env-step budget: pass max_steps")
@@ -259,6 +257,11 @@ def run(
     return result
 
 
+def _check_checkpoint_every(value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"checkpoint_every must be a positive integer or None, got {value!r}")
+
+
 @dataclass
 class _Loop:
     """Where the runner's loop stands: what a checkpoint saves besides the env and the agent."""
@@ -332,6 +335,7 @@ def run_population(
     """
     if len(seeds) != venv.num_envs:
         raise ValueError(f"{len(seeds)} seeds for a population of {venv.num_envs}")
+    _check_checkpoint_every(checkpoint_every)
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -214,6 +214,11 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
         run(env, agent, seed=0, out=tmp_path / "r", progress=False, checkpoint_every=1)
     with pytest.raises(ValueError, match="checkpoint_every"):
         run(env, agent, seed=0, progress=False, checkpoint_every=0)
+    from hypergym.agents.population import make_population_agent
+
+    venv = gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, **TINY, n_envs=2, obs_mode="random")
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        run(venv, make_population_agent("static", venv), seed=0, progress=False, checkpoint_every=1.5)
 
 
 def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
