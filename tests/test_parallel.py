@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pettingzoo")
-from pettingzoo.test import api_test, parallel_api_test
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # pettingzoo.test loads PettingZoo's own old-style envs
+    from pettingzoo.test import api_test, parallel_api_test
 
 import hypergym
 from hypergym.agents import FactoredEpisodicAgent, make_agent
