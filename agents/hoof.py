@@ -109,15 +109,23 @@ class HOOFAgent(HyperAgent):
             out.append(idx)
         return out
 
-    def _batch(self, learner: Any, gamma: float, lam: float) -> tuple[RolloutBufferSamples, torch.Tensor]:
-        """The learner's next update batch with advantages for ``(gamma, lam)``, and the whole rollout's."""
+    @staticmethod
+    @torch.no_grad()
+    def _last_values(learner: Any) -> np.ndarray:
+        """``[1, E]`` values of the observations after the rollout (GAE's bootstrap)."""
+        last = learner.policy.predict_values(learner.policy.obs_to_tensor(learner._last_obs)[0])
+        return last.cpu().numpy().reshape(1, -1)
+
+    def _batch(
+        self, learner: Any, gamma: float, lam: float, last_values: np.ndarray | None = None
+    ) -> RolloutBufferSamples:
+        """The learner's next update batch, with advantages and returns recomputed for ``(gamma, lam)``."""
         buf = learner.buffer
         t_steps, n_envs = buf.buffer_size, buf.n_envs
         values = buf.values.reshape(n_envs, t_steps).T  # the buffer is flattened env-major
-        with torch.no_grad():
-            last = learner.policy.predict_values(learner.policy.obs_to_tensor(learner._last_obs)[0])
+        last = self._last_values(learner) if last_values is None else last_values
         adv, ret = batched_gae(
-            buf.rewards[:, None], values[:, None], buf.episode_starts[:, None], last.cpu().numpy().reshape(1, -1),
+            buf.rewards[:, None], values[:, None], buf.episode_starts[:, None], last,
             np.asarray(learner._last_episode_starts, dtype=bool)[None], np.array([gamma]), np.array([lam]),
         )  # fmt: skip
         flat_adv = torch.as_tensor(adv[:, 0].T.reshape(-1), device=learner.device)
@@ -128,7 +136,7 @@ class HOOFAgent(HyperAgent):
             rows = torch.as_tensor(index[learner._cursor : learner._cursor + len(batch.advantages)])
         else:
             rows = torch.arange(len(flat_adv))
-        return batch._replace(advantages=flat_adv[rows], returns=flat_ret[rows]), flat_adv
+        return batch._replace(advantages=flat_adv[rows], returns=flat_ret[rows])
 
     def _direction(self, learner: Any, batch: RolloutBufferSamples) -> list[torch.Tensor]:
         """The update's parameter change at learning rate 1 (the step is linear in the learning rate)."""
@@ -174,12 +182,12 @@ class HOOFAgent(HyperAgent):
         actions = torch.as_tensor(buf.actions, device=learner.device)
         if isinstance(learner.action_space, gym.spaces.Discrete):
             actions = actions.long().flatten()
-        _, log_prob, _ = probe.evaluate_actions(obs, actions)
+        dist = probe.get_distribution(obs)  # one forward pass gives both the ratios and the KL
+        log_prob = dist.log_prob(actions)
         t_steps, n_envs = buf.buffer_size, buf.n_envs
         log_ratio = (log_prob.cpu().numpy() - buf.log_probs.reshape(-1)).reshape(n_envs, t_steps)
         estimate = wis_estimate(log_ratio, buf.rewards.T)
-        dist = probe.get_distribution(obs).distribution
-        kl = torch.distributions.kl_divergence(base_dist, dist)
+        kl = torch.distributions.kl_divergence(base_dist, dist.distribution)
         kl = kl.sum(-1) if kl.dim() > 1 else kl
         return estimate, float(kl.mean())
 
@@ -197,6 +205,7 @@ class HOOFAgent(HyperAgent):
             obs_t = torch.as_tensor(buf.observations, device=learner.device)
             base_dist = learner.policy.get_distribution(obs_t).distribution
         in_force = learner.hyperparams_in_force()
+        last_values = self._last_values(learner)
         directions: dict[tuple[float, float], list[torch.Tensor]] = {}
         scores, kls = [], []
         for idx in candidates:
@@ -207,7 +216,7 @@ class HOOFAgent(HyperAgent):
                 else in_force["gae_lambda"]
             )
             if (gamma, lam) not in directions:
-                batch, _ = self._batch(learner, gamma, lam)
+                batch = self._batch(learner, gamma, lam, last_values)
                 directions[(gamma, lam)] = self._direction(learner, batch)
             lr = float(values["learning_rate"][idx[position["learning_rate"]]])
             estimate, kl = self._score(learner, probe, directions[(gamma, lam)], lr, base_dist)

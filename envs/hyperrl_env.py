@@ -23,11 +23,21 @@ _ACTION_MODES = ("discrete", "multi_discrete")
 _OBS_EXTRAS = ("progress", "hyperparams")
 
 
-def episode_end(phases_in_episode: int, phases_per_episode: int | None, run_finished: bool) -> tuple[bool, bool]:
-    """``(terminated, truncated)`` at the end of an update phase (see ``HyperRLEnv``'s Episode End)."""
-    episode_done = phases_per_episode is not None and phases_in_episode >= phases_per_episode
-    terminated = episode_done or (phases_per_episode is None and run_finished)
-    return terminated, run_finished and not terminated
+def end_phase(env: Any, env_steps: int) -> tuple[bool, bool]:
+    """Close an update phase of ``env`` (a ``HyperRLEnv`` or ``HyperRLVectorEnv``): the one rule for both.
+
+    Resets the phase counters, counts the phase in the learning episode, notes whether the run's budget is
+    spent, and returns ``(terminated, truncated)`` (see ``HyperRLEnv``'s Episode End).
+    """
+    env._phase_step = 0
+    env._rollouts_in_phase = 0
+    env._phases_in_episode += 1
+    env._run_finished = env_steps >= env.total_env_steps
+    per_episode = env.phases_per_episode
+    terminated = (per_episode is not None and env._phases_in_episode >= per_episode) or (
+        per_episode is None and env._run_finished
+    )
+    return terminated, env._run_finished and not terminated
 
 
 class HyperRLEnv(Checkpointable, gym.Env):
@@ -323,11 +333,7 @@ class HyperRLEnv(Checkpointable, gym.Env):
 
         terminated = truncated = False
         if phase_done:
-            self._phase_step = 0
-            self._rollouts_in_phase = 0
-            self._phases_in_episode += 1
-            self._run_finished = learner.env_steps >= self.total_env_steps
-            terminated, truncated = episode_end(self._phases_in_episode, self.phases_per_episode, self._run_finished)
+            terminated, truncated = end_phase(self, learner.env_steps)
         self._needs_reset = terminated or truncated
 
         self._obs = self._observe()

@@ -18,7 +18,7 @@ from gymnasium.vector.utils import batch_space
 
 from hypergym.checkpoint import Checkpointable
 from hypergym.encoders.population import PopulationEncoder, make_population_encoder
-from hypergym.envs.hyperrl_env import HyperRLEnv, episode_end
+from hypergym.envs.hyperrl_env import HyperRLEnv, end_phase
 from hypergym.envs.members import MemberVecEnv
 from hypergym.envs.tasks import task_spaces
 from hypergym.learners import LEARNERS
@@ -284,11 +284,7 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
         rewards = rewards + np.where(diverged, self.divergence_penalty, 0.0)
         terminated = truncated = False
         if phase_done:
-            self._phase_step = 0
-            self._rollouts_in_phase = 0
-            self._phases_in_episode += 1
-            self._run_finished = learner.env_steps >= self.total_env_steps
-            terminated, truncated = episode_end(self._phases_in_episode, self.phases_per_episode, self._run_finished)
+            terminated, truncated = end_phase(self, learner.env_steps)
         for name, value in self.encoder.metrics.items():
             info[name] = value
         info.update(

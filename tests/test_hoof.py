@@ -58,7 +58,7 @@ def test_hoof_models_the_learners_update_and_changes_nothing(env_id, extra):
     assert chosen == agent.last["values"] and np.isfinite(agent.last["estimate"])
     # The real update at the chosen learning rate lands where HOOF's probe said (the step is linear in it).
     in_force = learner.hyperparams_in_force()
-    batch, _ = agent._batch(learner, in_force["gamma"], in_force["gae_lambda"])
+    batch = agent._batch(learner, in_force["gamma"], in_force["gae_lambda"])
     direction = agent._direction(learner, batch)
     expected = [p + chosen["learning_rate"] * d for p, d in zip(before_params, direction, strict=True)]
     env.step(action)

@@ -69,17 +69,23 @@ def test_copy_member_makes_the_next_update_equal(env_id, obs_mode):
 
 
 def test_hyperparameters_after_a_copy_are_the_next_actions():
-    env = _vec()
+    # A per-step (learning rate) and a per-rollout (gae_lambda) hyperparameter: both must be the next action's.
+    env = _vec(hyperparams={"learning_rate": [1e-4, 7e-4, 3e-3], "gae_lambda": [0.9, 0.95, 1.0]})
     env.reset(seed=1)
     actions = _distinct_actions(env, 3)
     env.step(actions)
     env.copy_member(0, 2)
     chosen = actions.copy()
     chosen[0] = actions[1]  # member 0 now trains with member 1's values, not the copied member 2's
+    mine, copied = env.space.decode(chosen[0]), env.space.decode(actions[2])
+    assert mine["learning_rate"] != copied["learning_rate"] and mine["gae_lambda"] != copied["gae_lambda"]
     _, _, _, _, info = env.step(chosen)
-    for name, value in env.space.decode(chosen[0]).items():
-        assert info["hyperparams"][name][0] == pytest.approx(value), name
-    assert env.space.decode(chosen[0]) != env.space.decode(actions[2])
+    # The update used the copied rollout, whose advantages were computed with the copied member's lambda...
+    assert info["hyperparams"]["gae_lambda"][0] == pytest.approx(copied["gae_lambda"])
+    # ...and the learning rate member 0's action chose.
+    assert info["hyperparams"]["learning_rate"][0] == pytest.approx(mine["learning_rate"])
+    # The rollout collected after that update used the lambda member 0's action chose.
+    assert env.learner.hyperparams_in_force()["gae_lambda"][0] == pytest.approx(mine["gae_lambda"])
 
 
 def test_copy_member_refuses_bad_indices():

@@ -195,6 +195,7 @@ class OnPolicyLearner(ABC):
         self._exhausted = True
         self._rolled_back = False
         self._training_mode: bool | None = None
+        self._loaded = False
 
     # ------------------------------------------------------------------ construction
     def _build_policy(self) -> ActorCriticPolicy:
@@ -256,7 +257,9 @@ class OnPolicyLearner(ABC):
             The rollout's statistics and whether the policy had to be rolled back because its outputs
             were non-finite (the rollout is then collected again with the restored policy).
         """
-        self._restart_unrestored_envs()
+        if self._loaded:
+            self._restart_unrestored_envs()
+            self._loaded = False
         for name, value in self._pending.items():
             self._hp[name] = value
         self._pending.clear()
@@ -277,6 +280,11 @@ class OnPolicyLearner(ABC):
         self._exhausted = False
         self._on_new_rollout()
         return stats, self._rolled_back
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # Unpickled from a checkpoint: envs whose simulator could not be saved start again at the next rollout.
+        self._loaded = True
 
     def _restart_unrestored_envs(self) -> None:
         """After loading a checkpoint whose simulators could not be saved (Box2D): new episodes for all envs."""

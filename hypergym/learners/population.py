@@ -217,10 +217,12 @@ class PopulationLearner:
         self._last_starts = np.ones((m, self.n_envs), dtype=bool)
         self._exhausted = True
         self.batch: dict[str, torch.Tensor] = {}
+        self._loaded = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_np_views"] = None  # NumPy views of tensors: rebuilt on first use after unpickling
+        state["_loaded"] = True  # the unpickled learner checks its envs at its next rollout
         return state
 
     # ------------------------------------------------------------------ construction
@@ -374,10 +376,13 @@ class PopulationLearner:
             Each member's rollout statistics, and ``[M]`` whether the member's policy gave non-finite
             outputs and was rolled back (last finite state, then initial) during the rollout.
         """
-        restarted = self.venv.restart_unrestored()
-        if restarted is not None:
-            self._last_obs = self.venv.observations()
-            self._last_starts = self._last_starts | restarted
+        if self._loaded:
+            # Unpickled from a checkpoint: envs whose simulator could not be saved start again now.
+            restarted = self.venv.restart_unrestored()
+            if restarted is not None:
+                self._last_obs = self.venv.observations()
+                self._last_starts = self._last_starts | restarted
+            self._loaded = False
         for name, value in self._pending.items():
             self._rollout_hp[name] = value
         self._pending.clear()
