@@ -33,7 +33,7 @@ import torch
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
 from hypergym.agents.base import HyperAgent
-from hypergym.learners.population import batched_gae
+from hypergym.learners.gae import batched_gae
 
 __all__ = ["HOOFAgent", "wis_estimate"]
 

@@ -84,11 +84,11 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
     Args:
         num_envs: N, the number of members.
         **kwargs: The arguments of :class:`~hypergym.envs.HyperRLEnv` (a registered id's preset plus
-            overrides). ``algo`` must be ``"A2C"`` or ``"PPO"``; the task must have flat vector
+            overrides): A2C, PPO or ACKTR; the task must have flat vector
             observations.
 
     Raises:
-        ValueError: For ACKTR, an image task, ``num_envs < 1``, or any invalid ``HyperRLEnv`` argument.
+        ValueError: For an image task, ``num_envs < 1``, or any invalid ``HyperRLEnv`` argument.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}  # noqa: RUF012
@@ -96,12 +96,6 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs (the population size) must be a positive integer, got {num_envs!r}")
-        algo = kwargs.get("algo", "PPO")
-        if algo in LEARNERS and algo not in POPULATION_LEARNERS:
-            raise ValueError(
-                f"{algo} has no batched learner (K-FAC's per-member factors are not batched); populations "
-                f"support {sorted(POPULATION_LEARNERS)}. Run {algo} with one HyperRLEnv per run (gym.make)"
-            )
         task = kwargs.get("task", "CartPole")
         check_population_policy(*task_spaces(task))
         self.pinned: dict[str, float | int] = {}

@@ -13,8 +13,8 @@ from __future__ import annotations
 from gymnasium.envs.registration import register, registry
 
 from hypergym.presets import PRESET_SOURCES, PRESETS, preset
+from hypergym.version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "PRESET_SOURCES",

@@ -34,6 +34,8 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecNormalize
 
+from hypergym.version import __version__
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -143,7 +145,6 @@ def write_checkpoint(path: str | Path, payload: Any) -> Path:
     path = Path(path)
     buffer = io.BytesIO()
     buffer.write(FORMAT)
-    from hypergym import __version__
 
     header = {"format_version": FORMAT_VERSION, "hypergym": __version__}
     pickle.dump(header, buffer, protocol=pickle.HIGHEST_PROTOCOL)

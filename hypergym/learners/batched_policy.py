@@ -18,8 +18,10 @@ activation. Images (Atari) and other distributions are refused.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,7 @@ from torch import nn
 
 from hypergym.hyperstate import LayerInfo, policy_layers
 
-__all__ = ["BatchedActorCritic", "check_population_policy"]
+__all__ = ["BatchedActorCritic", "LayerRecording", "check_population_policy"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: Activations with a NumPy twin, for acting without torch's per-op overhead.
@@ -56,6 +58,24 @@ def check_population_policy(observation_space: spaces.Space, action_space: space
         isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
     ):
         raise ValueError(f"populations support Discrete and flat Box actions, got {action_space}")
+
+
+@dataclass
+class LayerRecording:
+    """Inputs ``[M, B, in]`` and output gradients ``[M, B, out]`` of the layers, by name (see ``recording``)."""
+
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    output_grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    active: bool = True
+
+    def hook(self, name: str) -> Callable[[torch.Tensor], None]:
+        """The backward hook that stores layer ``name``'s output gradient while the recording is active."""
+
+        def record(grad: torch.Tensor) -> None:
+            if self.active:
+                self.output_grads[name] = grad.detach()
+
+        return record
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,7 @@ class BatchedActorCritic:
         # autograd accumulates into it in place, so one backward leaves every member's gradient in one
         # tensor without the full-size copy per slice that backward through slices of one leaf costs.
         self._leaves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._recording: LayerRecording | None = None
         for name in self.linears:
             self._leaves[name] = (self._leaf(self.weight(name, self.flat)), self._leaf(self.bias(name, self.flat)))
         self._log_std_leaf = None if self.log_std_slice is None else self._leaf(self.flat[:, self.log_std_slice])
@@ -215,6 +236,14 @@ class BatchedActorCritic:
             assert self.log_std_slice is not None
             self._log_std_leaf.grad = self.flat_grad[:, self.log_std_slice]
 
+    def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """Back-propagate a scalar ``loss`` (the sum of the members'): gradients accumulate in ``flat_grad``."""
+        with warnings.catch_warnings():
+            # A [M, 1, in] weight's gradient view has the strides of its slice of flat_grad; autograd notes
+            # the layout differs from a fresh tensor's and accumulates into the view all the same.
+            warnings.filterwarnings("ignore", message="(?s).*grad.sizes", category=UserWarning)
+            loss.backward(retain_graph=retain_graph)
+
     def parameters(self) -> list[torch.Tensor]:
         """The leaf views autograd differentiates (their ``.grad`` are views of ``flat_grad``)."""
         leaves = [t for pair in self._leaves.values() for t in pair]
@@ -250,7 +279,27 @@ class BatchedActorCritic:
 
     # ------------------------------------------------------------------ forward
     def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias(name).unsqueeze(1), x, self.weight(name).transpose(1, 2))
+        out = torch.baddbmm(self.bias(name).unsqueeze(1), x, self.weight(name).transpose(1, 2))
+        recording = self._recording
+        if recording is not None and torch.is_grad_enabled():
+            recording.inputs[name] = x.detach()
+            out.register_hook(recording.hook(name))
+        return out
+
+    @contextmanager
+    def recording(self) -> Iterator[LayerRecording]:
+        """Record every layer's input (forward) and output gradient (backward) inside the body (for K-FAC).
+
+        Gradients are recorded only while the body runs: a later backward pass through the same graph
+        (the training loss after K-FAC's Fisher loss) leaves the recording as it was.
+        """
+        recording = LayerRecording()
+        self._recording = recording
+        try:
+            yield recording
+        finally:
+            self._recording = None
+            recording.active = False
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distribution parameters (logits or means) ``[M, B, A]`` and values ``[M, B]`` for ``obs [M, B, D]``."""

@@ -17,7 +17,6 @@ rollout, so the members' update phases, rollouts and learning episodes stay in l
 from __future__ import annotations
 
 import math
-import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,11 +28,16 @@ from gymnasium import spaces
 
 from hypergym.devices import resolve_device
 from hypergym.learners.a2c import A2CLearner
+from hypergym.learners.acktr import ACKTRLearner
 from hypergym.learners.base import RECENT_EPISODES, OnPolicyLearner, RolloutStats, Scope, build_policy
+from hypergym.learners.batched_kfac import BatchedKFAC
 from hypergym.learners.batched_optim import BatchedAdam, BatchedOptimizer, BatchedRMSprop
 from hypergym.learners.batched_policy import BatchedActorCritic
-from hypergym.learners.config import A2CConfig, LearnerConfig, PPOConfig
+from hypergym.learners.config import A2CConfig, ACKTRConfig, LearnerConfig, PPOConfig
+from hypergym.learners.gae import batched_gae
+from hypergym.learners.losses import a2c_loss, acktr_fisher_loss, normalize_advantages, ppo_loss
 from hypergym.learners.ppo import PPOLearner
+from hypergym.learners.rollback import RowSnapshot
 from hypergym.seeding import TorchRNG, derive_seeds
 from hypergym.spaces import _check_value
 
@@ -44,84 +48,14 @@ __all__ = [
     "POPULATION_LEARNERS",
     "WORK_HYPERPARAMS",
     "PopulationA2C",
+    "PopulationACKTR",
     "PopulationLearner",
     "PopulationPPO",
     "PopulationUpdate",
-    "batched_gae",
 ]
 
 #: Hyperparameters that change how much work one member's update phase is; fixed in a population.
 WORK_HYPERPARAMS = ("batch_size", "n_epochs", "n_steps")
-
-_LOSS_NAMES = ("loss", "policy_loss", "value_loss", "entropy_loss")
-
-
-def batched_gae(
-    rewards: np.ndarray,
-    values: np.ndarray,
-    episode_starts: np.ndarray,
-    last_values: np.ndarray,
-    dones: np.ndarray,
-    gamma: np.ndarray,
-    gae_lambda: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """GAE advantages and returns of a population, SB3's ``compute_returns_and_advantage`` per member.
-
-    Args:
-        rewards: ``[T, M, E]`` training rewards.
-        values: ``[T, M, E]`` value estimates of the observations the actions were taken at.
-        episode_starts: ``[T, M, E]`` whether each observation started an episode.
-        last_values: ``[M, E]`` values of the observations after the last step.
-        dones: ``[M, E]`` whether the last step ended an episode.
-        gamma: ``[M]`` discount of each member.
-        gae_lambda: ``[M]`` GAE lambda of each member.
-
-    Returns:
-        ``(advantages, returns)``, both ``[T, M, E]`` float32, ``returns = advantages + values``.
-    """
-    n_steps = rewards.shape[0]
-    g = np.asarray(gamma, dtype=np.float64)[:, None]
-    gl = g * np.asarray(gae_lambda, dtype=np.float64)[:, None]
-    advantages = np.zeros(rewards.shape, dtype=np.float32)
-    last_gae = np.zeros(rewards.shape[1:], dtype=np.float32)
-    for t in reversed(range(n_steps)):
-        if t == n_steps - 1:
-            next_non_terminal = 1.0 - dones.astype(np.float32)
-            next_values = last_values
-        else:
-            next_non_terminal = 1.0 - episode_starts[t + 1].astype(np.float32)
-            next_values = values[t + 1]
-        delta = rewards[t] + g * next_values * next_non_terminal - values[t]
-        last_gae = delta + gl * next_non_terminal * last_gae
-        advantages[t] = last_gae
-    return advantages, (advantages + values).astype(np.float32)
-
-
-class _RowSnapshot:
-    """Copies of tensors with a member dimension first; save and restore chosen members' rows."""
-
-    def __init__(self, tensors: list[torch.Tensor]) -> None:
-        self.live = tensors
-        self.saved = [t.detach().clone() for t in tensors]
-
-    @staticmethod
-    def _mask(mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return mask.view((-1,) + (1,) * (t.dim() - 1))
-
-    @torch.no_grad()
-    def save(self, mask: torch.Tensor | None = None) -> None:
-        """Copy the rows of ``mask`` (all rows when ``None``) into the snapshot."""
-        if mask is None:
-            torch._foreach_copy_(self.saved, [t.detach() for t in self.live])
-            return
-        for live, saved in zip(self.live, self.saved, strict=True):
-            saved.copy_(torch.where(self._mask(mask, live), live.detach(), saved))
-
-    @torch.no_grad()
-    def restore(self, mask: torch.Tensor) -> None:
-        """Write the snapshot's rows of ``mask`` back into the live tensors."""
-        for live, saved in zip(self.live, self.saved, strict=True):
-            live.data.copy_(torch.where(self._mask(mask, live), saved, live.detach()))
 
 
 @dataclass
@@ -207,8 +141,8 @@ class PopulationLearner:
         self.grad_slots = torch.zeros((n_orders, *self.flat.shape), device=self.device)
         self._np_views: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = None
         state = [self.flat, *self.optimizer.tensors()]
-        self._checkpoint = _RowSnapshot(state)
-        self._initial = _RowSnapshot(state)
+        self._checkpoint = RowSnapshot(state)
+        self._initial = RowSnapshot(state)
 
         self.env_steps = 0
         self.updates = 0
@@ -473,11 +407,7 @@ class PopulationLearner:
         all_finite = bool(finite.all())
         self._checkpoint.save(None if all_finite else finite)
         self.policy.zero_grad()
-        with warnings.catch_warnings():
-            # A [M, 1, in] weight's gradient view has the strides of its slice of flat_grad; autograd notes
-            # the layout differs from a fresh tensor's and accumulates into the view all the same.
-            warnings.filterwarnings("ignore", message="(?s).*grad.sizes", category=UserWarning)
-            (loss if all_finite else torch.where(finite, loss, torch.zeros_like(loss))).sum().backward()
+        self.policy.backward((loss if all_finite else torch.where(finite, loss, torch.zeros_like(loss))).sum())
         grad = self.policy.flat_grad
         with torch.no_grad():
             norms = torch.linalg.vector_norm(grad, dim=1)
@@ -494,7 +424,10 @@ class PopulationLearner:
             if "max_grad_norm" in self._step_hp:
                 max_norm = self._step_hp["max_grad_norm"].to(grad.dtype)
                 grad.mul_(torch.clamp(max_norm / (norms + 1e-6), max=1.0)[:, None])
-            self.optimizer.step(self._step_hp["learning_rate"])
+            failed = self._optimizer_step()
+            if failed is not None and bool(failed.any()):
+                ok &= ~failed
+                all_ok = False
             if not all_ok:
                 self._checkpoint.restore(~ok)
                 grad[~ok] = 0.0
@@ -506,6 +439,11 @@ class PopulationLearner:
         losses["n_samples"] = np.full(self.n_members, float(n_samples))
         return PopulationUpdate(losses, ~ok.cpu().numpy())
 
+    def _optimizer_step(self) -> torch.Tensor | None:
+        """Step every member's parameters with its gradient; ``[M]`` members whose step failed, if any can."""
+        self.optimizer.step(self._step_hp["learning_rate"])
+        return None
+
     def _coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._step_hp["ent_coef"].float(), self._step_hp["vf_coef"].float()
 
@@ -513,10 +451,6 @@ class PopulationLearner:
         params, values = self.policy.forward(batch["observations"])
         log_prob, entropy = self.policy.log_prob_entropy(params, batch["actions"])
         return values, log_prob, entropy
-
-    @staticmethod
-    def _normalize(adv: torch.Tensor) -> torch.Tensor:
-        return (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
 
     # ------------------------------------------------------------------ subclass hooks
     def _rollout_state(self) -> list[torch.Tensor]:
@@ -568,16 +502,16 @@ class PopulationA2C(PopulationLearner):
 
     def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The A2C loss of each member (as :meth:`A2CLearner._a2c_loss`)."""
+        return self._a2c_loss(batch, *self._evaluate(batch))
+
+    def _a2c_loss(
+        self, batch: Mapping[str, torch.Tensor], values: torch.Tensor, log_prob: torch.Tensor, entropy: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ent_coef, vf_coef = self._coefficients()
-        values, log_prob, entropy = self._evaluate(batch)
         advantages = batch["advantages"]
         if self.config.normalize_advantage:
-            advantages = self._normalize(advantages)
-        policy_loss = -(advantages * log_prob).mean(1)
-        value_loss = (batch["returns"] - values).square().mean(1)
-        entropy_loss = -entropy.mean(1)
-        loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
-        return loss, dict(zip(_LOSS_NAMES, (loss, policy_loss, value_loss, entropy_loss), strict=True))
+            advantages = normalize_advantages(advantages)
+        return a2c_loss(log_prob, advantages, values, batch["returns"], entropy, ent_coef, vf_coef)
 
 
 class PopulationPPO(PopulationLearner):
@@ -629,25 +563,79 @@ class PopulationPPO(PopulationLearner):
 
     def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The clipped-surrogate loss of each member (as :meth:`PPOLearner._loss`)."""
-        clip = self._step_hp["clip_range"].float()[:, None]
         ent_coef, vf_coef = self._coefficients()
         values, log_prob, entropy = self._evaluate(batch)
         advantages = batch["advantages"]
         if self.config.normalize_advantage and advantages.shape[1] > 1:
-            advantages = self._normalize(advantages)
-        log_ratio = log_prob - batch["old_log_prob"]
-        ratio = torch.exp(log_ratio)
-        surrogate = torch.min(advantages * ratio, advantages * torch.clamp(ratio, 1 - clip, 1 + clip))
-        policy_loss = -surrogate.mean(1)
-        value_loss = (batch["returns"] - values).square().mean(1)
-        entropy_loss = -entropy.mean(1)
-        loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
-        with torch.no_grad():
-            approx_kl = ((ratio - 1) - log_ratio).mean(1)
-            clip_fraction = ((ratio - 1).abs() > clip).float().mean(1)
-        parts = dict(zip(_LOSS_NAMES, (loss, policy_loss, value_loss, entropy_loss), strict=True))
-        return loss, {**parts, "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+            advantages = normalize_advantages(advantages)
+        clip = self._step_hp["clip_range"].float()
+        return ppo_loss(
+            log_prob, batch["old_log_prob"], advantages, values, batch["returns"], entropy, clip, ent_coef, vf_coef
+        )
 
 
-#: Batched learners by algorithm name (ACKTR's K-FAC is not batched).
-POPULATION_LEARNERS: dict[str, type[PopulationLearner]] = {"A2C": PopulationA2C, "PPO": PopulationPPO}
+class PopulationACKTR(PopulationA2C):
+    """Batched ACKTR (:class:`~hypergym.learners.ACKTRLearner`): A2C whose optimiser is K-FAC, per member.
+
+    The rollout, GAE and A2C loss are :class:`PopulationA2C`'s; on a statistics step the update first
+    back-propagates each member's Fisher loss (:func:`~hypergym.learners.losses.acktr_fisher_loss`, with
+    the value's noise drawn for all members at once) while the policy records its layers, then
+    :class:`~hypergym.learners.batched_kfac.BatchedKFAC` takes every member's natural-gradient step with
+    its own ``learning_rate``, ``kl_clip`` and ``damping``. Gradients are not clipped.
+    """
+
+    algo = "ACKTR"
+    config_class = ACKTRConfig  # type: ignore[assignment]  # ACKTR's settings are not A2C's (no RMSprop)
+    reference = ACKTRLearner
+    config: ACKTRConfig  # type: ignore[assignment]
+    optimizer: BatchedKFAC
+
+    def _build_optimizer(self) -> BatchedOptimizer:
+        c = self.config
+        return BatchedKFAC(
+            self.flat,
+            self.policy.flat_grad,
+            self.policy,
+            momentum=c.momentum,
+            stat_decay=c.stat_decay,
+            weight_decay=c.weight_decay,
+            stats_every=c.stats_every,
+            inverse_every=c.inverse_every,
+            damping_mode=c.damping_mode,
+        )
+
+    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The A2C loss of each member; on statistics steps, after the Fisher pass that K-FAC records."""
+        if not bool(self.optimizer.wants_stats().any()):
+            return super().member_losses(batch)
+        with self.policy.recording() as recording:
+            values, log_prob, entropy = self._evaluate(batch)
+            noise = torch.randn(values.shape, generator=self.generator, device=self.device, dtype=values.dtype)
+            fisher = acktr_fisher_loss(log_prob, values, noise, self.config.vf_fisher_coef)
+            fisher_finite = torch.isfinite(fisher)
+            self.policy.backward(torch.where(fisher_finite, fisher, torch.zeros_like(fisher)).sum(), retain_graph=True)
+        self.optimizer.record(recording)
+        loss, parts = self._a2c_loss(batch, values, log_prob, entropy)
+        # No curvature can be estimated from a non-finite Fisher loss: a divergence, as a non-finite loss.
+        loss = torch.where(fisher_finite, loss, torch.full_like(loss, math.nan))
+        return loss, {**parts, "fisher_loss": fisher.detach()}
+
+    def _optimizer_step(self) -> torch.Tensor | None:
+        hp = self._step_hp
+        return self.optimizer.step(hp["learning_rate"], hp["kl_clip"], hp["damping"])
+
+    def update_step(self) -> PopulationUpdate:
+        """One K-FAC update of every member; ``losses["kl_scale"]`` is each member's trust-region factor nu."""
+        result = super().update_step()
+        nu = self.optimizer.last_nu.cpu().numpy().copy()
+        nu[result.diverged] = np.nan
+        result.losses["kl_scale"] = nu
+        return result
+
+
+#: Batched learners by algorithm name.
+POPULATION_LEARNERS: dict[str, type[PopulationLearner]] = {
+    "A2C": PopulationA2C,
+    "ACKTR": PopulationACKTR,
+    "PPO": PopulationPPO,
+}
