@@ -64,9 +64,10 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
     ## Lockstep
     Hyperparameters that change how much work an update phase is (``batch_size``, ``n_epochs``,
     ``n_steps``) are the same for every member, so all members' phases, rollouts and learning episodes
-    end on the same step. A preset grid that contains them is reduced: they are fixed at the
-    configuration's value (a ``UserWarning`` names them; ``env.pinned`` holds them) and left out of the
-    action space. To schedule them, use one ``HyperRLEnv`` per run.
+    end on the same step. With more than one member, a preset grid that contains them is reduced: they
+    are fixed at the configuration's value (a ``UserWarning`` names them; ``env.pinned`` holds them) and
+    left out of the action space (``env.learner.apply`` still takes one value shared by all members). A
+    population of one schedules them as a single run does.
 
     ## Autoreset
     ``metadata["autoreset_mode"]`` is ``SAME_STEP``: on the step that ends a learning episode the returned
@@ -99,7 +100,8 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
         task = kwargs.get("task", "CartPole")
         check_population_policy(*task_spaces(task))
         self.pinned: dict[str, float | int] = {}
-        kwargs = self._pin_work_hyperparams(dict(kwargs))
+        # One member (a single run) schedules them freely; several keep them the same (see Lockstep).
+        kwargs = self._pin_work_hyperparams(dict(kwargs)) if num_envs > 1 else dict(kwargs)
         # A template HyperRLEnv validates every argument and holds the spaces, codec, reward and config;
         # it never starts a run.
         self.template = HyperRLEnv(**kwargs)

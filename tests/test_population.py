@@ -446,3 +446,35 @@ def test_torch_acting_path_runs_and_is_deterministic():
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     assert all(np.isfinite(x).all() for x in first)
+
+
+def test_a_population_of_one_schedules_batch_size_and_n_epochs_as_a_single_run():
+    kwargs = {**SMALL_PPO, "obs_mode": "random", "hyperparams": {"batch_size": [16, 64], "n_epochs": [1, 2]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is pinned for one member
+        env = gym.make_vec("HyperRL-PPO-CartPole", num_envs=1, **kwargs)
+    assert tuple(env.space.names) == ("batch_size", "n_epochs")
+    env.reset(seed=0)
+    # A rollout is 32 samples (T 32 x 1 env): b = 64 takes a whole pass in one step, b = 16 two steps.
+    small = env.space.encode({"batch_size": 16, "n_epochs": 1})
+    large = env.space.encode({"batch_size": 64, "n_epochs": 1})
+    _, _, _, _, info = env.step(np.array([small]))
+    assert info["losses"]["n_samples"].tolist() == [16.0] and info["hyperparams"]["batch_size"].tolist() == [16]
+    _, _, terminated, _, info = env.step(np.array([large]))
+    assert info["losses"]["n_samples"].tolist() == [16.0]  # the rest of the pass: 16 samples left
+    assert info["hyperparams"]["batch_size"].tolist() == [64]
+    # The first rollout was collected with the default n_epochs (the configured 2): a second pass follows.
+    assert not terminated[0]
+    _, _, terminated, _, info = env.step(np.array([small]))
+    assert info["hyperparams"]["n_epochs"].tolist() == [2]
+    _, _, terminated, _, _ = env.step(np.array([small]))
+    assert terminated[0]  # 2 passes of 32 samples: 16 + 16 + 16 + 16
+    # The next rollout was collected after n_epochs = 1 was chosen: one pass, one step of b = 64.
+    env.reset()
+    _, _, terminated, _, info = env.step(np.array([large]))
+    assert info["hyperparams"]["n_epochs"].tolist() == [1] and info["losses"]["n_samples"].tolist() == [32.0]
+    assert terminated[0]
+    pair = gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, **{**kwargs, "hyperparams": None})
+    pair.reset(seed=0)
+    with pytest.raises(ValueError, match="same for every member"):
+        pair.learner.apply({"batch_size": np.array([16, 32])})

@@ -9,9 +9,10 @@ every per-step hyperparameter (``learning_rate``, ``clip_range``, ``ent_coef``, 
 clipped per member, optimiser steps use each member's learning rate, and a member whose update
 diverges is rolled back alone.
 
-Hyperparameters that change a member's amount of work per update (``batch_size``, ``n_epochs``,
-``n_steps``) stay at the configuration's values: every member takes the same number of update steps per
-rollout, so the members' update phases, rollouts and learning episodes stay in lockstep.
+Hyperparameters that change a member's amount of work per update (``batch_size``, ``n_epochs``) can be
+scheduled, but take the same value for every member at any time: every member takes the same number of
+update steps per rollout, so the members' update phases, rollouts and learning episodes stay in lockstep
+(with one member, as a single run, they are free). ``n_steps`` is a fixed setting.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ __all__ = [
     "PopulationUpdate",
 ]
 
-#: Hyperparameters that change how much work one member's update phase is; fixed in a population.
+#: Hyperparameters that change how much work one member's update phase is: the same for every member.
 WORK_HYPERPARAMS = ("batch_size", "n_epochs", "n_steps")
 
 
@@ -127,15 +128,16 @@ class PopulationLearner:
         self._step_hp = {
             name: torch.full((m,), float(getattr(config, name)), device=self.device, dtype=torch.float64)
             for name, scope in self.scopes.items()
-            if scope is Scope.STEP and name not in WORK_HYPERPARAMS
+            if scope is Scope.STEP
         }
         self._rollout_hp = {
             name: np.full(m, float(getattr(config, name)))
             for name, scope in self.scopes.items()
-            if scope is Scope.ROLLOUT and name not in WORK_HYPERPARAMS
+            if scope is Scope.ROLLOUT
         }
         self._pending: dict[str, np.ndarray] = {}
         self._in_force_rollout = {name: v.copy() for name, v in self._rollout_hp.items()}
+        self._in_force_work: dict[str, np.ndarray] = {}  # batch_size as the last minibatch used it
 
         self.n_orders = n_orders
         self.grad_slots = torch.zeros((n_orders, *self.flat.shape), device=self.device)
@@ -174,8 +176,8 @@ class PopulationLearner:
         Per-step ones take effect at the next update, per-rollout ones at the next rollout.
 
         Raises:
-            ValueError: On an unknown name, an invalid value, the wrong number of values, or a value of
-                ``batch_size`` / ``n_epochs`` other than the configuration's.
+            ValueError: On an unknown name, an invalid value, the wrong number of values, or values of
+                ``batch_size`` / ``n_epochs`` that differ between members.
         """
         m = self.n_members
         for name, value in hparams.items():
@@ -188,15 +190,12 @@ class PopulationLearner:
             if values.shape != (m,):
                 raise ValueError(f"{name} needs one value per member ({m}), got shape {values.shape}")
             checked = np.array([_check_value(name, float(v)) for v in values], dtype=np.float64)
-            if name in WORK_HYPERPARAMS:
-                fixed = float(getattr(self.config, name))
-                if np.any(checked != fixed):
-                    raise ValueError(
-                        f"{name} changes a member's amount of work per update, so in a population it stays at "
-                        f"the configured {fixed:g} (members update in lockstep); got {checked.tolist()}. Set it "
-                        f"with make_vec(..., {name}=...) for the whole population, or use one HyperRLEnv per run"
-                    )
-                continue
+            if name in WORK_HYPERPARAMS and np.any(checked != checked[0]):
+                raise ValueError(
+                    f"{name} changes a member's amount of work per update, and the members of a population update "
+                    f"in lockstep: it must be the same for every member, got {checked.tolist()}. Give every "
+                    f"member the same value, or use one HyperRLEnv per run"
+                )
             if self.scopes[name] is Scope.ROLLOUT:
                 self._pending[name] = checked
             else:
@@ -205,14 +204,12 @@ class PopulationLearner:
     def hyperparams_in_force(self) -> dict[str, np.ndarray]:
         """``[M]`` values in force, read back rather than echoed.
 
-        Per-step ones as the next update uses them, per-rollout ones as the current rollout's advantages
-        were computed with; ``batch_size`` / ``n_epochs`` as configured.
+        Per-step ones as the next update uses them (``batch_size`` as the last minibatch used it),
+        per-rollout ones as the current rollout's advantages and epochs were computed with.
         """
         out: dict[str, np.ndarray] = {name: t.cpu().numpy().copy() for name, t in self._step_hp.items()}
         out.update({name: v.copy() for name, v in self._in_force_rollout.items()})
-        for name in WORK_HYPERPARAMS:
-            if name in self.scopes:
-                out[name] = np.full(self.n_members, getattr(self.config, name))
+        out.update(self._in_force_work)
         return {k: out[k] for k in self.scopes}
 
     # ------------------------------------------------------------------ population operations
@@ -517,8 +514,10 @@ class PopulationA2C(PopulationLearner):
 class PopulationPPO(PopulationLearner):
     """Batched PPO (:class:`~hypergym.learners.PPOLearner`): one minibatch step per update step.
 
-    Each member draws its own permutation of the rollout for every epoch; all members use the configured
-    ``batch_size`` and ``n_epochs``, so a rollout lasts ``n_epochs * ceil(N / b)`` steps for every member.
+    Each member draws its own permutation of the rollout for every epoch; each step takes the next
+    ``batch_size`` samples of it (a batch size changed mid-pass takes effect at the very next step), and a
+    rollout lasts ``n_epochs`` passes (as in force when it was collected). Both are the same for every
+    member, so with a fixed b a rollout lasts ``n_epochs * ceil(N / b)`` steps for every member.
     """
 
     algo = "PPO"
@@ -534,17 +533,21 @@ class PopulationPPO(PopulationLearner):
         return [self._order]  # each member's minibatch order of this epoch
 
     def _on_new_rollout(self) -> None:
+        self._epochs = int(self._rollout_hp["n_epochs"][0])
         self._epoch = 0
         self._cursor = 0
         self._order = self._permutation()
 
-    def steps_per_rollout(self) -> int:
-        """``n_epochs * ceil(N / b)``."""
-        n = self.config.n_steps * self.n_envs
-        return self.config.n_epochs * math.ceil(n / self.config.batch_size)
+    def steps_per_rollout(self, batch_size: int | None = None, n_epochs: int | None = None) -> int:
+        """``n_epochs * ceil(N / b)``: update steps one rollout lasts with a fixed batch size."""
+        b = int(batch_size if batch_size is not None else self._step_hp["batch_size"][0])
+        epochs = int(n_epochs if n_epochs is not None else self._rollout_hp["n_epochs"][0])
+        return epochs * math.ceil(self.config.n_steps * self.n_envs / b)
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
-        idx = self._order[:, self._cursor : self._cursor + self.config.batch_size]
+        b = int(self._step_hp["batch_size"][0])
+        self._in_force_work["batch_size"] = np.full(self.n_members, b)
+        idx = self._order[:, self._cursor : self._cursor + b]
         out = {}
         for name, x in self.batch.items():
             index = idx.view(idx.shape + (1,) * (x.dim() - 2))
@@ -556,7 +559,7 @@ class PopulationPPO(PopulationLearner):
         if self._cursor >= self.batch["advantages"].shape[1]:
             self._epoch += 1
             self._cursor = 0
-            if self._epoch >= self.config.n_epochs:
+            if self._epoch >= self._epochs:
                 self._exhausted = True
             else:
                 self._order = self._permutation()
