@@ -57,7 +57,8 @@ class AtariVecEnv(VecEnv):
     Args:
         game: Task name, a key of :data:`ATARI_GAMES` (e.g. ``"Pong"``).
         n_envs: Number of parallel games.
-        seed: Game ``i`` is seeded ``seed + i`` at the first reset (as SB3's ``make_vec_env``).
+        seed: Game ``i`` is seeded ``seed + i`` at the first reset (as SB3's ``make_vec_env``), or
+            ``seed[i]`` when a sequence of ``n_envs`` seeds is given (a population's games).
         terminal_on_life_loss: A life loss ends the inner episode (the game goes on).
         clip_reward: Train on ``sign(reward)`` (raw scores are still reported).
         noop_max: Up to this many no-op actions at every game start (0 disables).
@@ -78,7 +79,7 @@ class AtariVecEnv(VecEnv):
         self,
         game: str,
         n_envs: int = 1,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         *,
         terminal_on_life_loss: bool = True,
         clip_reward: bool = True,
@@ -120,7 +121,12 @@ class AtariVecEnv(VecEnv):
             use_fire_reset=fire_reset,
         )
         super().__init__(n_envs, self._ale.single_observation_space, self._ale.single_action_space)
-        self.seed(seed)
+        if isinstance(seed, (int, np.integer)):
+            self.seed(int(seed))
+        else:
+            if len(seed) != n_envs:
+                raise ValueError(f"{len(seed)} seeds for {n_envs} games")
+            self._seeds = [int(s) for s in seed]
         self.raw_rewards = np.zeros(n_envs, dtype=np.float64)
         """Unclipped rewards of the last step (the game score's increments)."""
         self._actions = np.zeros(n_envs, dtype=np.int64)

@@ -20,7 +20,7 @@ from hypergym.checkpoint import Checkpointable
 from hypergym.encoders.population import PopulationEncoder, make_population_encoder
 from hypergym.envs.hyperrl_env import HyperRLEnv, end_phase
 from hypergym.envs.members import MemberVecEnv
-from hypergym.envs.tasks import task_spaces
+from hypergym.envs.tasks import task_spaces, task_spec
 from hypergym.learners import LEARNERS
 from hypergym.learners.batched_policy import check_population_policy
 from hypergym.learners.population import POPULATION_LEARNERS, WORK_HYPERPARAMS, PopulationLearner
@@ -99,6 +99,11 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
             raise ValueError(f"num_envs (the population size) must be a positive integer, got {num_envs!r}")
         task = kwargs.get("task", "CartPole")
         check_population_policy(*task_spaces(task))
+        if kwargs.get("normalize") and task_spec(task).family == "atari":
+            raise ValueError(
+                f"normalize=True standardises vector observations and rewards; {task}'s frames are scaled by the "
+                "policy and its rewards clipped to their sign (leave normalize=False)"
+            )
         self.pinned: dict[str, float | int] = {}
         # One member (a single run) schedules them freely; several keep them the same (see Lockstep).
         kwargs = self._pin_work_hyperparams(dict(kwargs)) if num_envs > 1 else dict(kwargs)

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from hypergym.envs.stepping import make_stepper
-from hypergym.envs.tasks import _spec
+from hypergym.envs.atari import AtariVecEnv
+from hypergym.envs.stepping import CartPoleStepper, LoopStepper, make_stepper
+from hypergym.envs.tasks import task_spec
 
 __all__ = ["MemberNormalizer", "MemberStep", "MemberVecEnv"]
 
@@ -135,26 +137,42 @@ class MemberVecEnv:
     def __init__(
         self, task: str, seeds: Sequence[int], n_envs: int = 1, normalize: bool = False, gamma: float = 0.99
     ) -> None:
-        spec = _spec(task)
-        if spec.family == "atari":
-            raise ValueError(f"{task} is an Atari task; populations batch vector-observation tasks only")
+        spec = task_spec(task)
         if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
         self.n_members, self.n_envs = len(seeds), n_envs
         self.seeds = [int(s) for s in seeds]
         slot_seeds = [seed + k for seed in self.seeds for k in range(n_envs)]
-        self.stepper = make_stepper(spec, slot_seeds)
-        self.observation_space = self.stepper.observation_space
-        self.action_space = self.stepper.action_space
-        obs_dim = int(np.prod(self.observation_space.shape))
-        self.normalizer = MemberNormalizer(self.n_members, n_envs, obs_dim, gamma) if normalize else None
-        self._obs = np.zeros((self.n_members, n_envs, obs_dim), dtype=np.float32)
+        self.stepper: LoopStepper | CartPoleStepper | None = None
+        self.atari: AtariVecEnv | None = None
+        if spec.family == "atari":
+            if normalize:
+                raise ValueError(
+                    f"normalize=True standardises vector observations and rewards; {task}'s frames are scaled "
+                    "by the policy and its rewards clipped to their sign (leave normalize=False)"
+                )
+            # All M x E games in one native vector env (C++, threaded), game (i, k) seeded seeds[i] + k.
+            self.atari = AtariVecEnv(task, n_envs=len(slot_seeds), seed=slot_seeds)
+            space_source: Any = self.atari
+        else:
+            self.stepper = make_stepper(spec, slot_seeds)
+            space_source = self.stepper
+        self.observation_space = space_source.observation_space
+        self.action_space = space_source.action_space
+        self.normalizer = None
+        if normalize:
+            obs_dim = int(np.prod(self.observation_space.shape))
+            self.normalizer = MemberNormalizer(self.n_members, n_envs, obs_dim, gamma)
+        shape = self.observation_space.shape
+        dtype = np.uint8 if self.atari is not None else np.float32
+        self._obs = np.zeros((self.n_members, n_envs, *shape), dtype=dtype)
         self._ep_return = np.zeros(self.n_members * n_envs)
         self._ep_length = np.zeros(self.n_members * n_envs, dtype=np.int64)
 
     def reset(self) -> np.ndarray:
-        """Reset every env with its seed; returns ``[M, E, D]`` observations (normalised if set)."""
-        self._obs = self.stepper.reset().reshape(self._obs.shape)
+        """Reset every env with its seed; returns ``[M, E, ...]`` observations (normalised if set)."""
+        raw = self.atari.reset() if self.atari is not None else self._raw_stepper().reset()
+        self._obs = np.asarray(raw).reshape(self._obs.shape)
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
         obs = self._obs.copy()
@@ -163,10 +181,32 @@ class MemberVecEnv:
             return self.normalizer.normalize_obs(obs)
         return obs
 
+    def _raw_stepper(self) -> LoopStepper | CartPoleStepper:
+        assert self.stepper is not None
+        return self.stepper
+
+    def _step_atari(self, actions: np.ndarray) -> MemberStep:
+        """Every game's step with :class:`AtariVecEnv`'s semantics (life losses end episodes, clipped rewards)."""
+        assert self.atari is not None
+        m, e = self.n_members, self.n_envs
+        obs, rewards, dones, infos = self.atari.step(actions)
+        episodes: list[tuple[int, float, int]] = []
+        timeouts: list[tuple[int, int, np.ndarray]] = []
+        for j, info in enumerate(infos):
+            if "episode" in info:  # a finished game: its raw score
+                episodes.append((j // e, float(info["episode"]["r"]), int(info["episode"]["l"])))
+            if info.get("TimeLimit.truncated"):
+                timeouts.append((j // e, j % e, info["terminal_observation"]))
+        self._obs = np.asarray(obs).reshape(self._obs.shape)
+        raw = self.atari.raw_rewards.reshape(m, e)
+        return MemberStep(self._obs.copy(), rewards.reshape(m, e), raw, dones.reshape(m, e), timeouts, episodes)
+
     def step(self, actions: np.ndarray) -> MemberStep:
         """Step every env with ``actions [M, E, ...]``; a finished episode resets in the same step."""
         n = self.n_members * self.n_envs
-        obs, raw, terminated, truncated, final = self.stepper.step(actions.reshape((n, *actions.shape[2:])))
+        if self.atari is not None:
+            return self._step_atari(actions.reshape(n))
+        obs, raw, terminated, truncated, final = self._raw_stepper().step(actions.reshape((n, *actions.shape[2:])))
         dones = terminated | truncated
         self._ep_return += raw
         self._ep_length += 1
@@ -195,11 +235,11 @@ class MemberVecEnv:
             ``[M, E]`` which envs were reset, or ``None`` when none needed it. Their (normalised) first
             observations are then in :meth:`observations`.
         """
-        restart = getattr(self.stepper, "restart_unrestored", None)
+        restart = getattr(self.stepper, "restart_unrestored", None)  # Atari runs are never restored
         mask = restart() if restart is not None else None
         if mask is None or not mask.any():
             return None
-        self._obs = self.stepper.observations().reshape(self._obs.shape)
+        self._obs = self._raw_stepper().observations().reshape(self._obs.shape)
         self._ep_return[mask] = 0.0
         self._ep_length[mask] = 0
         mask_2d = mask.reshape(self.n_members, self.n_envs)
@@ -227,4 +267,7 @@ class MemberVecEnv:
 
     def close(self) -> None:
         """Close every env."""
-        self.stepper.close()
+        if self.atari is not None:
+            self.atari.close()
+        else:
+            self._raw_stepper().close()

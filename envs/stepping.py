@@ -24,7 +24,7 @@ from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from gymnasium.utils import seeding
 
 from hypergym.checkpoint import clear_unrestored, is_unrestored
-from hypergym.envs.tasks import TaskSpec, _make_one
+from hypergym.envs.tasks import TaskSpec, make_one_env
 
 __all__ = ["CartPoleStepper", "LoopStepper", "Stepper", "make_stepper"]
 
@@ -63,7 +63,7 @@ class LoopStepper:
     def __init__(self, spec: TaskSpec, seeds: Sequence[int]) -> None:
         self.seeds = [int(s) for s in seeds]
         # The passive checker re-checks spaces it has checked on the first env; skip it for the copies.
-        self.envs = [_make_one(spec, disable_env_checker=j > 0) for j in range(len(self.seeds))]
+        self.envs = [make_one_env(spec, disable_env_checker=j > 0) for j in range(len(self.seeds))]
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
         for env, seed in zip(self.envs, self.seeds, strict=True):

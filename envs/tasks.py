@@ -21,7 +21,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from hypergym.envs.atari import ATARI_GAMES, AtariVecEnv, atari_spaces
 from hypergym.envs.tiny import Countdown
 
-__all__ = ["TASKS", "TaskSpec", "make_task", "task_spaces"]
+__all__ = ["TASKS", "TaskSpec", "make_one_env", "make_task", "task_spaces", "task_spec"]
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,19 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
-def _spec(task: str) -> TaskSpec:
+def task_spec(task: str) -> TaskSpec:
+    """The catalogue entry of ``task``.
+
+    Raises:
+        ValueError: On an unknown task, naming the valid ones.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
     return TASKS[task]
 
 
-def _make_one(spec: TaskSpec, **make_kwargs: Any) -> gym.Env:
+def make_one_env(spec: TaskSpec, **make_kwargs: Any) -> gym.Env:
+    """One env of ``spec`` (``gym.make`` with its time limit), naming the extra to install when one is missing."""
     try:
         if callable(spec.env_id):
             return spec.env_id(**spec.env_kwargs)
@@ -90,10 +96,10 @@ def _make_one(spec: TaskSpec, **make_kwargs: Any) -> gym.Env:
 @cache
 def task_spaces(task: str) -> tuple[gym.Space, gym.Space]:
     """Observation and action space of ``task`` (one env is built once and closed)."""
-    spec = _spec(task)
+    spec = task_spec(task)
     if spec.family == "atari":
         return atari_spaces(task)
-    env = _make_one(spec)
+    env = make_one_env(spec)
     try:
         return env.observation_space, env.action_space
     finally:
@@ -121,14 +127,14 @@ def make_task(
     Raises:
         ValueError: On an unknown task or ``n_envs < 1``.
     """
-    spec = _spec(task)
+    spec = task_spec(task)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
     venv: VecEnv
     if spec.family == "atari":
         venv = AtariVecEnv(task, n_envs=n_envs, seed=seed, num_threads=num_threads)
     else:
-        venv = make_vec_env(lambda: _make_one(spec), n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+        venv = make_vec_env(lambda: make_one_env(spec), n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
     if normalize:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=gamma)
     return venv

@@ -27,6 +27,7 @@ __all__ = [
     "HyperparamSpace",
     "Hyperparameter",
     "around_default",
+    "check_value",
     "log_uniform",
     "uniform",
 ]
@@ -97,7 +98,7 @@ def log_uniform(low: float, high: float, n_values: int) -> tuple[float, ...]:
     return tuple(float(v) for v in np.geomspace(low, high, n_values))
 
 
-def _check_value(name: str, value: float) -> float | int:
+def check_value(name: str, value: float) -> float | int:
     """Validate one value of a named hyperparameter and return it with its proper type."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"value {value!r} of hyperparameter {name!r} is not a number")
@@ -132,7 +133,7 @@ class Hyperparameter:
         values = tuple(self.values) if not isinstance(self.values, (str, bytes)) else ()
         if not values:
             raise ValueError(f"hyperparameter {self.name!r} needs a non-empty list of values, got {self.values!r}")
-        checked = tuple(_check_value(self.name, v) for v in values)
+        checked = tuple(check_value(self.name, v) for v in values)
         if len(set(checked)) != len(checked):
             raise ValueError(f"hyperparameter {self.name!r} has duplicate values: {checked!r}")
         object.__setattr__(self, "values", checked)

@@ -45,6 +45,8 @@ def _samples(batch: dict[str, torch.Tensor], member: int) -> RolloutBufferSample
     [
         ("A2C", "CartPole", A2CConfig(n_steps=8, policy_kwargs=TINY_NET, normalize_advantage=True)),
         ("PPO", "Pendulum", PPOConfig(n_steps=16, batch_size=16, n_epochs=1, policy_kwargs=TINY_NET)),
+        ("PPO", "Pong", PPOConfig(n_steps=4, batch_size=8, n_epochs=1)),  # NatureCNN: grouped convolutions
+        ("A2C", "Breakout", A2CConfig(n_steps=4, cnn="acktr")),
     ],
 )
 def test_member_loss_and_gradient_equal_the_single_run_learner(algo, task, config):
@@ -68,7 +70,7 @@ def test_member_loss_and_gradient_equal_the_single_run_learner(algo, task, confi
         single = single_cls(make_task(task, n_envs=2, seed=0), config, seed, device="cpu")
         with torch.no_grad():  # member weights (the PPO member moved) into the SB3 policy
             modules = dict(single.policy.named_modules())
-            for name in pop.policy.linears:
+            for name in pop.policy.blocks:
                 modules[name].weight.copy_(pop.policy.weight(name)[member])
                 modules[name].bias.copy_(pop.policy.bias(name)[member])
             if not pop.policy.discrete:
@@ -108,7 +110,7 @@ def test_a2c_update_equals_the_single_run_update_with_clipping_and_rmsprop():
         row = before[member]
         with torch.no_grad():
             modules = dict(single.policy.named_modules())
-            for name, lin in pop.policy.linears.items():
+            for name, lin in pop.policy.blocks.items():
                 modules[name].weight.copy_(row[lin.weight].view_as(modules[name].weight))
                 modules[name].bias.copy_(row[lin.bias])
         # Warm the RMSprop state to the population member's, then take the same step.
@@ -120,7 +122,7 @@ def test_a2c_update_equals_the_single_run_update_with_clipping_and_rmsprop():
         for p in params:
             single.optimizer.state[p] = {"step": torch.tensor(2.0), "square_avg": torch.zeros_like(p)}
         sq = opt_state[member]
-        for name, lin in pop.policy.linears.items():
+        for name, lin in pop.policy.blocks.items():
             single.optimizer.state[modules[name].weight]["square_avg"] = sq[lin.weight].view_as(modules[name].weight)
             single.optimizer.state[modules[name].bias]["square_avg"] = sq[lin.bias].clone()
         norm = torch.nn.utils.clip_grad_norm_(params, float(hp["max_grad_norm"][member]))
@@ -357,8 +359,8 @@ def test_work_hyperparameters_are_refused_per_member_and_pinned_in_the_grid():
 
 
 def test_unsupported_learners_and_tasks_are_refused_with_the_alternative():
-    with pytest.raises(ValueError, match="flat Box observations"):
-        gym.make_vec("HyperRL-PPO-Pong", num_envs=2)
+    with pytest.raises(ValueError, match="frames are scaled by the policy"):
+        gym.make_vec("HyperRL-PPO-Pong", num_envs=2, normalize=True)
     with pytest.raises(ValueError, match="positive integer"):
         HyperRLVectorEnv(num_envs=0, algo="A2C", task="CartPole")
 

@@ -19,8 +19,8 @@ import torch
 from gymnasium import spaces
 
 from hypergym.encoders.base import F32_MAX
-from hypergym.encoders.stats import _BOUND, FEATURES
-from hypergym.encoders.vae import _CLAMP, VAEModel, check_vae_settings
+from hypergym.encoders.stats import FEATURES, STATS_BOUND
+from hypergym.encoders.vae import VAE_CLAMP, VAEModel, check_vae_settings
 from hypergym.hyperstate import HyperStateProjector
 from hypergym.seeding import TorchRNG, derive_seeds
 
@@ -191,7 +191,7 @@ class PopulationStatsEncoder(PopulationEncoder):
     @property
     def observation_space(self) -> spaces.Box:
         """``[-100, 100]^(7 x layers)``."""
-        return spaces.Box(-_BOUND, _BOUND, shape=(len(FEATURES) * len(self.C),), dtype=np.float32)
+        return spaces.Box(-STATS_BOUND, STATS_BOUND, shape=(len(FEATURES) * len(self.C),), dtype=np.float32)
 
     @torch.no_grad()
     def encode(self, learner: PopulationLearner) -> np.ndarray:
@@ -210,7 +210,7 @@ class PopulationStatsEncoder(PopulationEncoder):
             )
         feats = torch.nan_to_num(torch.cat(rows, dim=1), nan=0.0, posinf=1e30, neginf=-1e30)
         feats = torch.sign(feats) * torch.log1p(feats.abs())
-        return feats.clamp(-_BOUND, _BOUND).cpu().numpy().astype(np.float32)
+        return feats.clamp(-STATS_BOUND, STATS_BOUND).cpu().numpy().astype(np.float32)
 
 
 class PopulationVAEEncoder(PopulationEncoder):
@@ -283,7 +283,7 @@ class PopulationVAEEncoder(PopulationEncoder):
     def _preprocess(self, s: torch.Tensor) -> torch.Tensor:
         s = torch.nan_to_num(s, nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
         scale = torch.rsqrt(self.mean_square + 1e-12).view(self.n_members, *([1] * (s.dim() - 2)), -1)
-        return (s * scale).clamp(-_CLAMP, _CLAMP)
+        return (s * scale).clamp(-VAE_CLAMP, VAE_CLAMP)
 
     def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.params

@@ -13,12 +13,12 @@ from hypergym.encoders.base import HyperStateEncoder
 if TYPE_CHECKING:
     from hypergym.learners.base import OnPolicyLearner
 
-__all__ = ["StatsEncoder"]
+__all__ = ["STATS_BOUND", "StatsEncoder"]
 
 #: Features per layer, in order.
 FEATURES = ("weight_norm", "weight_mean", "weight_std", "grad_norm", "grad_mean", "grad_std", "grad_cosine")
 #: symlog(float32 max) is about 88.7, so this bound holds for any finite or clipped input.
-_BOUND = 100.0
+STATS_BOUND = 100.0
 
 
 class StatsEncoder(HyperStateEncoder):
@@ -36,7 +36,7 @@ class StatsEncoder(HyperStateEncoder):
     def observation_space(self) -> spaces.Box:
         """``[-100, 100]^(7 x layers)``."""
         n = len(FEATURES) * len(self.projector.layers)
-        return spaces.Box(-_BOUND, _BOUND, shape=(n,), dtype=np.float32)
+        return spaces.Box(-STATS_BOUND, STATS_BOUND, shape=(n,), dtype=np.float32)
 
     @torch.no_grad()
     def encode(self, learner: OnPolicyLearner) -> np.ndarray:
@@ -52,4 +52,4 @@ class StatsEncoder(HyperStateEncoder):
             rows.append(torch.stack([w.norm(), w.mean(), w.std(), g1.norm(), g1.mean(), g1.std(), cosine]))
         feats = torch.nan_to_num(torch.cat(rows), nan=0.0, posinf=1e30, neginf=-1e30)
         feats = torch.sign(feats) * torch.log1p(feats.abs())
-        return feats.clamp(-_BOUND, _BOUND).cpu().numpy().astype(np.float32)
+        return feats.clamp(-STATS_BOUND, STATS_BOUND).cpu().numpy().astype(np.float32)

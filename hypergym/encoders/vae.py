@@ -16,10 +16,10 @@ from hypergym.seeding import TorchRNG, derive_seeds
 if TYPE_CHECKING:
     from hypergym.learners.base import OnPolicyLearner
 
-__all__ = ["VAEEncoder", "VAEModel", "check_vae_settings"]
+__all__ = ["VAE_CLAMP", "VAEEncoder", "VAEModel", "check_vae_settings"]
 
 #: Normalised inputs are clamped to this many root-mean-squares.
-_CLAMP = 5.0
+VAE_CLAMP = 5.0
 
 
 def check_vae_settings(
@@ -62,7 +62,7 @@ class VAEModel(nn.Module):
     def preprocess(self, s: torch.Tensor) -> torch.Tensor:
         """``clamp(s / rms, -5, 5)``: the one preprocessing used at training and at encoding."""
         s = torch.nan_to_num(s, nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
-        return (s * torch.rsqrt(self.mean_square + 1e-12)).clamp(-_CLAMP, _CLAMP)
+        return (s * torch.rsqrt(self.mean_square + 1e-12)).clamp(-VAE_CLAMP, VAE_CLAMP)
 
     def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and (clamped) log-variance."""

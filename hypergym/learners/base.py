@@ -37,7 +37,7 @@ from hypergym.learners.config import LearnerConfig
 from hypergym.learners.networks import CNNS
 from hypergym.learners.rollback import Snapshot
 from hypergym.seeding import TorchRNG, derive_seeds
-from hypergym.spaces import _check_value
+from hypergym.spaces import check_value
 
 __all__ = ["OnPolicyLearner", "RolloutStats", "Scope", "UpdateResult", "build_policy"]
 
@@ -223,7 +223,7 @@ class OnPolicyLearner(ABC):
                 raise ValueError(
                     f"unknown hyperparameter {name!r}; {type(self).__name__} supports {sorted(self.scopes)}"
                 )
-            value = _check_value(name, value)
+            value = check_value(name, value)
             if self.scopes[name] is Scope.ROLLOUT:
                 self._pending[name] = value
             else:

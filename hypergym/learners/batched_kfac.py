@@ -17,6 +17,7 @@ by :meth:`BatchedKFAC.step` (its row is then rolled back by the learner); the ot
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from hypergym.learners.batched_optim import BatchedOptimizer
 from hypergym.learners.batched_policy import BatchedActorCritic, LayerRecording
@@ -25,9 +26,18 @@ from hypergym.learners.kfac import DAMPING_MODES, EIGEN_EPS
 __all__ = ["BatchedKFAC"]
 
 
-def _with_bias_column(x: torch.Tensor) -> torch.Tensor:
-    """``[M, B, k] -> [M, B, k + 1]``: the homogeneous input ``[x, 1]`` whose last column carries the bias."""
-    return torch.cat([x, x.new_ones(*x.shape[:-1], 1)], dim=-1)
+def _with_bias(xtx: torch.Tensor, col_sums: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """``[x, 1]^T [x, 1]`` per member (``[M, k + 1, k + 1]``) from ``x^T x``, the column sums of ``x`` and its rows.
+
+    The ones column of the bias is never materialised: for a convolution the patch matrices are large.
+    """
+    m, k = col_sums.shape
+    out = xtx.new_empty(m, k + 1, k + 1)
+    out[:, :k, :k] = xtx
+    out[:, :k, k] = col_sums
+    out[:, k, :k] = col_sums
+    out[:, k, k] = n_rows
+    return out
 
 
 class BatchedKFAC(BatchedOptimizer):
@@ -72,7 +82,6 @@ class BatchedKFAC(BatchedOptimizer):
         self.momentum, self.stat_decay, self.weight_decay = momentum, stat_decay, weight_decay
         self.stats_every, self.inverse_every, self.damping_mode = stats_every, inverse_every, damping_mode
         m = flat.shape[0]
-        kw = {"device": flat.device, "dtype": flat.dtype}
         # Every state tensor is preallocated (rollback snapshots are taken of them at construction);
         # the flags say whether a member's factors and eigenbases hold data yet (a rollback to the
         # initial state clears them, as popping a torch optimiser's state does).
@@ -81,14 +90,11 @@ class BatchedKFAC(BatchedOptimizer):
             "inverses_ready": torch.zeros(m, dtype=torch.bool, device=flat.device),
             "momentum_buffer": torch.zeros_like(flat),
         }
-        for name, lin in policy.linears.items():
+        for name, lin in policy.blocks.items():
             k, out = lin.in_features + 1, lin.out_features
-            state[f"{name}/A"] = torch.zeros(m, k, k, **kw)
-            state[f"{name}/G"] = torch.zeros(m, out, out, **kw)
-            state[f"{name}/d_A"] = torch.zeros(m, k, **kw)
-            state[f"{name}/Q_A"] = torch.zeros(m, k, k, **kw)
-            state[f"{name}/d_G"] = torch.zeros(m, out, **kw)
-            state[f"{name}/Q_G"] = torch.zeros(m, out, out, **kw)
+            shapes = {"A": (k, k), "G": (out, out), "d_A": (k,), "Q_A": (k, k), "d_G": (out,), "Q_G": (out, out)}
+            for key, shape in shapes.items():
+                state[f"{name}/{key}"] = flat.new_zeros((m, *shape))
         self.state = state
         self.last_nu = torch.full((m,), float("nan"), dtype=torch.float64, device=flat.device)
         """``[M]`` trust-region factor nu of each member's last step."""
@@ -105,7 +111,7 @@ class BatchedKFAC(BatchedOptimizer):
 
     def _update_factors(self, wants: torch.Tensor) -> None:
         recording = self._recorded
-        missing = [n for n in self.policy.linears if recording is None or n not in recording.output_grads]
+        missing = [n for n in self.policy.blocks if recording is None or n not in recording.output_grads]
         if missing:
             raise RuntimeError(
                 f"K-FAC statistics step without a Fisher pass for {len(missing)} layer(s): run the Fisher loss's "
@@ -114,12 +120,8 @@ class BatchedKFAC(BatchedOptimizer):
         assert recording is not None
         first = wants & ~self.state["factors_ready"]
         running = wants & self.state["factors_ready"]
-        for name in self.policy.linears:
-            x, g = recording.inputs[name], recording.output_grads[name]
-            batch = x.shape[1]
-            a = _with_bias_column(x)
-            a_new = torch.bmm(a.transpose(1, 2), a) / batch  # [x, 1]^T [x, 1] / B
-            g_new = torch.bmm(g.transpose(1, 2), g) * batch  # B g^T g, g the gradient of the batch-mean loss
+        for name in self.policy.blocks:
+            a_new, g_new = self._factors(name, recording.inputs[name], recording.output_grads[name])
             for key, new in (("A", a_new), ("G", g_new)):
                 factor = self.state[f"{name}/{key}"]
                 blended = torch.lerp(factor, new, 1 - self.stat_decay)
@@ -129,10 +131,32 @@ class BatchedKFAC(BatchedOptimizer):
         self.state["factors_ready"] |= wants
         self._recorded = None
 
+    def _factors(self, name: str, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This batch's ``(A, G)`` of one layer for every member (the formulas of :class:`KFAC`).
+
+        Linear: ``x [M, B, in]``, ``g [M, B, out]`` (the gradient of each member's batch-mean loss):
+        ``A = [x, 1]^T [x, 1] / B``, ``G = B g^T g``. Conv2d: ``x [B, M * C, H, W]``, ``g [B, M * out, H', W']``
+        (member-major channels): over the T output positions' patches ``p = [patch, 1]``,
+        ``A = sum p p^T / (T^2 B)`` and ``G = B T sum g g^T``.
+        """
+        block, m = self.policy.blocks[name], self.flat.shape[0]
+        if block.conv is None:
+            batch = x.shape[1]
+            a_new = _with_bias(torch.bmm(x.transpose(1, 2), x), x.sum(1), batch) / batch
+            return a_new, torch.bmm(g.transpose(1, 2), g) * batch
+        batch = x.shape[0]
+        patches = F.unfold(x, block.weight_shape[2:], **block.conv)  # [B, M * C * kh * kw, T]
+        spatial = patches.shape[2]
+        patches = patches.view(batch, m, -1, spatial)
+        xtx = torch.einsum("bmkt,bmlt->mkl", patches, patches)
+        a_new = _with_bias(xtx, patches.sum((0, 3)), batch * spatial) / (spatial * spatial * batch)
+        g = g.reshape(batch, m, block.out_features, -1)
+        return a_new, torch.einsum("bmot,bmpt->mop", g, g) * (batch * spatial)
+
     def _update_inverses(self, needs: torch.Tensor) -> torch.Tensor:
         """Eigendecompositions of the members in ``needs``; returns ``[M]`` which of them failed."""
         failed = torch.zeros_like(needs)
-        for name in self.policy.linears:
+        for name in self.policy.blocks:
             for key in ("A", "G"):
                 factor = self.state[f"{name}/{key}"]
                 finite = torch.isfinite(factor).flatten(1).all(1)
@@ -187,7 +211,7 @@ class BatchedKFAC(BatchedOptimizer):
         flat, grad, wd = self.flat, self.grad, self.weight_decay
         update = torch.zeros_like(flat)
         vg = torch.zeros(flat.shape[0], dtype=torch.float64, device=flat.device)
-        for name, lin in policy.linears.items():
+        for name, lin in policy.blocks.items():
             g_block = torch.cat([policy.weight(name, grad), policy.bias(name, grad).unsqueeze(2)], dim=2)
             if wd:
                 p_block = torch.cat([policy.weight(name, flat), policy.bias(name, flat).unsqueeze(2)], dim=2)

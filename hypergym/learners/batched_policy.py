@@ -10,9 +10,11 @@ one leaf tensor ``flat`` of shape ``[M, P]``; the layers are views of it, so
 - per-member gradient norms, clipping, optimiser steps (:mod:`hypergym.learners.batched_optim`),
   rollbacks and copies between members are row operations on ``[M, P]`` tensors.
 
-Supported: flat ``Box`` observations (SB3's ``FlattenExtractor``), ``Discrete`` actions (categorical)
-and ``Box`` actions (diagonal Gaussian with a state-independent ``log_std``), any ``net_arch`` and
-activation. Images (Atari) and other distributions are refused.
+Supported: flat ``Box`` observations (SB3's ``FlattenExtractor``) and images (a features extractor of
+Conv2d and Linear layers with activations and one Flatten, as SB3's ``NatureCNN`` and hypergym's ACKTR CNN,
+shared by the actor and the critic; convolutions of all members run as one grouped convolution),
+``Discrete`` actions (categorical) and ``Box`` actions (diagonal Gaussian with a state-independent
+``log_std``), any ``net_arch`` and activation. Other extractors and distributions are refused.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
@@ -47,12 +51,14 @@ def check_population_policy(observation_space: spaces.Space, action_space: space
     """Raise a ``ValueError`` naming what is supported when a task cannot be batched.
 
     Raises:
-        ValueError: For image or non-flat observations, or actions that are neither Discrete nor Box.
+        ValueError: For observations that are neither flat nor images, or actions that are neither
+            Discrete nor flat Box.
     """
-    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+    flat = isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 1
+    if not flat and not is_image_space(observation_space, check_channels=True):
         raise ValueError(
-            f"populations batch MLP policies over flat Box observations; this task's observations are "
-            f"{observation_space} (image tasks such as Atari run one HyperRLEnv per run: gym.make)"
+            f"populations batch policies over flat Box observations or channels-first images; this task's "
+            f"observations are {observation_space}"
         )
     if not isinstance(action_space, (spaces.Discrete, spaces.Box)) or (
         isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
@@ -79,14 +85,26 @@ class LayerRecording:
 
 
 @dataclass(frozen=True)
-class _Linear:
-    """Where one Linear layer's weight and bias lie in a member's row of ``flat``."""
+class _Block:
+    """Where one Linear or Conv2d layer's weight and bias lie in a member's row of ``flat``."""
 
     name: str
-    out_features: int
-    in_features: int
+    weight_shape: tuple[int, ...]
+    """One member's weight: ``(out, in)`` or ``(out, in_channels, kh, kw)``."""
     weight: slice
     bias: slice
+    conv: dict[str, Any] | None = None
+    """Conv2d only: ``stride``, ``padding`` and ``dilation``."""
+
+    @property
+    def out_features(self) -> int:
+        """Output units (channels)."""
+        return self.weight_shape[0]
+
+    @property
+    def in_features(self) -> int:
+        """Flattened input size of one output unit (``in_channels * kh * kw`` for a convolution)."""
+        return math.prod(self.weight_shape[1:])
 
 
 class BatchedActorCritic:
@@ -107,52 +125,60 @@ class BatchedActorCritic:
             raise ValueError("a population needs at least one member")
         ref = policies[0]
         check_population_policy(ref.observation_space, ref.action_space)
-        if not isinstance(ref.features_extractor, FlattenExtractor):
-            raise ValueError(f"populations need SB3's FlattenExtractor, got {type(ref.features_extractor).__name__}")
         if getattr(ref, "squash_output", False):
             raise ValueError("squashed (gSDE) Gaussian policies are not supported in populations")
+        if not ref.share_features_extractor and not isinstance(ref.features_extractor, FlattenExtractor):
+            raise ValueError("populations need the features extractor shared by actor and critic for images")
         self.n_members = len(policies)
         self.device = device
         self.discrete = isinstance(ref.action_space, spaces.Discrete)
         space: spaces.Space = ref.action_space
         self.action_dim = int(space.n) if isinstance(space, spaces.Discrete) else int(space.shape[0])  # type: ignore[index]
+        self.images = not isinstance(ref.features_extractor, FlattenExtractor)
+        self.normalize_images = bool(ref.normalize_images)
 
-        # Layout: every Linear in module order (the hyper-state's order), then log_std for Gaussians.
+        # Layout: every Linear and Conv2d in module order (the hyper-state's order), then log_std for Gaussians.
         offset = 0
-        self.linears: dict[str, _Linear] = {}
+        self.blocks: dict[str, _Block] = {}
         modules = dict(ref.named_modules())
         _, self.layers = policy_layers(ref)
         for info in self.layers:
             module = modules[info.name]
-            assert isinstance(module, nn.Linear) and module.bias is not None
+            if not isinstance(module, (nn.Linear, nn.Conv2d)) or module.bias is None:
+                raise ValueError(f"unsupported layer {info.name}: {module} (Linear and Conv2d with a bias)")
+            conv = None
+            if isinstance(module, nn.Conv2d):
+                if isinstance(module.padding, str) or module.groups != 1:
+                    raise ValueError(f"unsupported convolution {info.name}: {module} (numeric padding, one group)")
+                conv = {"stride": module.stride, "padding": module.padding, "dilation": module.dilation}
             n_w, n_b = module.weight.numel(), module.bias.numel()
-            self.linears[info.name] = _Linear(
-                info.name,
-                module.out_features,
-                module.in_features,
-                slice(offset, offset + n_w),
-                slice(offset + n_w, offset + n_w + n_b),
-            )
+            w_slice, b_slice = slice(offset, offset + n_w), slice(offset + n_w, offset + n_w + n_b)
+            self.blocks[info.name] = _Block(info.name, tuple(module.weight.shape), w_slice, b_slice, conv)
             offset += n_w + n_b
         self.log_std_slice: slice | None = None
         if not self.discrete:
             self.log_std_slice = slice(offset, offset + self.action_dim)
             offset += self.action_dim
         self.n_params = offset
+        self.trunk = self._trunk(ref.features_extractor) if self.images else []
+        """The shared image features: ``("conv" | "linear", name)``, ``("act", module)``, ``("flatten", None)``."""
         self.pi_layers, self.pi_acts = self._mlp(ref.mlp_extractor.policy_net, "mlp_extractor.policy_net")
         self.vf_layers, self.vf_acts = self._mlp(ref.mlp_extractor.value_net, "mlp_extractor.value_net")
-        expected = {*self.pi_layers, *self.vf_layers, "action_net", "value_net"}
-        if set(self.linears) != expected:
-            raise ValueError(f"unsupported policy layout: layers {sorted(self.linears)}, expected {sorted(expected)}")
+        trunk_layers = {name for kind, name in self.trunk if kind in ("conv", "linear")}
+        expected = {*trunk_layers, *self.pi_layers, *self.vf_layers, "action_net", "value_net"}
+        if set(self.blocks) != expected:
+            raise ValueError(f"unsupported policy layout: layers {sorted(self.blocks)}, expected {sorted(expected)}")
 
         self.flat = torch.stack([self.row_of(p) for p in policies]).to(device)
         """``[M, P]``: every member's parameters (the storage the optimiser updates in place)."""
         self.flat_grad = torch.zeros_like(self.flat)
         """``[M, P]``: the gradients, laid out as ``flat`` (filled by ``backward``)."""
-        self.numpy_acting = device.type == "cpu" and all(
-            type(a) in _NUMPY_ACTIVATIONS for a in (*self.pi_acts, *self.vf_acts)
+        self.numpy_acting = (
+            device.type == "cpu"
+            and not self.images
+            and all(type(a) in _NUMPY_ACTIVATIONS for a in (*self.pi_acts, *self.vf_acts))
         )
-        """Rollouts act through NumPy views of ``flat`` (CPU, Tanh/ReLU nets): see :meth:`act_numpy`."""
+        """Rollouts act through NumPy views of ``flat`` (CPU, Tanh/ReLU MLPs): see :meth:`act_numpy`."""
         self._build_views()
 
     def _build_views(self) -> None:
@@ -162,14 +188,15 @@ class BatchedActorCritic:
         # tensor without the full-size copy per slice that backward through slices of one leaf costs.
         self._leaves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._recording: LayerRecording | None = None
-        for name in self.linears:
-            self._leaves[name] = (self._leaf(self.weight(name, self.flat)), self._leaf(self.bias(name, self.flat)))
+        for name, block in self.blocks.items():
+            weight = self.flat[:, block.weight].view(self.n_members, *block.weight_shape)
+            self._leaves[name] = (self._leaf(weight), self._leaf(self.bias(name, self.flat)))
         self._log_std_leaf = None if self.log_std_slice is None else self._leaf(self.flat[:, self.log_std_slice])
         self.zero_grad()
         if self.numpy_acting:
             self._np_flat = self.flat.numpy()  # shares memory: in-place updates stay visible
             self._np_layers = {}
-            for name, lin in self.linears.items():
+            for name, lin in self.blocks.items():
                 w = self._np_flat[:, lin.weight].reshape(self.n_members, lin.out_features, lin.in_features)
                 assert np.shares_memory(w, self._np_flat)
                 self._np_layers[name] = (w.transpose(0, 2, 1), self._np_flat[:, None, lin.bias])
@@ -188,6 +215,26 @@ class BatchedActorCritic:
         self.flat_grad.copy_(grad)  # zero_grad in _build_views cleared it; the last gradient is kept
 
     # ------------------------------------------------------------------ construction
+    def _trunk(self, extractor: nn.Module) -> list[tuple[str, Any]]:
+        """The image features extractor as a sequence of operations (its Sequentials' children, in order)."""
+        ops: list[tuple[str, Any]] = []
+        for name, module in extractor.named_modules(prefix="features_extractor"):
+            if isinstance(module, nn.Sequential) or module is extractor:
+                continue
+            if isinstance(module, nn.Conv2d):
+                ops.append(("conv", name))
+            elif isinstance(module, nn.Linear):
+                ops.append(("linear", name))
+            elif isinstance(module, nn.Flatten):
+                ops.append(("flatten", None))
+            elif not list(module.children()) and not list(module.parameters()):
+                ops.append(("act", module))
+            else:
+                raise ValueError(f"unsupported module {name}: {module} in the features extractor")
+        if [kind for kind, _ in ops].count("flatten") != 1:
+            raise ValueError("populations need an image features extractor with exactly one Flatten")
+        return ops
+
     def _mlp(self, seq: nn.Module, prefix: str) -> tuple[list[str], list[nn.Module]]:
         """Names of a Sequential's Linear layers and the activation module after each."""
         names: list[str] = []
@@ -214,7 +261,7 @@ class BatchedActorCritic:
 
         modules = dict(policy.named_modules())
         row = torch.empty(self.n_params)
-        for name, lin in self.linears.items():
+        for name, lin in self.blocks.items():
             module = modules[name]
             row[lin.weight] = value(module.weight)  # type: ignore[arg-type]
             row[lin.bias] = value(module.bias)  # type: ignore[arg-type]
@@ -230,7 +277,7 @@ class BatchedActorCritic:
         """Zero ``flat_grad`` and (re)attach every leaf's ``.grad`` to its view of it."""
         self.flat_grad.zero_()
         for name, (w, b) in self._leaves.items():
-            w.grad = self.weight(name, self.flat_grad)
+            w.grad = self.flat_grad[:, self.blocks[name].weight].view_as(w)
             b.grad = self.bias(name, self.flat_grad)
         if self._log_std_leaf is not None:
             assert self.log_std_slice is not None
@@ -251,17 +298,20 @@ class BatchedActorCritic:
 
     # ------------------------------------------------------------------ views
     def weight(self, name: str, source: torch.Tensor | None = None) -> torch.Tensor:
-        """``[M, out, in]`` weight of layer ``name``: the autograd leaf, or a view of ``source``."""
+        """``[M, *shape]`` weight of layer ``name``: the autograd leaf; or, of ``source``, the ``[M, out, in]`` view.
+
+        The ``in`` of a convolution is ``in_channels * kh * kw`` (the hyper-state's and K-FAC's layout).
+        """
         if source is None:
             return self._leaves[name][0]
-        lin = self.linears[name]
+        lin = self.blocks[name]
         return source[:, lin.weight].view(self.n_members, lin.out_features, lin.in_features)
 
     def bias(self, name: str, source: torch.Tensor | None = None) -> torch.Tensor:
         """``[M, out]`` bias of layer ``name``: the autograd leaf, or a view of ``source``."""
         if source is None:
             return self._leaves[name][1]
-        return source[:, self.linears[name].bias]
+        return source[:, self.blocks[name].bias]
 
     def layer_weights(self, source: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The ``[M, rows, cols]`` weight of every hyper-state layer, in :func:`policy_layers` order."""
@@ -301,12 +351,45 @@ class BatchedActorCritic:
             self._recording = None
             recording.active = False
 
+    def _conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Every member's convolution at once: ``x [B, M * C, H, W]`` (member-major channels), one group each."""
+        block, m = self.blocks[name], self.n_members
+        weight = self.weight(name).reshape(m * block.out_features, *block.weight_shape[1:])
+        out = F.conv2d(x, weight, self.bias(name).reshape(-1), groups=m, **(block.conv or {}))
+        recording = self._recording
+        if recording is not None and torch.is_grad_enabled():
+            recording.inputs[name] = x.detach()
+            out.register_hook(recording.hook(name))
+        return out
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[M, B, F]`` features of ``obs [M, B, ...]``: the flattened observation, or the shared CNN's output."""
+        if not self.images:
+            return obs.flatten(2).float()
+        m, b = obs.shape[:2]
+        x = obs.float()
+        if self.normalize_images:
+            x = x / 255.0
+        # Convolutions work on [B, M * C, H, W]; the Flatten turns that into [M, B, F] for the Linear layers.
+        h = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])
+        for kind, item in self.trunk:
+            if kind == "conv":
+                h = self._conv(item, h)
+            elif kind == "flatten":
+                h = h.reshape(b, m, -1).transpose(0, 1)
+            elif kind == "linear":
+                h = self._linear(item, h)
+            else:
+                h = item(h)
+        return h
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distribution parameters (logits or means) ``[M, B, A]`` and values ``[M, B]`` for ``obs [M, B, D]``."""
-        h = obs
+        """Distribution parameters (logits or means) ``[M, B, A]`` and values ``[M, B]`` for ``obs [M, B, ...]``."""
+        features = self.features(obs)
+        h = features
         for name, act in zip(self.pi_layers, self.pi_acts, strict=True):
             h = act(self._linear(name, h))
-        v = obs
+        v = features
         for name, act in zip(self.vf_layers, self.vf_acts, strict=True):
             v = act(self._linear(name, v))
         return self._linear("action_net", h), self._linear("value_net", v).squeeze(-1)

@@ -40,7 +40,7 @@ from hypergym.learners.losses import a2c_loss, acktr_fisher_loss, normalize_adva
 from hypergym.learners.ppo import PPOLearner
 from hypergym.learners.rollback import RowSnapshot
 from hypergym.seeding import TorchRNG, derive_seeds
-from hypergym.spaces import _check_value
+from hypergym.spaces import check_value
 
 if TYPE_CHECKING:
     from hypergym.envs.members import MemberVecEnv
@@ -189,7 +189,7 @@ class PopulationLearner:
             values = np.asarray(values, dtype=np.float64)
             if values.shape != (m,):
                 raise ValueError(f"{name} needs one value per member ({m}), got shape {values.shape}")
-            checked = np.array([_check_value(name, float(v)) for v in values], dtype=np.float64)
+            checked = np.array([check_value(name, float(v)) for v in values], dtype=np.float64)
             if name in WORK_HYPERPARAMS and np.any(checked != checked[0]):
                 raise ValueError(
                     f"{name} changes a member's amount of work per update, and the members of a population update "
@@ -322,7 +322,9 @@ class PopulationLearner:
         self._in_force_rollout = {name: v.copy() for name, v in self._rollout_hp.items()}
         t_steps, m, e = self.config.n_steps, self.n_members, self.n_envs
         box = isinstance(self.action_space, spaces.Box)
-        obs_buf = np.zeros((t_steps, m, e, *self.observation_space.shape), dtype=np.float32)
+        # Images stay uint8 until the policy scales them (a float32 rollout of frames is 4x the memory).
+        obs_dtype = np.uint8 if self.policy.images else np.float32
+        obs_buf = np.zeros((t_steps, m, e, *self.observation_space.shape), dtype=obs_dtype)
         act_buf = np.zeros((t_steps, m, e, *self.action_space.shape), dtype=np.float32 if box else np.int64)
         logp_buf = np.zeros((t_steps, m, e), dtype=np.float32)
         values = np.zeros((t_steps, m, e), dtype=np.float32)

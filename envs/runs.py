@@ -1,0 +1,197 @@
+"""The machinery of M inner runs: one learner core, one batched encoder, one update-phase counter.
+
+:class:`InnerRuns` is the one implementation of the Hyper-RL MDP's dynamics (reset, step, observe).
+:class:`~hypergym.envs.HyperRLEnv` is its view with M = 1, :class:`~hypergym.envs.HyperRLVectorEnv` its
+view with M = N; they only convert actions in and observations, rewards and info out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hypergym.encoders import Encoder, make_encoder
+from hypergym.envs.members import MemberVecEnv
+from hypergym.envs.settings import HyperRLSettings
+from hypergym.learners import Learner
+from hypergym.seeding import derive_seeds
+
+__all__ = ["InnerRuns", "PhaseCounter", "objects"]
+
+
+def objects(items: list[Any]) -> np.ndarray:
+    """A 1-D object array holding ``items`` as they are (lists, arrays)."""
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
+@dataclass
+class PhaseCounter:
+    """Where the runs are in their update phase and learning episode (all members are in lockstep)."""
+
+    rollouts_per_phase: int
+    """Rollouts that make an update phase."""
+    phases_per_episode: int | None
+    """Update phases that make a learning episode (``None``: the whole run)."""
+    phase_step: int = 0
+    """Update steps taken in the current phase."""
+    rollouts_in_phase: int = 0
+    """Rollouts collected in the current phase."""
+    phases_in_episode: int = 0
+    """Phases completed in the current learning episode."""
+    run_finished: bool = False
+    """The runs' env-step budget is spent (at the end of the phase that reached it)."""
+
+    def start_run(self) -> None:
+        """A new run: nothing done yet."""
+        self.phase_step = self.rollouts_in_phase = self.phases_in_episode = 0
+        self.run_finished = False
+
+    def start_episode(self) -> None:
+        """A new learning episode."""
+        self.phases_in_episode = 0
+
+    def rollout_collected(self) -> bool:
+        """Count a rollout; whether it closes the update phase."""
+        self.rollouts_in_phase += 1
+        return self.rollouts_in_phase >= self.rollouts_per_phase
+
+    def end_phase(self, env_steps: int, total_env_steps: int) -> tuple[bool, bool]:
+        """Close an update phase: ``(terminated, truncated)`` of the learning episode (see Episode End)."""
+        self.phase_step = 0
+        self.rollouts_in_phase = 0
+        self.phases_in_episode += 1
+        self.run_finished = env_steps >= total_env_steps
+        per_episode = self.phases_per_episode
+        terminated = (per_episode is not None and self.phases_in_episode >= per_episode) or (
+            per_episode is None and self.run_finished
+        )
+        return terminated, self.run_finished and not terminated
+
+
+class InnerRuns:
+    """M inner runs of one Hyper-RL MDP, trained as one batched computation.
+
+    Args:
+        settings: The MDP's settings.
+        n_members: M.
+    """
+
+    def __init__(self, settings: HyperRLSettings, n_members: int) -> None:
+        self.settings = settings
+        self.n_members = n_members
+        self.learner: Learner | None = None
+        self.encoder: Encoder | None = None
+        self.run_seeds: list[int] | None = None
+        self.phase = PhaseCounter(settings.rollouts_per_phase, settings.phases_per_episode)
+        self.hp_indices = self._default_indices()
+        self._values = [np.asarray(p.values) for p in settings.space.params]
+
+    def _default_indices(self) -> np.ndarray:
+        return np.tile(np.asarray(self.settings.space.default_indices(), dtype=np.float32), (self.n_members, 1))
+
+    # ------------------------------------------------------------------ runs
+    def start(self, seeds: list[int]) -> list[list[float]]:
+        """Start new runs seeded ``seeds`` and collect their first rollout; each member's finished episodes."""
+        s = self.settings
+        self.close()
+        self.run_seeds = [int(x) for x in seeds]
+        derived = [derive_seeds(x, 3) for x in self.run_seeds]
+        venv = MemberVecEnv(s.task, [d[0] for d in derived], n_envs=s.n_envs, normalize=s.normalize, gamma=s.config.gamma)
+        learner = s.learner_class(venv, s.config, [d[1] for d in derived], s.device, s.n_orders)
+        self.learner = learner
+        self.encoder = make_encoder(s.obs_mode, learner, [d[2] for d in derived], **s.encoder_kwargs)
+        self.phase.start_run()
+        self.hp_indices = self._default_indices()
+        stats, _ = learner.collect_rollout()
+        return [list(st.episode_returns) for st in stats]
+
+    @property
+    def started(self) -> bool:
+        """Whether runs are under way."""
+        return self.learner is not None
+
+    def observe(self) -> np.ndarray:
+        """``[M, obs_dim]``: the encoded hyper-states, then the extras (progress, hyperparameter indices)."""
+        assert self.learner is not None and self.encoder is not None
+        s = self.settings
+        obs = self.encoder.encode(self.learner)
+        extras: list[np.ndarray] = []
+        if "progress" in s.obs_extras:
+            progress = min(self.learner.env_steps / s.total_env_steps, 1.0)
+            extras.append(np.full((self.n_members, 1), progress, dtype=np.float32))
+        if "hyperparams" in s.obs_extras:
+            scale = np.maximum(s.space.nvec - 1, 1).astype(np.float32)
+            extras.append((self.hp_indices / scale).astype(np.float32))
+        return np.concatenate([obs, *extras], axis=1).astype(np.float32) if extras else obs
+
+    def base_info(self) -> dict[str, Any]:
+        """``env_steps``, ``updates`` and ``hyperparams`` (values in force), one entry per member."""
+        assert self.learner is not None
+        m = self.n_members
+        return {
+            "env_steps": np.full(m, self.learner.env_steps),
+            "updates": np.full(m, self.learner.updates),
+            "hyperparams": self.learner.hyperparams_in_force(),
+        }
+
+    # ------------------------------------------------------------------ one hyper-step
+    def step(self, indices: np.ndarray) -> tuple[np.ndarray, bool, bool, dict[str, Any]]:
+        """Apply the grid points ``indices [M, P]``, take one update step of every member.
+
+        Returns:
+            Rewards ``[M]``, ``terminated``, ``truncated`` (the same for every member) and the info, a dict
+            of per-member arrays (``hyperparams`` and ``losses`` dicts of arrays).
+        """
+        assert self.learner is not None and self.encoder is not None
+        s, learner, m = self.settings, self.learner, self.n_members
+        learner.apply({p.name: self._values[j][indices[:, j]] for j, p in enumerate(s.space.params)})
+        self.hp_indices = indices.astype(np.float32)
+        result = learner.update_step()
+        self.encoder.on_update(learner)
+        self.phase.phase_step += 1
+        diverged = result.diverged.copy()
+        rewards = np.zeros(m)
+        info: dict[str, Any] = {
+            "phase_step": np.full(m, self.phase.phase_step),
+            "hyperparams": learner.hyperparams_in_force(),
+            "losses": result.losses,
+            "episode_returns": objects([[] for _ in range(m)]),
+        }
+        terminated = truncated = False
+        if learner.rollout_exhausted:
+            stats, rolled_back = learner.collect_rollout()
+            diverged |= rolled_back
+            for i, st in enumerate(stats):
+                info["episode_returns"][i] = list(st.episode_returns)
+            if self.phase.rollout_collected():
+                rewards = np.array([s.reward_fn(st) for st in stats], dtype=np.float64)
+                info["G"] = rewards.copy()
+                terminated, truncated = self.phase.end_phase(learner.env_steps, s.total_env_steps)
+        rewards = rewards + np.where(diverged, s.divergence_penalty, 0.0)
+        info.update(self.encoder.metrics)
+        info.update(
+            env_steps=np.full(m, learner.env_steps),
+            updates=np.full(m, learner.updates),
+            diverged=diverged,
+            run_finished=np.full(m, self.phase.run_finished),
+        )
+        return rewards, terminated, truncated, info
+
+    # ------------------------------------------------------------------ population operations
+    def copy_member(self, dst: int, src: int) -> None:
+        """Member ``dst``'s training state becomes member ``src``'s (learner and encoder)."""
+        assert self.learner is not None and self.encoder is not None
+        self.learner.copy_member(dst, src)
+        self.encoder.copy_member(dst, src)
+
+    def close(self) -> None:
+        """Close the runs' inner envs."""
+        if self.learner is not None:
+            self.learner.close()
+        self.learner = None
+        self.encoder = None

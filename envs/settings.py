@@ -1,0 +1,186 @@
+"""The settings of a Hyper-RL MDP, checked once: the frozen spec both the single and the vector env are built from.
+
+:func:`HyperRLSettings.from_kwargs` takes the arguments of :class:`~hypergym.envs.HyperRLEnv` (a registered
+id's preset plus overrides), checks every one of them, and returns the settings with the action and
+observation spaces of one inner run. Nothing is built: the observation space follows from the policy's
+layer shapes, which SB3's policy gives without an environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from hypergym.devices import resolve_device
+from hypergym.encoders import ENCODERS, check_encoder_kwargs, observation_space_of
+from hypergym.envs.tasks import task_spaces
+from hypergym.hyperstate import LayerInfo, policy_layers
+from hypergym.learners import LEARNERS, Learner, LearnerConfig, build_policy
+from hypergym.rewards import REWARDS, HyperReward, make_reward
+from hypergym.seeding import TorchRNG
+from hypergym.spaces import Hyperparameter, HyperparamSpace
+
+__all__ = ["ACTION_MODES", "OBS_EXTRAS", "HyperRLSettings"]
+
+#: Valid ``action_mode`` values.
+ACTION_MODES = ("discrete", "multi_discrete")
+#: Valid entries of ``obs_extras``.
+OBS_EXTRAS = ("progress", "hyperparams")
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        what = "a positive integer or None" if allow_none else "a positive integer"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class HyperRLSettings:
+    """Every setting of a Hyper-RL MDP (see :class:`~hypergym.envs.HyperRLEnv`'s Arguments), checked."""
+
+    algo: str
+    """``"A2C"``, ``"ACKTR"`` or ``"PPO"``."""
+    learner_class: type[Learner]
+    """The learner core's algorithm."""
+    config: LearnerConfig
+    """The learner settings: every hyperparameter's default."""
+    task: str
+    """The inner task."""
+    total_env_steps: int
+    """Inner env-step budget of a run."""
+    space: HyperparamSpace
+    """The hyperparameter grid."""
+    obs_mode: str
+    """The hyper-state encoder."""
+    obs_extras: tuple[str, ...]
+    """Extras appended to the observation."""
+    action_mode: str
+    """``"discrete"`` or ``"multi_discrete"``."""
+    reward_fn: HyperReward
+    """The hyper-reward G of an update phase."""
+    rollouts_per_phase: int
+    """Rollouts per update phase (A2C / ACKTR: ``updates_per_phase``; PPO: 1)."""
+    phases_per_episode: int | None
+    """Update phases per learning episode (``None``: the whole run)."""
+    n_envs: int
+    """Inner envs per run."""
+    normalize: bool
+    """Per-run ``VecNormalize`` statistics of observations and rewards."""
+    device: str
+    """Torch device of the learner."""
+    divergence_penalty: float
+    """Added to the reward of a step whose update diverged."""
+    encoder_kwargs: Mapping[str, Any]
+    """Extra arguments of the encoder."""
+    layers: tuple[LayerInfo, ...]
+    """The hyper-state's layers (the policy's Linear and Conv layers)."""
+    action_space: gym.spaces.Space
+    """One run's action space."""
+    observation_space: gym.spaces.Box
+    """One run's observation space (the encoder's, with the extras)."""
+
+    @property
+    def n_orders(self) -> int:
+        """Past gradients in the hyper-state."""
+        return int(self.encoder_kwargs.get("n_orders", 2))
+
+    @classmethod
+    def from_kwargs(
+        cls,
+        algo: str = "PPO",
+        task: str = "CartPole",
+        total_env_steps: int = 100_000,
+        hyperparams: Mapping[str, Sequence[float]] | Sequence[Hyperparameter] | HyperparamSpace | None = None,
+        obs_mode: str = "vae",
+        obs_extras: Sequence[str] = (),
+        action_mode: str = "discrete",
+        reward: str | HyperReward = "episode_return",
+        updates_per_phase: int | None = None,
+        phases_per_episode: int | None = 1,
+        n_envs: int = 1,
+        normalize: bool = False,
+        device: str = "auto",
+        divergence_penalty: float = 0.0,
+        encoder_kwargs: Mapping[str, Any] | None = None,
+        **learner_kwargs: Any,
+    ) -> HyperRLSettings:
+        """Check the arguments of :class:`~hypergym.envs.HyperRLEnv` and return its settings.
+
+        Raises:
+            ValueError: On an invalid value, naming it and what is valid.
+            TypeError: On an unknown learner setting, listing the valid ones.
+        """
+        if algo not in LEARNERS:
+            raise ValueError(f"unknown algo {algo!r}; choose from {sorted(LEARNERS)}")
+        learner_class = LEARNERS[algo]
+        config = learner_class.config_class.from_kwargs(**learner_kwargs)
+        observation_space, inner_action_space = task_spaces(task)  # checks the task and its dependencies
+        total = _positive_int("total_env_steps", total_env_steps)
+        if obs_mode not in ENCODERS:
+            raise ValueError(f"unknown obs_mode {obs_mode!r}; choose from {sorted(ENCODERS)}")
+        if isinstance(obs_extras, str) or any(e not in OBS_EXTRAS for e in obs_extras):
+            raise ValueError(f"unknown obs_extras {obs_extras!r}; choose any of {list(OBS_EXTRAS)}")
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"unknown action_mode {action_mode!r}; choose from {list(ACTION_MODES)}")
+        if not isinstance(reward, HyperReward) and reward not in REWARDS:
+            raise ValueError(f"unknown reward {reward!r}; choose from {sorted(REWARDS)}")
+        if algo == "PPO" and updates_per_phase is not None:
+            raise ValueError(
+                "updates_per_phase applies to A2C and ACKTR only: a PPO update phase is every minibatch step of one "
+                "rollout (set n_epochs and batch_size instead)"
+            )
+        rollouts_per_phase = _positive_int("updates_per_phase", updates_per_phase, allow_none=True) or 1
+        per_episode = _positive_int("phases_per_episode", phases_per_episode, allow_none=True)
+        envs = _positive_int("n_envs", n_envs)
+        kwargs = dict(encoder_kwargs or {})
+        check_encoder_kwargs(obs_mode, kwargs)
+        resolve_device(device)  # fail now, not at the first reset, on a device this machine lacks
+
+        defaults = {name: getattr(config, name) for name in learner_class.supported_hyperparams()}
+        grid: Mapping[str, Sequence[float]] | Sequence[Hyperparameter]
+        if hyperparams is None:
+            grid = {"learning_rate": (config.learning_rate,)}
+        elif isinstance(hyperparams, HyperparamSpace):
+            grid = list(hyperparams.params)
+        else:
+            grid = hyperparams
+        space = HyperparamSpace(grid, learner_class.supported_hyperparams(), defaults)
+
+        # The layer shapes come from SB3's policy for this task (no env needed); the draw is discarded.
+        with TorchRNG(0, resolve_device("cpu")).active():
+            _, layers = policy_layers(build_policy(observation_space, inner_action_space, config))
+        encoded = observation_space_of(obs_mode, layers, **kwargs)
+        n_extra = ("progress" in obs_extras) + len(space.params) * ("hyperparams" in obs_extras)
+        if n_extra:
+            low = np.concatenate([encoded.low, np.zeros(n_extra, dtype=np.float32)])
+            high = np.concatenate([encoded.high, np.ones(n_extra, dtype=np.float32)])
+            encoded = gym.spaces.Box(low, high, dtype=np.float32)
+        return cls(
+            algo=algo,
+            learner_class=learner_class,
+            config=config,
+            task=task,
+            total_env_steps=int(total),  # type: ignore[arg-type]
+            space=space,
+            obs_mode=obs_mode,
+            obs_extras=tuple(obs_extras),
+            action_mode=action_mode,
+            reward_fn=make_reward(reward, gamma=config.gamma),
+            rollouts_per_phase=rollouts_per_phase,
+            phases_per_episode=per_episode,
+            n_envs=int(envs),  # type: ignore[arg-type]
+            normalize=bool(normalize),
+            device=device,
+            divergence_penalty=float(divergence_penalty),
+            encoder_kwargs=kwargs,
+            layers=tuple(layers),
+            action_space=space.gym_space(action_mode),
+            observation_space=encoded,
+        )
