@@ -14,23 +14,22 @@ learning rate (Adam and RMSprop scale one direction), so each (gamma, lambda) pa
 and one probe optimiser step, and each learning rate one forward pass. Every other hyperparameter of the
 grid stays at the preset's default.
 
-**Privileged agent**: HOOF reads the learner through ``env.unwrapped.learner`` (its policy, optimiser
-state and rollout buffer), which no other hyper-agent sees; it changes nothing there (gradients are
-taken with ``torch.autograd.grad`` and the probe step runs on copies). In this MDP ``gamma`` and
+**Privileged agent**: HOOF reads the learner core through ``env.unwrapped.learner`` (its policy, optimiser
+state and current rollout), which no other hyper-agent sees; it changes nothing there (gradients are
+taken with ``torch.autograd.grad``, the probe step runs on a copy of the optimiser, and the candidate
+policies are evaluated together as the members of a copy of the policy). In this MDP ``gamma`` and
 ``gae_lambda`` are per-rollout hyperparameters: the env applies them from the next rollout, so HOOF's
 choice of them is evaluated on the current rollout but takes effect one rollout later.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
 from hypergym.agents.base import HyperAgent
 from hypergym.learners.gae import batched_gae
@@ -94,8 +93,6 @@ class HOOFAgent(HyperAgent):
         self.chosen = [p.name for p in space.params if p.name in HOOF_HYPERPARAMS]
         #: Per step: the chosen values, their estimate, KL, and how many candidates the KL limit removed.
         self.last: dict[str, Any] = {}
-        self._probe: Any = None
-        self._probe_of: Any = None
 
     # ------------------------------------------------------------------ candidates
     def _candidates(self) -> list[np.ndarray]:
@@ -109,87 +106,61 @@ class HOOFAgent(HyperAgent):
             out.append(idx)
         return out
 
-    @staticmethod
-    @torch.no_grad()
-    def _last_values(learner: Any) -> np.ndarray:
-        """``[1, E]`` values of the observations after the rollout (GAE's bootstrap)."""
-        last = learner.policy.predict_values(learner.policy.obs_to_tensor(learner._last_obs)[0])
-        return last.cpu().numpy().reshape(1, -1)
-
-    def _batch(
-        self, learner: Any, gamma: float, lam: float, last_values: np.ndarray | None = None
-    ) -> RolloutBufferSamples:
-        """The learner's next update batch, with advantages and returns recomputed for ``(gamma, lam)``."""
-        buf = learner.buffer
-        t_steps, n_envs = buf.buffer_size, buf.n_envs
-        values = buf.values.reshape(n_envs, t_steps).T  # the buffer is flattened env-major
-        last = self._last_values(learner) if last_values is None else last_values
+    def _batch(self, learner: Any, gamma: float, lam: float) -> dict[str, torch.Tensor]:
+        """The learner's next update batch (member 0), with advantages and returns recomputed for ``(gamma, lam)``."""
+        r = learner.rollout
         adv, ret = batched_gae(
-            buf.rewards[:, None], values[:, None], buf.episode_starts[:, None], last,
-            np.asarray(learner._last_episode_starts, dtype=bool)[None], np.array([gamma]), np.array([lam]),
-        )  # fmt: skip
-        flat_adv = torch.as_tensor(adv[:, 0].T.reshape(-1), device=learner.device)
-        flat_ret = torch.as_tensor(ret[:, 0].T.reshape(-1), device=learner.device)
-        batch = learner._next_batch()
-        index = getattr(learner, "_order", None)
-        if index is not None:  # PPO: the learner's next minibatch, by its own shuffled order
-            rows = torch.as_tensor(index[learner._cursor : learner._cursor + len(batch.advantages)])
-        else:
-            rows = torch.arange(len(flat_adv))
-        return batch._replace(advantages=flat_adv[rows], returns=flat_ret[rows])
+            r.rewards, r.values, r.episode_starts, r.last_values, r.dones, np.array([gamma]), np.array([lam])
+        )
+        n = adv.shape[0] * adv.shape[2]
 
-    def _direction(self, learner: Any, batch: RolloutBufferSamples) -> list[torch.Tensor]:
-        """The update's parameter change at learning rate 1 (the step is linear in the learning rate)."""
+        def flat(x: np.ndarray) -> torch.Tensor:  # [T, 1, E] -> [1, E * T], the batch's order
+            return torch.as_tensor(np.ascontiguousarray(x.transpose(1, 2, 0)).reshape(1, n), device=learner.device)
+
+        batch = {**learner.batch, "advantages": flat(adv), "returns": flat(ret)}
+        rows = learner.batch_rows()
+        if rows is None:
+            return batch
+        # PPO: the learner's next minibatch, by its own shuffled order
+        return {
+            k: torch.take_along_dim(v, rows.view(rows.shape + (1,) * (v.dim() - 2)), dim=1) for k, v in batch.items()
+        }
+
+    def _direction(self, learner: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[1, P]``: the update's parameter change at learning rate 1 (the step is linear in the learning rate)."""
+        policy = learner.policy
+        kept = policy.flat_grad.clone()  # the learner's own gradient buffer is left as it was
         with torch.enable_grad():
-            loss, _ = learner._loss(batch)
-            grads = torch.autograd.grad(loss, learner.params, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(learner.params, grads, strict=True)]
-        if learner.clip_gradients:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-            max_norm = float(learner._hp.get("max_grad_norm", learner.config.max_grad_norm))
-            grads = [g * torch.clamp(max_norm / (norm + 1e-6), max=1.0) for g in grads]
-        probe = [p.detach().clone().requires_grad_(True) for p in learner.params]
-        optimizer = type(learner.optimizer)(probe, **learner.optimizer.defaults)
-        optimizer.load_state_dict(copy.deepcopy(learner.optimizer.state_dict()))
-        for group in optimizer.param_groups:
-            group["lr"] = 1.0
-        for p, g in zip(probe, grads, strict=True):
-            p.grad = g.detach().clone()
-        optimizer.step()
-        return [(p.detach() - q.detach()) for p, q in zip(probe, learner.params, strict=True)]
-
-    def _probe_policy(self, learner: Any) -> Any:
-        """A second policy of the learner's architecture whose parameters the candidates are loaded into."""
-        if self._probe is None or self._probe_of is not learner:
-            # Built with a forked RNG: the draw of its (immediately overwritten) initial weights must not
-            # move anyone's random stream.
-            with torch.random.fork_rng(devices=[]):
-                self._probe = learner._build_policy().to(learner.device)
-            self._probe.set_training_mode(False)
-            self._probe_of = learner
-        return self._probe
+            loss, _ = learner.member_losses(batch)
+            policy.zero_grad()
+            policy.backward(loss.sum())
+        grad = policy.flat_grad.clone()
+        policy.flat_grad.copy_(kept)
+        max_norm = learner.hyperparams_in_force().get("max_grad_norm")
+        if max_norm is not None:
+            norm = torch.linalg.vector_norm(grad, dim=1)
+            grad = grad * torch.clamp(float(max_norm[0]) / (norm + 1e-6), max=1.0)[:, None]
+        return learner.optimizer.direction(grad)
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def _score(
-        self, learner: Any, probe: Any, direction: list[torch.Tensor], lr: float, base_dist: Any
-    ) -> tuple[float, float]:
-        """WIS estimate and mean KL of the policy one update of rate ``lr`` along ``direction`` would give."""
-        buf = learner.buffer
-        for p, q, d in zip(probe.parameters(), learner.params, direction, strict=True):
-            p.copy_(q + lr * d)
-        obs = torch.as_tensor(buf.observations, device=learner.device)
-        actions = torch.as_tensor(buf.actions, device=learner.device)
-        if isinstance(learner.action_space, gym.spaces.Discrete):
-            actions = actions.long().flatten()
-        dist = probe.get_distribution(obs)  # one forward pass gives both the ratios and the KL
-        log_prob = dist.log_prob(actions)
-        t_steps, n_envs = buf.buffer_size, buf.n_envs
-        log_ratio = (log_prob.cpu().numpy() - buf.log_probs.reshape(-1)).reshape(n_envs, t_steps)
-        estimate = wis_estimate(log_ratio, buf.rewards.T)
-        kl = torch.distributions.kl_divergence(base_dist, dist.distribution)
-        kl = kl.sum(-1) if kl.dim() > 1 else kl
-        return estimate, float(kl.mean())
+    def _scores(self, learner: Any, flats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """WIS estimates and mean KLs from the current policy of the K candidate parameter vectors ``flats``.
+
+        The candidates are evaluated in one forward pass, as the K members of a copy of the policy.
+        """
+        policy = learner.policy
+        obs, actions = learner.batch["observations"], learner.batch["actions"]  # [1, E * T, ...]
+        k = flats.shape[0]
+        candidates = policy.with_parameters(flats)
+        params, _ = candidates.forward(obs.expand(k, *obs.shape[1:]))
+        log_prob, _ = candidates.log_prob_entropy(params, actions.expand(k, *actions.shape[1:]))
+        base_params, _ = policy.forward(obs)
+        kl = policy.kl(base_params.expand_as(params), params, candidates.log_std() if not policy.discrete else None)
+        rewards = learner.rollout.rewards[:, 0].T  # [E, T]: each env's segment is one trajectory
+        log_ratio = (log_prob - learner.batch["old_log_prob"]).cpu().numpy().reshape(k, *rewards.shape)
+        estimates = np.array([wis_estimate(log_ratio[c], rewards) for c in range(k)])
+        return estimates, kl.mean(1).cpu().numpy().astype(np.float64)
 
     def act(self, obs: Any, info: dict[str, Any]) -> Any:
         """The candidate with the best WIS estimate within the KL limit."""
@@ -199,30 +170,21 @@ class HOOFAgent(HyperAgent):
         values = {p.name: p.values for p in self.space.params}
         position = {p.name: j for j, p in enumerate(self.space.params)}
         candidates = self._candidates()
-        buf = learner.buffer
-        probe = self._probe_policy(learner)
-        with torch.no_grad():
-            obs_t = torch.as_tensor(buf.observations, device=learner.device)
-            base_dist = learner.policy.get_distribution(obs_t).distribution
         in_force = learner.hyperparams_in_force()
-        last_values = self._last_values(learner)
-        directions: dict[tuple[float, float], list[torch.Tensor]] = {}
-        scores, kls = [], []
+        directions: dict[tuple[float, float], torch.Tensor] = {}
+        steps = []
         for idx in candidates:
-            gamma = float(values["gamma"][idx[position["gamma"]]]) if "gamma" in position else in_force["gamma"]
+            gamma = float(values["gamma"][idx[position["gamma"]]]) if "gamma" in position else in_force["gamma"][0]
             lam = (
                 float(values["gae_lambda"][idx[position["gae_lambda"]]])
                 if "gae_lambda" in position
-                else in_force["gae_lambda"]
+                else in_force["gae_lambda"][0]
             )
             if (gamma, lam) not in directions:
-                batch = self._batch(learner, gamma, lam, last_values)
-                directions[(gamma, lam)] = self._direction(learner, batch)
+                directions[(gamma, lam)] = self._direction(learner, self._batch(learner, float(gamma), float(lam)))
             lr = float(values["learning_rate"][idx[position["learning_rate"]]])
-            estimate, kl = self._score(learner, probe, directions[(gamma, lam)], lr, base_dist)
-            scores.append(estimate)
-            kls.append(kl)
-        scores_a, kls_a = np.array(scores), np.array(kls)
+            steps.append(learner.flat[0] + lr * directions[(gamma, lam)][0])
+        scores_a, kls_a = self._scores(learner, torch.stack(steps))
         allowed = np.isfinite(scores_a) & (kls_a <= self.max_kl if self.max_kl is not None else True)
         if not allowed.any():
             best = int(np.nanargmin(np.where(np.isfinite(kls_a), kls_a, np.inf)))

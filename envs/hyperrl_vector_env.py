@@ -1,9 +1,9 @@
 """``HyperRLVectorEnv``: N Hyper-RL MDPs (one inner run each) trained as one batched computation.
 
 ``gym.make_vec("HyperRL-PPO-HalfCheetah", num_envs=16)`` returns one: member ``i`` is what
-``gym.make("HyperRL-PPO-HalfCheetah")`` is, with its own inner run, but the N learners are one
-:class:`~hypergym.learners.population.PopulationLearner`, their inner envs one
-:class:`~hypergym.envs.members.MemberVecEnv` and their hyper-states one batched encoder.
+``gym.make("HyperRL-PPO-HalfCheetah")`` is, with its own inner run. Both are views of the same machinery
+(:class:`~hypergym.envs.runs.InnerRuns`: one learner core over the members, their inner envs, one
+batched encoder), with M = N here and M = 1 there.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from hypergym.checkpoint import Checkpointable
-from hypergym.encoders.population import PopulationEncoder, make_population_encoder
-from hypergym.envs.hyperrl_env import HyperRLEnv, end_phase
-from hypergym.envs.members import MemberVecEnv
+from hypergym.encoders import Encoder
+from hypergym.envs.hyperrl_env import SettingsView
+from hypergym.envs.runs import InnerRuns, objects
+from hypergym.envs.settings import HyperRLSettings
 from hypergym.envs.tasks import task_spaces, task_spec
-from hypergym.learners import LEARNERS
-from hypergym.learners.batched_policy import check_population_policy
-from hypergym.learners.population import POPULATION_LEARNERS, WORK_HYPERPARAMS, PopulationLearner
-from hypergym.seeding import derive_seeds
+from hypergym.learners import LEARNERS, Learner, LearnerConfig
+from hypergym.learners.core import WORK_HYPERPARAMS
+from hypergym.learners.policy import check_population_policy
 from hypergym.spaces import Hyperparameter, HyperparamSpace
 
 __all__ = ["HyperRLVectorEnv"]
@@ -43,15 +43,7 @@ def _grid_items(hyperparams: Any) -> list[tuple[str, tuple[float, ...]]] | None:
     return None  # let HyperRLEnv report the type error
 
 
-def _objects(items: list[Any]) -> np.ndarray:
-    """A 1-D object array holding ``items`` as they are (lists, arrays)."""
-    out = np.empty(len(items), dtype=object)
-    for i, item in enumerate(items):
-        out[i] = item
-    return out
-
-
-class HyperRLVectorEnv(Checkpointable, VectorEnv):
+class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
     """A population of ``num_envs`` Hyper-RL MDPs (members), as a Gymnasium vector env.
 
     ## Members
@@ -107,35 +99,31 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
         self.pinned: dict[str, float | int] = {}
         # One member (a single run) schedules them freely; several keep them the same (see Lockstep).
         kwargs = self._pin_work_hyperparams(dict(kwargs)) if num_envs > 1 else dict(kwargs)
-        # A template HyperRLEnv validates every argument and holds the spaces, codec, reward and config;
-        # it never starts a run.
-        self.template = HyperRLEnv(**kwargs)
-        t = self.template
+        self.settings = HyperRLSettings.from_kwargs(**kwargs)
         self.num_envs = int(num_envs)
-        self.algo, self.task, self.config, self.space = t.algo, t.task, t.config, t.space
-        self.total_env_steps, self.obs_mode, self.obs_extras = t.total_env_steps, t.obs_mode, t.obs_extras
-        self.action_mode, self.reward_fn, self.n_envs = t.action_mode, t.reward_fn, t.n_envs
-        self.rollouts_per_phase, self.phases_per_episode = t.rollouts_per_phase, t.phases_per_episode
-        self.normalize, self.device, self.divergence_penalty = t.normalize, t.device, t.divergence_penalty
-        self.encoder_kwargs = t.encoder_kwargs
-        self.single_observation_space = t.observation_space
-        self.single_action_space = t.action_space
+        self.single_observation_space = self.settings.observation_space
+        self.single_action_space = self.settings.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._values = [np.asarray(p.values) for p in self.space.params]
-
-        self.learner: PopulationLearner | None = None
-        self.encoder: PopulationEncoder | None = None
-        self.run_seeds: list[int] | None = None
+        self.runs = InnerRuns(self.settings, n_members=self.num_envs)
         self._obs: np.ndarray | None = None
-        self._hp_indices = np.tile(np.asarray(self.space.default_indices(), dtype=np.float32), (self.num_envs, 1))
-        self._run_finished = False
         self._needs_reset = True
-        self._phase_step = 0
-        self._rollouts_in_phase = 0
-        self._phases_in_episode = 0
 
-    # ------------------------------------------------------------------ construction
+    @property
+    def learner(self) -> Learner | None:
+        """The members' learner core, ``None`` before the first reset."""
+        return self.runs.learner
+
+    @property
+    def encoder(self) -> Encoder | None:
+        """The members' encoder, ``None`` before the first reset."""
+        return self.runs.encoder
+
+    @property
+    def run_seeds(self) -> list[int] | None:
+        """Seeds of the current runs."""
+        return self.runs.run_seeds
+
     def _pin_work_hyperparams(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Fix ``batch_size`` / ``n_epochs`` at one value for all members (see the class docstring)."""
         items = _grid_items(kwargs.get("hyperparams"))
@@ -151,9 +139,8 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
             kept.append((name, values))
         if self.pinned:
             algo = kwargs.get("algo", "PPO")
-            config = LEARNERS[algo].config_class.from_kwargs(
-                **{k: v for k, v in kwargs.items() if k in LEARNERS[algo].config_class.field_names()}
-            )
+            config_class = LEARNERS[algo].config_class if algo in LEARNERS else LearnerConfig
+            config = config_class.from_kwargs(**{k: v for k, v in kwargs.items() if k in config_class.field_names()})
             self.pinned = {name: getattr(config, name) for name in self.pinned}
             warnings.warn(
                 f"a population updates its members in lockstep, so {sorted(self.pinned)} (which change the work "
@@ -164,39 +151,6 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
             )
             kwargs["hyperparams"] = dict(kept) if kept else None
         return kwargs
-
-    def _start_runs(self, seeds: list[int]) -> None:
-        self.close()
-        self.run_seeds = [int(s) for s in seeds]
-        derived = [derive_seeds(s, 3) for s in self.run_seeds]
-        venv = MemberVecEnv(
-            self.task,
-            [d[0] for d in derived],
-            n_envs=self.n_envs,
-            normalize=self.normalize,
-            gamma=self.config.gamma,
-        )
-        n_orders = int(self.encoder_kwargs.get("n_orders", 2))
-        learner = POPULATION_LEARNERS[self.algo](venv, self.config, [d[1] for d in derived], self.device, n_orders)
-        self.learner = learner
-        self.encoder = make_population_encoder(self.obs_mode, learner, [d[2] for d in derived], **self.encoder_kwargs)
-        self._run_finished = False
-        self._phase_step = 0
-        self._rollouts_in_phase = 0
-        self._hp_indices = np.tile(np.asarray(self.space.default_indices(), dtype=np.float32), (self.num_envs, 1))
-        learner.collect_rollout()
-
-    def _observe(self) -> np.ndarray:
-        assert self.learner is not None and self.encoder is not None
-        obs = self.encoder.encode(self.learner)
-        extras: list[np.ndarray] = []
-        if "progress" in self.obs_extras:
-            progress = min(self.learner.env_steps / self.total_env_steps, 1.0)
-            extras.append(np.full((self.num_envs, 1), progress, dtype=np.float32))
-        if "hyperparams" in self.obs_extras:
-            scale = np.maximum(self.space.nvec - 1, 1).astype(np.float32)
-            extras.append((self._hp_indices / scale).astype(np.float32))
-        return np.concatenate([obs, *extras], axis=1).astype(np.float32) if extras else obs
 
     def _draw_seeds(self) -> list[int]:
         return [int(s) for s in self.np_random.integers(2**31 - 1, size=self.num_envs)]
@@ -224,14 +178,15 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
                 if len(seeds) != self.num_envs:
                     raise ValueError(f"reset needs {self.num_envs} seeds (one per member), got {len(seeds)}")
             super().reset(seed=seeds[0])
-        new_run = seeds is not None or bool(options.get("restart")) or self.learner is None or self._run_finished
+        runs = self.runs
+        new_run = seeds is not None or bool(options.get("restart")) or not runs.started or runs.phase.run_finished
         if new_run:
-            self._start_runs(seeds if seeds is not None else self._draw_seeds())
-        self._phases_in_episode = 0
+            runs.start(seeds if seeds is not None else self._draw_seeds())
+        runs.phase.start_episode()
         self._needs_reset = False
         if new_run or self._obs is None:
-            self._obs = self._observe()
-        info = self._base_info()
+            self._obs = runs.observe()
+        info = runs.base_info()
         info["new_run"] = np.full(self.num_envs, new_run)
         info["run_seed"] = np.asarray(self.run_seeds)
         return self._obs.copy(), self._with_masks(info)
@@ -253,67 +208,36 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One policy update of every member with its action's hyperparameters."""
-        if self._needs_reset or self.learner is None or self.encoder is None:
+        if self._needs_reset or not self.runs.started:
             raise RuntimeError("call reset() before step(): no learning episode is running")
-        learner = self.learner
-        idx = self._indices(actions)
-        learner.apply({p.name: self._values[j][idx[:, j]] for j, p in enumerate(self.space.params)})
-        self._hp_indices = idx.astype(np.float32)
-        result = learner.update_step()
-        self.encoder.on_update(learner)
-        self._phase_step += 1
-        n = self.num_envs
-        diverged = result.diverged.copy()
-        rewards = np.zeros(n)
-        info: dict[str, Any] = {
-            "phase_step": np.full(n, self._phase_step),
-            "hyperparams": learner.hyperparams_in_force(),
-            "losses": result.losses,
-            "episode_returns": _objects([[] for _ in range(n)]),
-        }
-        phase_done = False
-        if learner.rollout_exhausted:
-            stats, rolled = learner.collect_rollout()
-            diverged |= rolled
-            self._rollouts_in_phase += 1
-            for i, s in enumerate(stats):
-                info["episode_returns"][i] = list(s.episode_returns)
-            if self._rollouts_in_phase >= self.rollouts_per_phase:
-                phase_done = True
-                rewards = np.array([self.reward_fn(s) for s in stats], dtype=np.float64)
-                info["G"] = rewards.copy()
-        rewards = rewards + np.where(diverged, self.divergence_penalty, 0.0)
-        terminated = truncated = False
-        if phase_done:
-            terminated, truncated = end_phase(self, learner.env_steps)
-        for name, value in self.encoder.metrics.items():
-            info[name] = value
-        info.update(
-            env_steps=np.full(n, learner.env_steps),
-            updates=np.full(n, learner.updates),
-            diverged=diverged,
-            run_finished=np.full(n, self._run_finished),
-        )
-        obs = self._observe()
+        runs = self.runs
+        rewards, terminated, truncated, info = runs.step(self._indices(actions))
+        obs = runs.observe()
         if terminated or truncated:
             # Same-step autoreset: the next learning episode starts now (a new run once the budget is spent).
-            info["final_obs"] = _objects(list(obs))
+            info["final_obs"] = objects(list(obs))
             info["final_info"] = self._with_masks(dict(info))
-            if self._run_finished:
-                self._start_runs(self._draw_seeds())
-                obs = self._observe()
+            if runs.phase.run_finished:
+                runs.start(self._draw_seeds())
+                obs = runs.observe()
                 info["run_seed"] = np.asarray(self.run_seeds)
-            self._phases_in_episode = 0
+            runs.phase.start_episode()
         self._obs = obs
-        flags = np.full(n, terminated), np.full(n, truncated)
-        return obs.copy(), rewards.astype(np.float64), flags[0], flags[1], self._with_masks(info)
+        n = self.num_envs
+        return (
+            obs.copy(),
+            rewards.astype(np.float64),
+            np.full(n, terminated),
+            np.full(n, truncated),
+            self._with_masks(info),
+        )
 
     # ------------------------------------------------------------------ population operations
     def recent_returns(self) -> list[np.ndarray]:
-        """Each member's most recent raw inner-episode returns (up to 100, oldest first)."""
-        if self.learner is None:
+        """Each member's most recent raw inner-episode returns (oldest first)."""
+        if self.runs.learner is None:
             raise RuntimeError("call reset() first: no runs have started")
-        return self.learner.recent_returns()
+        return self.runs.learner.recent_returns()
 
     def copy_member(self, dst: int, src: int) -> np.ndarray:
         """Member ``dst`` continues as a copy of member ``src``'s run (PBT's exploit), in process.
@@ -336,24 +260,14 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
             RuntimeError: Before the first ``reset``.
             ValueError: If an index is not a member's.
         """
-        if self.learner is None or self.encoder is None:
+        if not self.runs.started:
             raise RuntimeError("call reset() first: no runs have started")
         for name, k in (("dst", dst), ("src", src)):
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < self.num_envs:
                 raise ValueError(f"{name}={k!r} is not a member index (0..{self.num_envs - 1})")
-        self.learner.copy_member(int(dst), int(src))
-        self.encoder.copy_member(int(dst), int(src))
-        self._obs = self._observe()
+        self.runs.copy_member(int(dst), int(src))
+        self._obs = self.runs.observe()
         return self._obs.copy()
-
-    def _base_info(self) -> dict[str, Any]:
-        assert self.learner is not None
-        n = self.num_envs
-        return {
-            "env_steps": np.full(n, self.learner.env_steps),
-            "updates": np.full(n, self.learner.updates),
-            "hyperparams": self.learner.hyperparams_in_force(),
-        }
 
     def _with_masks(self, info: dict[str, Any]) -> dict[str, Any]:
         """Gymnasium's vector-info convention: a ``_key`` mask beside every key (all members have them)."""
@@ -362,12 +276,5 @@ class HyperRLVectorEnv(Checkpointable, VectorEnv):
         return info
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Close the members' inner envs."""
-        if self.learner is not None:
-            self.learner.close()
-            self.learner = None
-        self.encoder = None
-
-    def close(self, **kwargs: Any) -> None:
         """Close the members' inner envs (the env can be reset again afterwards)."""
-        self.close_extras()
+        self.runs.close()

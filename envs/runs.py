@@ -101,7 +101,9 @@ class InnerRuns:
         self.close()
         self.run_seeds = [int(x) for x in seeds]
         derived = [derive_seeds(x, 3) for x in self.run_seeds]
-        venv = MemberVecEnv(s.task, [d[0] for d in derived], n_envs=s.n_envs, normalize=s.normalize, gamma=s.config.gamma)
+        venv = MemberVecEnv(
+            s.task, [d[0] for d in derived], n_envs=s.n_envs, normalize=s.normalize, gamma=s.config.gamma
+        )
         learner = s.learner_class(venv, s.config, [d[1] for d in derived], s.device, s.n_orders)
         self.learner = learner
         self.encoder = make_encoder(s.obs_mode, learner, [d[2] for d in derived], **s.encoder_kwargs)

@@ -90,7 +90,7 @@ def _check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any])
     """Fail fast, listing the valid choices, on an unknown id, agent or preset kwarg."""
     import hypergym
     from hypergym.agents import AGENTS
-    from hypergym.envs import HyperRLEnv
+    from hypergym.envs.settings import HyperRLSettings
     from hypergym.learners import LEARNERS
 
     if env_id not in hypergym.PRESETS:
@@ -104,7 +104,7 @@ def _check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any])
     algo = hypergym.PRESETS[env_id]["algo"]
     import inspect
 
-    env_args = [p for p in inspect.signature(HyperRLEnv.__init__).parameters if p not in ("self", "learner_kwargs")]
+    env_args = [p for p in inspect.signature(HyperRLSettings.from_kwargs).parameters if p != "learner_kwargs"]
     valid = sorted({*env_args, *LEARNERS[algo].config_class.field_names()})
     unknown = sorted(set(env_kwargs) - set(valid))
     if unknown:

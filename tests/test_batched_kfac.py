@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_NET
+from reference import KFAC
 
 import hypergym  # noqa: F401 - registers the ids
 from hypergym.envs import task_spaces
 from hypergym.envs.members import MemberVecEnv
-from hypergym.learners import KFAC, ACKTRConfig
-from hypergym.learners.base import build_policy
-from hypergym.learners.batched_kfac import BatchedKFAC
-from hypergym.learners.batched_policy import BatchedActorCritic
+from hypergym.learners import KFAC as BatchedKFAC
+from hypergym.learners import ACKTRConfig, ACKTRLearner, BatchedActorCritic, build_policy
 from hypergym.learners.losses import acktr_fisher_loss
-from hypergym.learners.population import PopulationACKTR
 from hypergym.seeding import TorchRNG
 
 
@@ -118,7 +116,7 @@ def test_population_acktr_members_are_independent_and_report_the_trust_region():
 
 
 def test_population_acktr_failed_eigendecomposition_rolls_back_only_that_member(monkeypatch):
-    pop = PopulationACKTR(MemberVecEnv("CartPole", [1, 2]), ACKTRConfig(n_steps=8, policy_kwargs=TINY_NET), [3, 4])
+    pop = ACKTRLearner(MemberVecEnv("CartPole", [1, 2]), ACKTRConfig(n_steps=8, policy_kwargs=TINY_NET), [3, 4])
     pop.collect_rollout()
     pop.update_step()
     pop.collect_rollout()

@@ -53,7 +53,7 @@ def test_a_resumed_run_is_bit_identical_to_the_uninterrupted_one(case, tmp_path)
     _play(env, actions[:6])
     env.save(tmp_path / "run.ckpt")
     rest = _play(env, actions[6:])
-    params = [p.detach().clone() for p in env.learner.params]
+    params = [p.detach().clone() for p in env.learner.policy.parameters()]
 
     resumed = _make(case)
     resumed.load(tmp_path / "run.ckpt")
@@ -62,7 +62,7 @@ def test_a_resumed_run_is_bit_identical_to_the_uninterrupted_one(case, tmp_path)
     for a, b in zip(rest, again, strict=True):
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
-    for p, q in zip(params, resumed.learner.params, strict=True):
+    for p, q in zip(params, resumed.learner.policy.parameters(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -71,7 +71,7 @@ def test_a_corrupt_truncated_or_foreign_checkpoint_is_refused_and_changes_nothin
     env.reset(seed=0)
     env.step(0)
     path = env.save(tmp_path / "run.ckpt")
-    before = [p.detach().clone() for p in env.learner.params]
+    before = [p.detach().clone() for p in env.learner.policy.parameters()]
     data = path.read_bytes()
     (tmp_path / "truncated").write_bytes(data[: len(data) // 2])
     (tmp_path / "garbage").write_bytes(FORMAT + b"\x80\x05not a pickle at all")
@@ -83,7 +83,7 @@ def test_a_corrupt_truncated_or_foreign_checkpoint_is_refused_and_changes_nothin
                         ("missing", "no checkpoint")]:  # fmt: skip
         with pytest.raises(CheckpointError, match=match):
             env.load(tmp_path / name)
-    for p, q in zip(before, env.learner.params, strict=True):
+    for p, q in zip(before, env.learner.policy.parameters(), strict=True):
         assert torch.equal(p, q)  # unchanged
     write_checkpoint(tmp_path / "list.ckpt", [1, 2, 3])
     with pytest.raises(CheckpointError, match="holds no HyperRLEnv"):
@@ -131,7 +131,7 @@ def test_box2d_runs_resume_with_new_episodes_at_the_next_rollout(population, tmp
     for _ in range(2):
         resumed = make()
         resumed.load(tmp_path / "llc.ckpt")
-        envs = resumed.learner.venv.stepper.envs if population else resumed.learner.venv.unwrapped.envs
+        envs = resumed.learner.venv.stepper.envs
         assert all(is_unrestored(e) for e in envs)
         trace = [step(resumed) for _ in range(6)]  # crosses the next rollout
         assert not any(is_unrestored(e) for e in envs)  # reset there

@@ -8,9 +8,9 @@ from conftest import TINY_NET
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
-from hypergym.encoders import RandomEncoder, StatsEncoder, VAEEncoder, projection
+from hypergym.encoders import RandomEncoder, StatsEncoder, VAEEncoder
 from hypergym.encoders.stats import FEATURES
-from hypergym.hyperstate import HyperStateProjector, layer_stacks, policy_layers
+from hypergym.hyperstate import HyperStateProjector, policy_layers
 
 TINY_A2C = {"n_steps": 5, "policy_kwargs": TINY_NET, "device": "cpu"}
 
@@ -45,8 +45,8 @@ def test_encode_is_deterministic_and_inside_the_space(obs_mode):
     env.reset(seed=0)
     run_steps(env, 25)
     hx = env.unwrapped
-    first = hx.encoder.encode(hx.learner)
-    second = hx.encoder.encode(hx.learner)
+    first = hx.encoder.encode(hx.learner)[0]
+    second = hx.encoder.encode(hx.learner)[0]
     np.testing.assert_array_equal(first, second)
     assert first.dtype == np.float32 and first in env.observation_space
 
@@ -56,9 +56,9 @@ def test_projection_matrices_train_in_vae_mode_and_stay_fixed_in_random_mode():
     for obs_mode in ("vae", "random"):
         env = gym.make("HyperRL-A2C-CartPole", obs_mode=obs_mode, **TINY_A2C)
         env.reset(seed=0)
-        before = [c.detach().clone() for c in env.unwrapped.encoder.projector.C]
+        before = [c.detach().clone() for c in env.unwrapped.encoder.C]
         run_steps(env, 30)
-        after = list(env.unwrapped.encoder.projector.C)
+        after = list(env.unwrapped.encoder.C)
         changed[obs_mode] = any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
     assert changed == {"vae": True, "random": False}
 
@@ -68,11 +68,11 @@ def test_vae_freeze_after_stops_training():
     env.reset(seed=0)
     run_steps(env, 20)
     encoder = env.unwrapped.encoder
-    assert encoder.train_steps == 2 and encoder.frozen
-    frozen = [p.detach().clone() for p in encoder.model.parameters()]
+    assert encoder.train_steps == 2
+    frozen = [p.detach().clone() for p in encoder.params.values()]
     run_steps(env, 30)
     assert encoder.train_steps == 2
-    assert all(torch.equal(a, b) for a, b in zip(frozen, encoder.model.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(frozen, encoder.params.values(), strict=True))
 
 
 def test_vae_preprocessing_is_the_same_at_training_and_encoding():
@@ -80,11 +80,11 @@ def test_vae_preprocessing_is_the_same_at_training_and_encoding():
     env.reset(seed=0)
     run_steps(env, 20)
     hx = env.unwrapped
-    model = hx.encoder.model
+    encoder = hx.encoder
     with torch.no_grad():
-        x = model.preprocess(hx.encoder.hyperstate(hx.learner))
-        mu, _ = model.moments(x)
-    np.testing.assert_allclose(hx.encoder.encode(hx.learner), torch.tanh(mu).numpy(), rtol=1e-6)
+        x = encoder._preprocess(encoder.hyperstate(hx.learner, [c.detach() for c in encoder.C]))
+        mu, _ = encoder._moments(x.unsqueeze(1))
+    np.testing.assert_allclose(encoder.encode(hx.learner), torch.tanh(mu[:, 0]).numpy(), rtol=1e-6)
     assert float(x.abs().max()) <= 5.0
 
 
@@ -134,9 +134,9 @@ def test_stats_features_match_a_hand_computation():
     env.reset(seed=0)
     run_steps(env, 3)
     hx = env.unwrapped
-    obs = hx.encoder.encode(hx.learner).reshape(-1, len(FEATURES))
-    w = hx.learner.layer_weights[0].detach()
-    g1, g2 = (hx.learner.grad_history.gradients(n)[0] for n in (1, 2))
+    obs = hx.encoder.encode(hx.learner)[0].reshape(-1, len(FEATURES))
+    w = hx.learner.layer_weights()[0][0].detach()
+    g1, g2 = (hx.learner.gradients(n)[0][0] for n in (1, 2))
     cosine = float((g1 * g2).sum() / (g1.norm() * g2.norm()))
     expected = np.array([w.norm(), w.mean(), w.std(), g1.norm(), g1.mean(), g1.std(), cosine], dtype=np.float64)
     np.testing.assert_allclose(obs[0], np.sign(expected) * np.log1p(np.abs(expected)), rtol=1e-4, atol=1e-7)
@@ -174,26 +174,27 @@ def test_random_encoder_is_a_fixed_tanh_projection():
     run_steps(env, 5)
     hx = env.unwrapped
     assert isinstance(hx.encoder, RandomEncoder)
-    s = hx.encoder.hyperstate(hx.learner).detach()
+    s = hx.encoder.hyperstate(hx.learner).detach()[0]
     np.testing.assert_allclose(
-        hx.encoder.encode(hx.learner), torch.tanh(hx.encoder.A @ s).numpy(), rtol=1e-5, atol=1e-7
+        hx.encoder.encode(hx.learner)[0], torch.tanh(hx.encoder.A[0] @ s).numpy(), rtol=1e-5, atol=1e-7
     )
 
 
-@pytest.mark.parametrize("numpy_max_weights", [200_000, 0])
-def test_numpy_and_layerwise_torch_projections_equal_the_torch_projector(monkeypatch, numpy_max_weights):
-    # 0 forces the layer-wise torch path that large (CNN) learners take.
-    monkeypatch.setattr(projection, "NUMPY_MAX_WEIGHTS", numpy_max_weights)
+def test_numpy_and_torch_projections_equal_the_projector_on_stacked_layers():
     for obs_mode in ("raw", "random"):
         env = gym.make("HyperRL-PPO-CartPole", obs_mode=obs_mode, n_steps=32, policy_kwargs=TINY_NET, device="cpu")
         env.reset(seed=0)
         run_steps(env, 5)
         hx = env.unwrapped
-        assert hx.encoder._numpy == (numpy_max_weights > 0)
+        learner, encoder = hx.learner, hx.encoder
         with torch.no_grad():
-            # The reference: the projector's batched forward over explicitly stacked [W, g1, g2].
-            expected = hx.encoder.projector(layer_stacks(hx.learner.layer_weights, hx.learner.grad_history))
-            torch.testing.assert_close(hx.encoder.hyperstate(hx.learner), expected)
+            # The reference: the member's projector over explicitly stacked [W, g1, g2] of every layer.
+            grads = [learner.gradients(n) for n in (1, 2)]
+            weights = learner.layer_weights()
+            stacks = [torch.stack([w[0], grads[0][m][0], grads[1][m][0]]) for m, w in enumerate(weights)]
+            expected = encoder.projectors[0](stacks)
+            torch.testing.assert_close(encoder.hyperstate(learner)[0], expected)
+            np.testing.assert_allclose(encoder.hyperstate_numpy(learner)[0], expected.numpy(), rtol=1e-5, atol=1e-6)
             if obs_mode == "random":
-                expected = torch.tanh(hx.encoder.A @ expected)
-        np.testing.assert_allclose(hx.encoder.encode(hx.learner), expected.numpy(), rtol=1e-5, atol=1e-6)
+                expected = torch.tanh(encoder.A[0] @ expected)
+        np.testing.assert_allclose(encoder.encode(learner)[0], expected.numpy(), rtol=1e-5, atol=1e-6)

@@ -161,7 +161,8 @@ def test_info_reports_values_in_force_read_back_from_the_learner():
     space = env.unwrapped.space
     for action in (0, space.n_actions - 1):
         _, _, _, _, info = env.step(action)
-        assert info["hyperparams"]["learning_rate"] == env.unwrapped.learner.optimizer.param_groups[0]["lr"]
+        in_force = env.unwrapped.learner.hyperparams_in_force()
+        assert info["hyperparams"] == {name: values[0] for name, values in in_force.items()}
         for name, value in space.decode(action).items():
             assert info["hyperparams"][name] == value
         for key in ("env_steps", "updates", "phase_step", "episode_returns", "losses", "diverged", "run_finished"):

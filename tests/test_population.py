@@ -10,19 +10,20 @@ import pytest
 import torch
 from conftest import TINY_NET
 from gymnasium.vector import AutoresetMode
+from reference import A2CLearner, PPOLearner
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import hypergym
-from hypergym.encoders import RandomEncoder, RawEncoder, StatsEncoder, VAEEncoder
-from hypergym.encoders.population import make_population_encoder
+from hypergym.encoders import make_encoder
 from hypergym.envs import HyperRLVectorEnv, make_task
 from hypergym.envs.members import MemberVecEnv
-from hypergym.learners import A2CConfig, A2CLearner, PPOConfig, PPOLearner
-from hypergym.learners.batched_optim import BatchedAdam, BatchedRMSprop
+from hypergym.learners import A2CConfig, PPOConfig
+from hypergym.learners import A2CLearner as PopulationA2C
+from hypergym.learners import PPOLearner as PopulationPPO
 from hypergym.learners.gae import batched_gae
-from hypergym.learners.population import PopulationA2C, PopulationPPO
+from hypergym.learners.optim import BatchedAdam, BatchedRMSprop
 from hypergym.seeding import derive_seeds
 
 SMALL_A2C = {"total_env_steps": 400, "n_envs": 2, "policy_kwargs": TINY_NET}
@@ -65,7 +66,7 @@ def test_member_loss_and_gradient_equal_the_single_run_learner(algo, task, confi
     batch = pop._next_batch()
     loss, _ = pop.member_losses(batch)
     pop.policy.zero_grad()
-    loss.sum().backward()
+    pop.policy.backward(loss.sum())
     for member, seed in enumerate(seeds):
         single = single_cls(make_task(task, n_envs=2, seed=0), config, seed, device="cpu")
         with torch.no_grad():  # member weights (the PPO member moved) into the SB3 policy
@@ -210,27 +211,24 @@ def test_member_envs_equal_sb3_vecnormalize_per_member():
 
 
 @pytest.mark.parametrize("obs_mode", ["random", "raw", "stats", "vae"])
-def test_member_observation_equals_the_single_run_encoders(obs_mode):
-    """Same seeds, weights and gradients -> the member's observation is the single-run encoder's."""
+def test_member_observation_equals_a_population_of_one_with_its_seeds(obs_mode):
+    """Same seeds, weights and gradients -> a member's observation is that of a run of its own."""
     config = A2CConfig(n_steps=4, policy_kwargs=TINY_NET)
     pop = PopulationA2C(MemberVecEnv("CartPole", [0, 1]), config, [3, 4], device="cpu")
     enc_seeds = [21, 22]
-    encoder = make_population_encoder(obs_mode, pop, enc_seeds)
+    encoder = make_encoder(obs_mode, pop, enc_seeds)
     for _ in range(2):
         pop.collect_rollout()
         pop.update_step()
     obs = encoder.encode(pop)
-    single_cls = {"random": RandomEncoder, "raw": RawEncoder, "stats": StatsEncoder, "vae": VAEEncoder}[obs_mode]
     for member in range(2):
-        single = A2CLearner(make_task("CartPole", seed=0), config, 3 + member, device="cpu")
+        alone = PopulationA2C(MemberVecEnv("CartPole", [7]), config, [3 + member], device="cpu")
         with torch.no_grad():
-            for w, pw in zip(single.layer_weights, pop.layer_weights(), strict=True):
-                w.copy_(pw[member])
-            for n in (1, 2):
-                for g, pg in zip(single.grad_history.gradients(n), pop.gradients(n), strict=True):
-                    g.copy_(pg[member])
-        expected = single_cls(single, enc_seeds[member]).encode(single)
-        np.testing.assert_allclose(obs[member], expected, rtol=1e-4, atol=1e-5)
+            alone.flat.copy_(pop.flat[member : member + 1])
+            alone.grad_slots.copy_(pop.grad_slots[:, member : member + 1])
+        expected = make_encoder(obs_mode, alone, [enc_seeds[member]]).encode(alone)[0]
+        np.testing.assert_allclose(obs[member], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(obs[0], obs[1])
 
 
 def _vec(env_id="HyperRL-A2C-CartPole", n=3, **kwargs):

@@ -1,5 +1,7 @@
 """Hyper-state encoders: what the hyper-agent observes (``obs_mode``).
 
+Every encoder works on all members of a learner at once (a single run is a population of one).
+
 - ``vae`` (default): the paper's online VAE over the projected hyper-state (:class:`VAEEncoder`).
 - ``random``: fixed random ``C`` and a fixed random ``tanh`` map to 32 dims (the paper's ablation).
 - ``raw``: the projected hyper-state ``s`` itself, for agents that bring their own encoder.
@@ -9,22 +11,24 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hypergym.encoders.base import F32_MAX, HyperStateEncoder
-from hypergym.encoders.projection import FixedProjectionEncoder, RandomEncoder, RawEncoder
+from gymnasium import spaces
+
+from hypergym.encoders.base import F32_MAX, Encoder
+from hypergym.encoders.projection import RandomEncoder, RawEncoder
 from hypergym.encoders.stats import StatsEncoder
-from hypergym.encoders.vae import VAEEncoder
+from hypergym.encoders.vae import VAEEncoder, check_vae_settings
+from hypergym.hyperstate import LayerInfo
 
 if TYPE_CHECKING:
-    from hypergym.learners.base import OnPolicyLearner
+    from hypergym.learners import Learner
 
 __all__ = [
     "ENCODERS",
     "F32_MAX",
-    "FixedProjectionEncoder",
-    "HyperStateEncoder",
+    "Encoder",
     "RandomEncoder",
     "RawEncoder",
     "StatsEncoder",
@@ -32,10 +36,11 @@ __all__ = [
     "check_encoder_kwargs",
     "encoder_arguments",
     "make_encoder",
+    "observation_space_of",
 ]
 
 #: Encoder classes by ``obs_mode``.
-ENCODERS: dict[str, type[HyperStateEncoder]] = {
+ENCODERS: dict[str, type[Encoder]] = {
     "vae": VAEEncoder,
     "random": RandomEncoder,
     "raw": RawEncoder,
@@ -54,7 +59,7 @@ def encoder_arguments(obs_mode: str) -> list[str]:
             continue
         params = inspect.signature(init).parameters.values()
         names |= {p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY}
-    return sorted(names - {"self", "learner", "seed"})
+    return sorted(names - {"self", "learner", "seeds"})
 
 
 def check_encoder_kwargs(obs_mode: str, kwargs: Mapping[str, Any]) -> None:
@@ -69,8 +74,25 @@ def check_encoder_kwargs(obs_mode: str, kwargs: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown encoder_kwargs {unknown} for obs_mode={obs_mode!r}; valid keys are {valid}")
 
 
-def make_encoder(obs_mode: str, learner: OnPolicyLearner, seed: int, **kwargs: Any) -> HyperStateEncoder:
-    """Build the encoder named ``obs_mode``.
+def observation_space_of(obs_mode: str, layers: Sequence[LayerInfo], **kwargs: Any) -> spaces.Box:
+    """One member's observation Box of the ``obs_mode`` encoder on a policy with these ``layers``.
+
+    Checks the VAE's settings too, so that a bad value is refused when the env is made.
+    """
+    if obs_mode == "vae":
+        check_vae_settings(
+            kwargs.get("h", 32),
+            kwargs.get("hidden"),
+            kwargs.get("learning_rate", 1e-3),
+            kwargs.get("train_every", 10),
+            kwargs.get("batch_size", 8),
+            kwargs.get("freeze_after"),
+        )
+    return ENCODERS[obs_mode].space_for(layers, **kwargs)
+
+
+def make_encoder(obs_mode: str, learner: Learner, seeds: Sequence[int], **kwargs: Any) -> Encoder:
+    """Build the ``obs_mode`` encoder for every member of ``learner`` (one encoder seed per member).
 
     Raises:
         ValueError: On an unknown ``obs_mode``.
@@ -78,4 +100,4 @@ def make_encoder(obs_mode: str, learner: OnPolicyLearner, seed: int, **kwargs: A
     """
     if obs_mode not in ENCODERS:
         raise ValueError(f"unknown obs_mode {obs_mode!r}; choose from {sorted(ENCODERS)}")
-    return ENCODERS[obs_mode](learner, seed, **kwargs)
+    return ENCODERS[obs_mode](learner, list(seeds), **kwargs)

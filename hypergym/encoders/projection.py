@@ -1,105 +1,77 @@
-"""Fixed projections: the raw hyper-state and the paper's random-projection ablation."""
+"""Fixed projections: the raw hyper-state and the paper's random-projection ablation.
+
+On a CPU the projections are computed with NumPy on views of the learner's tensors: a NumPy matmul of
+these small matrices costs a fraction of a torch call.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from hypergym.encoders.base import F32_MAX, HyperStateEncoder
+from hypergym.encoders.base import F32_MAX, Encoder, raw_dim
+from hypergym.hyperstate import LayerInfo
 
 if TYPE_CHECKING:
-    from hypergym.learners.base import OnPolicyLearner
+    from hypergym.learners import Learner
 
-__all__ = ["FixedProjectionEncoder", "RandomEncoder", "RawEncoder"]
-
-
-#: Largest learner (total layer-weight elements) whose projection is computed in NumPy; see below.
-NUMPY_MAX_WEIGHTS = 200_000
+__all__ = ["RandomEncoder", "RawEncoder"]
 
 
-class FixedProjectionEncoder(HyperStateEncoder):
-    """Base of the encoders whose ``C`` never changes: ``s`` is computed without autograd.
-
-    For the small matrices of an MLP learner (up to :data:`NUMPY_MAX_WEIGHTS` weights) a NumPy matmul
-    costs a fraction of a torch call, and the CPU tensors are shared with NumPy without a copy, so that
-    path is several times faster. For larger networks (NatureCNN: 1.7M weights) NumPy's BLAS starts a
-    thread pool of its own whose spinning threads then compete with torch's for the cores during the next
-    update (measured on Atari PPO: 10% of the learner's speed on 2 cores), so the same products run as
-    torch ops in torch's pool (:meth:`HyperStateEncoder.hyperstate`). Both paths give the same ``s``.
-    """
-
-    def __init__(self, learner: OnPolicyLearner, seed: int, **kwargs: Any) -> None:
-        super().__init__(learner, seed, **kwargs)
-        n_weights = sum(w.numel() for w in learner.layer_weights)
-        self._numpy = learner.device.type == "cpu" and n_weights <= NUMPY_MAX_WEIGHTS
-        self._C = [c.detach().cpu().numpy() for c in self.projector.C]
-
-    @torch.no_grad()
-    def hyperstate_tensor(self, learner: OnPolicyLearner) -> torch.Tensor:
-        """``s`` without autograd, non-finite entries mapped into float32's finite range."""
-        return torch.nan_to_num(self.hyperstate(learner), nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
-
-    def hyperstate_numpy(self, learner: OnPolicyLearner) -> np.ndarray:
-        """``s`` as a float32 NumPy vector, non-finite entries mapped into float32's finite range."""
-        if not self._numpy:
-            return self.hyperstate_tensor(learner).cpu().numpy()
-        history = learner.grad_history
-        parts = []
-        for m, w in enumerate(learner.layer_weights):
-            c = self._C[m]
-            rows = w.shape[0]
-            parts.append((w.detach().numpy().reshape(rows, -1) @ c[0]).ravel())
-            for n in range(1, history.n_orders + 1):
-                parts.append((history.gradients(n)[m].numpy().reshape(rows, -1) @ c[n]).ravel())
-        s = np.concatenate(parts)
-        return np.nan_to_num(s.astype(np.float32, copy=False), nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
-
-
-class RawEncoder(FixedProjectionEncoder):
-    """Observation = the raw hyper-state ``s`` with fixed random ``C`` (clipped to float32's finite range)."""
+class RawEncoder(Encoder):
+    """Observation = the raw hyper-state (``obs_mode="raw"``)."""
 
     name = "raw"
 
-    @property
-    def observation_space(self) -> spaces.Box:
-        """Box over float32's finite range, of dimension ``dim(s)``."""
-        return spaces.Box(-F32_MAX, F32_MAX, shape=(self.raw_dim,), dtype=np.float32)
+    @classmethod
+    def space_for(cls, layers: Sequence[LayerInfo], d: int = 4, n_orders: int = 2, **_: Any) -> spaces.Box:
+        """Box over float32's finite range, of the raw hyper-state's dimension."""
+        return spaces.Box(-F32_MAX, F32_MAX, shape=(raw_dim(layers, n_orders, d),), dtype=np.float32)
 
-    def encode(self, learner: OnPolicyLearner) -> np.ndarray:
-        """``s`` as float32, non-finite entries mapped into the finite range."""
+    def encode(self, learner: Learner) -> np.ndarray:
+        """``s`` per member."""
         return self.hyperstate_numpy(learner)
 
 
-class RandomEncoder(FixedProjectionEncoder):
-    """Observation = ``tanh(A s)`` with fixed random ``C`` and ``A`` of shape ``[h, dim(s)]``, ``N(0, 1/dim(s))``.
+class RandomEncoder(Encoder):
+    """Observation = ``tanh(A s)`` with each member's fixed random ``A`` (``obs_mode="random"``).
 
     Args:
-        learner: The inner learner.
-        seed: Seed of ``C`` and ``A``.
-        h: Embedding size (paper: 32).
-        **kwargs: ``d`` and ``n_orders`` of the projection.
+        learner: The learner.
+        seeds: Encoder seeds.
+        h: Embedding size.
+        **kwargs: ``d``, ``n_orders``.
     """
 
     name = "random"
 
-    def __init__(self, learner: OnPolicyLearner, seed: int, h: int = 32, **kwargs: Any) -> None:
-        super().__init__(learner, seed, **kwargs)
+    def __init__(self, learner: Learner, seeds: list[int], h: int = 32, **kwargs: Any) -> None:
+        super().__init__(learner, seeds, **kwargs)
         self.h = h
-        self.A = torch.randn(h, self.raw_dim, generator=self.generator) / self.raw_dim**0.5
-        self._A = self.A.numpy()
-        self._A_device = self.A.to(learner.device)
+        self.arguments["h"] = h
+        self.A = torch.stack(
+            [torch.randn(h, self.raw_dim, generator=g) / self.raw_dim**0.5 for g in self.generators]
+        ).to(self.device)
+        self._np_A: np.ndarray | None = None
 
-    @property
-    def observation_space(self) -> spaces.Box:
+    @classmethod
+    def space_for(cls, layers: Sequence[LayerInfo], h: int = 32, **_: Any) -> spaces.Box:
         """``[-1, 1]^h``."""
-        return spaces.Box(-1.0, 1.0, shape=(self.h,), dtype=np.float32)
+        return spaces.Box(-1.0, 1.0, shape=(h,), dtype=np.float32)
 
-    def encode(self, learner: OnPolicyLearner) -> np.ndarray:
-        """``tanh(A s)``."""
-        if not self._numpy:
-            s = self.hyperstate_tensor(learner)
-            return torch.tanh(self._A_device @ s).cpu().numpy().astype(np.float32)
-        return np.tanh(self._A @ self.hyperstate_numpy(learner)).astype(np.float32)
+    def _member_tensors(self) -> list[torch.Tensor]:
+        return [*self.C, self.A]
+
+    def encode(self, learner: Learner) -> np.ndarray:
+        """``tanh(A s)`` per member."""
+        if self.device.type == "cpu":
+            if self._np_A is None:
+                self._np_A = self.A.numpy()
+            s_np = self.hyperstate_numpy(learner)
+            return np.tanh(np.matmul(self._np_A, s_np[..., None])[..., 0]).astype(np.float32)
+        s = self.hyperstate(learner)
+        return torch.tanh(torch.bmm(self.A, s.unsqueeze(-1)).squeeze(-1)).cpu().numpy().astype(np.float32)

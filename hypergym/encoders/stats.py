@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from hypergym.encoders.base import HyperStateEncoder
+from hypergym.encoders.base import Encoder
+from hypergym.hyperstate import LayerInfo
 
 if TYPE_CHECKING:
-    from hypergym.learners.base import OnPolicyLearner
+    from hypergym.learners import Learner
 
-__all__ = ["STATS_BOUND", "StatsEncoder"]
+__all__ = ["FEATURES", "STATS_BOUND", "StatsEncoder"]
 
 #: Features per layer, in order.
 FEATURES = ("weight_norm", "weight_mean", "weight_std", "grad_norm", "grad_mean", "grad_std", "grad_cosine")
@@ -21,35 +23,35 @@ FEATURES = ("weight_norm", "weight_mean", "weight_std", "grad_norm", "grad_mean"
 STATS_BOUND = 100.0
 
 
-class StatsEncoder(HyperStateEncoder):
-    """Observation = ``symlog`` of per-layer statistics, ``len(FEATURES)`` per layer, layer by layer.
+class StatsEncoder(Encoder):
+    """Per-layer weight and gradient statistics (``obs_mode="stats"``): a fast baseline hyper-state.
 
-    For each layer: L2 norm, mean and std of the weight and of the latest gradient, and the cosine between
-    the latest two gradients (0 while either is zero). ``symlog(x) = sign(x) log(1 + |x|)`` keeps norms
-    of very different scales comparable; non-finite values map to 0, so observations stay finite (and
-    in the Box) even after a divergence.
+    Per layer: the weight's norm, mean and standard deviation, the last gradient's norm, mean and standard
+    deviation, and the cosine between the last two gradients, each mapped by ``symlog`` and clipped.
     """
 
     name = "stats"
 
-    @property
-    def observation_space(self) -> spaces.Box:
+    @classmethod
+    def space_for(cls, layers: Sequence[LayerInfo], **_: Any) -> spaces.Box:
         """``[-100, 100]^(7 x layers)``."""
-        n = len(FEATURES) * len(self.projector.layers)
-        return spaces.Box(-STATS_BOUND, STATS_BOUND, shape=(n,), dtype=np.float32)
+        return spaces.Box(-STATS_BOUND, STATS_BOUND, shape=(len(FEATURES) * len(layers),), dtype=np.float32)
 
     @torch.no_grad()
-    def encode(self, learner: OnPolicyLearner) -> np.ndarray:
-        """The statistics of the learner's layers now."""
-        history = learner.grad_history
+    def encode(self, learner: Learner) -> np.ndarray:
+        """The statistics of every member's layers."""
+        weights = learner.layer_weights()
+        g1s = learner.gradients(1) if self.n_orders >= 1 else [torch.zeros_like(w) for w in weights]
+        g2s = learner.gradients(2) if self.n_orders >= 2 else [torch.zeros_like(w) for w in weights]
         rows = []
-        for m, w in enumerate(learner.layer_weights):
-            w = w.detach().flatten()
-            g1 = history.gradients(1)[m].flatten() if history.n_orders >= 1 else torch.zeros_like(w)
-            g2 = history.gradients(2)[m].flatten() if history.n_orders >= 2 else torch.zeros_like(w)
-            denom = g1.norm() * g2.norm()
-            cosine = torch.where(denom > 0, (g1 @ g2) / denom.clamp_min(1e-30), torch.zeros_like(denom))
-            rows.append(torch.stack([w.norm(), w.mean(), w.std(), g1.norm(), g1.mean(), g1.std(), cosine]))
-        feats = torch.nan_to_num(torch.cat(rows), nan=0.0, posinf=1e30, neginf=-1e30)
+        for w, g1, g2 in zip(weights, g1s, g2s, strict=True):
+            w, g1, g2 = w.flatten(1), g1.flatten(1), g2.flatten(1)
+            denom = g1.norm(dim=1) * g2.norm(dim=1)
+            dot = (g1 * g2).sum(1)
+            cosine = torch.where(denom > 0, dot / denom.clamp_min(1e-30), torch.zeros_like(denom))
+            rows.append(
+                torch.stack([w.norm(dim=1), w.mean(1), w.std(1), g1.norm(dim=1), g1.mean(1), g1.std(1), cosine], dim=1)
+            )
+        feats = torch.nan_to_num(torch.cat(rows, dim=1), nan=0.0, posinf=1e30, neginf=-1e30)
         feats = torch.sign(feats) * torch.log1p(feats.abs())
         return feats.clamp(-STATS_BOUND, STATS_BOUND).cpu().numpy().astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -9,12 +10,12 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from hypergym.encoders.base import F32_MAX, HyperStateEncoder
-from hypergym.hyperstate import HyperStateProjector, layer_stacks
+from hypergym.encoders.base import F32_MAX, Encoder, member_linear
+from hypergym.hyperstate import HyperStateProjector, LayerInfo
 from hypergym.seeding import TorchRNG, derive_seeds
 
 if TYPE_CHECKING:
-    from hypergym.learners.base import OnPolicyLearner
+    from hypergym.learners import Learner
 
 __all__ = ["VAE_CLAMP", "VAEEncoder", "VAEModel", "check_vae_settings"]
 
@@ -70,8 +71,12 @@ class VAEModel(nn.Module):
         return mu, logvar.clamp(-10.0, 10.0)
 
 
-class VAEEncoder(HyperStateEncoder):
-    """Online VAE: ``phi: s -> R^h`` trained to reconstruct ``s`` while the learner trains.
+class VAEEncoder(Encoder):
+    """An online VAE per member (``obs_mode="vae"``): ``phi: s -> R^h`` trained to reconstruct ``s``.
+
+    The members' VAEs are stacked (``torch.func.stack_module_state``) and trained in one batched Adam step
+    (Adam is elementwise, and every member trains at the same steps with the same step size, so this equals
+    M separate Adams); member ``i``'s networks and ``C`` are initialised from its own seed.
 
     - Preprocessing (the same at training and at encoding, :meth:`VAEModel.preprocess`):
       ``x = clamp(s / rms, -5, 5)`` with a per-dimension running root-mean-square of ``s`` (an exponential
@@ -94,8 +99,8 @@ class VAEEncoder(HyperStateEncoder):
     ``hidden`` trades fidelity for speed (``benchmarks/overhead.py --obs-modes vae`` measures both).
 
     Args:
-        learner: The inner learner.
-        seed: Seed of ``C``, the networks' initialisation and the reparameterisation noise.
+        learner: The learner (its layers define the hyper-state).
+        seeds: One seed per member: its ``C``, its networks' initialisation and its reparameterisation noise.
         h: Embedding size (paper: 32).
         hidden: Hidden width (default ``D // 4``, the paper's).
         learning_rate: Adam step size.
@@ -111,8 +116,8 @@ class VAEEncoder(HyperStateEncoder):
 
     def __init__(
         self,
-        learner: OnPolicyLearner,
-        seed: int,
+        learner: Learner,
+        seeds: list[int],
         h: int = 32,
         hidden: int | None = None,
         learning_rate: float = 1e-3,
@@ -123,91 +128,123 @@ class VAEEncoder(HyperStateEncoder):
         norm_momentum: float = 0.1,
         **kwargs: Any,
     ) -> None:
-        super().__init__(learner, seed, **kwargs)
+        super().__init__(learner, seeds, **kwargs)
         check_vae_settings(h, hidden, learning_rate, train_every, batch_size, freeze_after)
-        dim = self.raw_dim
-        self.h, self.hidden = h, hidden or max(1, dim // 4)
+        self.h, self.hidden = h, hidden or max(1, self.raw_dim // 4)
+        self.arguments["h"] = h
         self.train_every, self.batch_size = train_every, batch_size
         self.kl_weight, self.freeze_after, self.norm_momentum = kl_weight, freeze_after, norm_momentum
-        init_seed, noise_seed = derive_seeds(self.seed, 2)
-        # nn.Linear initialises from torch's global generator: run it inside a private stream.
-        with TorchRNG(init_seed, self.device).active():
-            self.model = VAEModel(self.projector, self.hidden, h).to(self.device)
-        self.noise = torch.Generator(device=self.device).manual_seed(noise_seed)
-        # The fused kernel is about 10x faster than the per-tensor loop on CPU for these large nets.
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate, fused=True)
+        models = []
+        noise_seeds = []
+        for seed, projector in zip(seeds, self.projectors, strict=True):
+            init_seed, noise_seed = derive_seeds(int(seed), 2)
+            with TorchRNG(init_seed, torch.device("cpu")).active():
+                models.append(VAEModel(projector, self.hidden, h))
+            noise_seeds.append(noise_seed)
+        params, _ = torch.func.stack_module_state(models)  # type: ignore[arg-type]
+        self.params = {k: v.detach().to(self.device).requires_grad_(True) for k, v in params.items()}
+        self.C = [self.params[f"projector.C.{m}"] for m in range(len(self.C))]
+        self.mean_square = torch.ones(self.n_members, self.raw_dim, device=self.device)
+        self.noise = torch.Generator(device=self.device).manual_seed(
+            int(np.random.SeedSequence(noise_seeds).generate_state(1)[0])
+        )
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=learning_rate, fused=True)
         self._stats_ready = False
-        shapes = [stack.shape for stack in layer_stacks(learner.layer_weights, learner.grad_history)]
-        self._recent = [[torch.empty(s, device=self.device) for s in shapes] for _ in range(batch_size)]
-        self._n_recorded = 0
+        self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._slot = 0
         self.updates = 0
         self.train_steps = 0
 
-    @property
-    def observation_space(self) -> spaces.Box:
+    @classmethod
+    def space_for(cls, layers: Sequence[LayerInfo], h: int = 32, **_: Any) -> spaces.Box:
         """``[-1, 1]^h``."""
-        return spaces.Box(-1.0, 1.0, shape=(self.h,), dtype=np.float32)
+        return spaces.Box(-1.0, 1.0, shape=(h,), dtype=np.float32)
 
-    @property
-    def frozen(self) -> bool:
-        """Whether training has stopped (``freeze_after`` update steps have passed)."""
-        return self.freeze_after is not None and self.updates >= self.freeze_after
+    def _preprocess(self, s: torch.Tensor) -> torch.Tensor:
+        s = torch.nan_to_num(s, nan=0.0, posinf=F32_MAX, neginf=-F32_MAX)
+        scale = torch.rsqrt(self.mean_square + 1e-12).view(self.n_members, *([1] * (s.dim() - 2)), -1)
+        return (s * scale).clamp(-VAE_CLAMP, VAE_CLAMP)
+
+    def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.params
+        hidden = torch.tanh(member_linear(p["phi.0.weight"], p["phi.0.bias"], x))
+        mu, logvar = member_linear(p["phi.2.weight"], p["phi.2.bias"], hidden).chunk(2, dim=-1)
+        return mu, logvar.clamp(-10.0, 10.0)
 
     @torch.no_grad()
-    def encode(self, learner: OnPolicyLearner) -> np.ndarray:
-        """``tanh`` of the posterior mean of the current hyper-state."""
-        mu, _ = self.model.moments(self.model.preprocess(self.hyperstate(learner)))
-        return torch.tanh(mu).cpu().numpy().astype(np.float32)
+    def encode(self, learner: Learner) -> np.ndarray:
+        """``tanh`` of each member's posterior mean."""
+        s = self.hyperstate(learner, [c.detach() for c in self.C])
+        mu, _ = self._moments(self._preprocess(s).unsqueeze(1))
+        return torch.tanh(mu.squeeze(1)).cpu().numpy().astype(np.float32)
 
-    def on_update(self, learner: OnPolicyLearner) -> None:
-        """Record the hyper-states of the last ``batch_size`` steps of each window; train at its end."""
-        if self.frozen:
+    def on_update(self, learner: Learner) -> None:
+        """Record the last ``batch_size`` steps of each window; train every member at its end."""
+        if self.freeze_after is not None and self.updates >= self.freeze_after:
             return
         self.updates += 1
-        position = (self.updates - 1) % self.train_every  # 0 .. train_every - 1 within the window
+        position = (self.updates - 1) % self.train_every
         if position >= self.train_every - self.batch_size:
-            slot = self._recent[self._n_recorded % self.batch_size]
-            history = learner.grad_history
-            dst, src = [], []
-            for m, w in enumerate(learner.layer_weights):
-                dst.append(slot[m][0])
-                src.append(w.detach().reshape(w.shape[0], -1))
-                for n in range(1, history.n_orders + 1):
-                    dst.append(slot[m][n])
-                    src.append(history.gradients(n)[m].reshape(w.shape[0], -1))
-            with torch.no_grad():
-                torch._foreach_copy_(dst, src)  # straight into the ring, no intermediate stack
-            self._n_recorded += 1
-        if position == self.train_every - 1:
-            self.train_step()
-
-    def train_step(self) -> float:
-        """One Adam step on the recorded hyper-states; returns the reconstruction MSE (per element)."""
-        n = min(self._n_recorded, self.batch_size)
-        if n == 0:
-            return float("nan")
-        batch = [torch.stack([self._recent[i][m] for i in range(n)]) for m in range(len(self._recent[0]))]
-        model = self.model
-        s = model.projector(batch)  # [n, D]; differentiable in C
-        with torch.no_grad():
-            batch_ms = s.square().mean(0)
-            if self._stats_ready:
-                model.mean_square.lerp_(batch_ms, self.norm_momentum)
+            entry = (learner.flat.detach().clone(), learner.grad_slots.clone())
+            if len(self._recent) < self.batch_size:
+                self._recent.append(entry)
             else:
-                model.mean_square.copy_(batch_ms)
+                self._recent[self._slot % self.batch_size] = entry
+            self._slot += 1
+        if position == self.train_every - 1:
+            self.train_step(learner)
+
+    @torch.no_grad()
+    def copy_member(self, dst: int, src: int) -> None:
+        """Member ``dst`` takes member ``src``'s VAE: weights, Adam moments, scale statistics, recorded states."""
+        for param in self.params.values():  # the projections are among them
+            param[dst] = param[src]
+            for name, value in self.optimizer.state.get(param, {}).items():
+                if name != "step":  # one step count for all members (they train at the same steps)
+                    value[dst] = value[src]
+        self.mean_square[dst] = self.mean_square[src]
+        for flat, grads in self._recent:
+            flat[dst] = flat[src]
+            grads[:, dst] = grads[:, src]
+
+    def train_step(self, learner: Learner) -> np.ndarray:
+        """One Adam step of every member's VAE on its recorded hyper-states; returns the MSEs ``[M]``."""
+        if not self._recent:
+            return np.full(self.n_members, np.nan)
+        policy = learner.policy
+        parts = []
+        for m, info in enumerate(learner.layer_infos):
+            orders = []
+            for flat, grads in self._recent:
+                mats = [policy.weight(info.name, flat)] + [
+                    policy.weight(info.name, grads[n]) for n in range(self.n_orders)
+                ]
+                orders.append(torch.stack(mats, dim=1))  # [M, O, rows, cols]
+            stack = torch.stack(orders, dim=1)  # [M, n, O, rows, cols]
+            parts.append(torch.matmul(stack, self.C[m].unsqueeze(1)).flatten(-3))
+        s = torch.cat(parts, dim=-1)  # [M, n, D], differentiable in C
+        with torch.no_grad():
+            batch_ms = s.square().mean(1)
+            if self._stats_ready:
+                self.mean_square.lerp_(batch_ms, self.norm_momentum)
+            else:
+                self.mean_square.copy_(batch_ms)
                 self._stats_ready = True
-        x = model.preprocess(s)
+        x = self._preprocess(s)
         target = torch.sigmoid(x).detach()
-        mu, logvar = model.moments(x)
+        mu, logvar = self._moments(x)
         eps = torch.randn(mu.shape, generator=self.noise, device=self.device)
-        recon = model.omega(mu + torch.exp(0.5 * logvar) * eps)
-        rec = ((recon - target) ** 2).sum(-1).mean()
-        kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).sum(-1).mean()
-        loss = rec + self.kl_weight * kl
+        p = self.params
+        z = mu + torch.exp(0.5 * logvar) * eps
+        hidden = torch.tanh(member_linear(p["omega.0.weight"], p["omega.0.bias"], z))
+        recon = torch.sigmoid(member_linear(p["omega.2.weight"], p["omega.2.bias"], hidden))
+        rec = ((recon - target) ** 2).sum(-1).mean(1)  # [M]
+        kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).sum(-1).mean(1)
+        loss = (rec + self.kl_weight * kl).sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.train_steps += 1
-        self.metrics["encoder_loss"] = rec.item() / self.raw_dim
-        self.metrics["encoder_kl"] = kl.item()
+        self.metrics["encoder_loss"] = rec.detach().cpu().numpy() / self.raw_dim
+        self.metrics["encoder_kl"] = kl.detach().cpu().numpy()
         return self.metrics["encoder_loss"]

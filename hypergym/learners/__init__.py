@@ -1,14 +1,15 @@
-"""Step-wise inner learners: one call of ``update_step`` is one policy update."""
+"""The learner core: A2C, PPO and ACKTR over M >= 1 members; one call of ``update_step`` is one policy update."""
 
 from hypergym.learners.a2c import A2CLearner
 from hypergym.learners.acktr import ACKTRLearner
-from hypergym.learners.base import OnPolicyLearner, RolloutStats, Scope, UpdateResult
 from hypergym.learners.config import A2CConfig, ACKTRConfig, LearnerConfig, PPOConfig
-from hypergym.learners.kfac import KFAC, KFACDivergence
+from hypergym.learners.core import Learner, RolloutStats, Scope, UpdateResult
+from hypergym.learners.kfac import KFAC
+from hypergym.learners.policy import BatchedActorCritic, build_policy
 from hypergym.learners.ppo import PPOLearner
 
 #: Learner classes by algorithm name.
-LEARNERS: dict[str, type[OnPolicyLearner]] = {"A2C": A2CLearner, "ACKTR": ACKTRLearner, "PPO": PPOLearner}
+LEARNERS: dict[str, type[Learner]] = {"A2C": A2CLearner, "ACKTR": ACKTRLearner, "PPO": PPOLearner}
 
 __all__ = [
     "KFAC",
@@ -17,12 +18,13 @@ __all__ = [
     "A2CLearner",
     "ACKTRConfig",
     "ACKTRLearner",
-    "KFACDivergence",
+    "BatchedActorCritic",
+    "Learner",
     "LearnerConfig",
-    "OnPolicyLearner",
     "PPOConfig",
     "PPOLearner",
     "RolloutStats",
     "Scope",
     "UpdateResult",
+    "build_policy",
 ]

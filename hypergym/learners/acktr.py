@@ -1,38 +1,42 @@
-"""ACKTR: A2C whose optimiser is K-FAC with a KL trust region (Wu et al., 2017).
+"""ACKTR in the learner core: A2C whose optimiser is K-FAC with a KL trust region (STYLE point 2).
 
-The rollout, the GAE and the A2C loss are the A2C learner's; only the optimiser differs (STYLE point 2).
-On statistics steps the update first back-propagates the *Fisher loss* with K-FAC recording: the
-negative log-likelihood of the rollout's actions (sampled from the current policy, since each rollout
-feeds exactly one update) plus ``vf_fisher_coef`` times the regression of the value onto a noisy copy of
-itself, ``-mean((v - stopgrad(v + N(0, 1)))^2)``, as the ACKTR code bases do. Gradients are not clipped:
-the trust region bounds the step.
+On statistics steps the update first back-propagates the *Fisher loss* while the policy records its
+layers: the negative log-likelihood of the rollout's actions (sampled from the current policy, since each
+rollout feeds exactly one update) plus ``vf_fisher_coef`` times the regression of the value onto a noisy
+copy of itself, as the ACKTR code bases do. Gradients are not clipped: the trust region bounds the step.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
+import numpy as np
 import torch
-from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
 from hypergym.learners.a2c import A2CLearner
-from hypergym.learners.base import Scope
 from hypergym.learners.config import ACKTRConfig
+from hypergym.learners.core import Scope, UpdateResult
 from hypergym.learners.kfac import KFAC
+from hypergym.learners.losses import acktr_fisher_loss
+from hypergym.learners.optim import BatchedOptimizer
 
 __all__ = ["ACKTRLearner"]
 
-#: Hyperparameters that live in the K-FAC optimiser's parameter group (read back from there).
-_OPTIMIZER_HYPERPARAMS = ("kl_clip", "damping")
-
 
 class ACKTRLearner(A2CLearner):
-    """Actor-Critic using Kronecker-Factored Trust Region: one K-FAC update per rollout."""
+    """Actor-Critic using Kronecker-Factored Trust Region (Wu et al., 2017): A2C whose optimiser is K-FAC.
 
+    The rollout, GAE and A2C loss are :class:`~hypergym.learners.A2CLearner`'s; on a statistics step the update first
+    back-propagates each member's Fisher loss (:func:`~hypergym.learners.losses.acktr_fisher_loss`, with
+    the value's noise drawn for all members at once) while the policy records its layers, then
+    :class:`~hypergym.learners.kfac.KFAC` takes every member's natural-gradient step with
+    its own ``learning_rate``, ``kl_clip`` and ``damping``. Gradients are not clipped.
+    """
+
+    algo = "ACKTR"
     config_class = ACKTRConfig  # type: ignore[assignment]  # ACKTR's settings are not A2C's (no RMSprop)
-    clip_gradients = False
     scopes: ClassVar = {
         "learning_rate": Scope.STEP,
         "kl_clip": Scope.STEP,
@@ -45,69 +49,44 @@ class ACKTRLearner(A2CLearner):
     config: ACKTRConfig  # type: ignore[assignment]
     optimizer: KFAC
 
-    def _optimizer_kwargs(self) -> dict[str, Any]:
-        # SB3 builds an optimiser with the policy; a plain SGD is the cheapest placeholder, replaced below.
-        return {"optimizer_class": torch.optim.SGD, "optimizer_kwargs": {}}
-
-    def _build_policy(self) -> ActorCriticPolicy:
-        policy = super()._build_policy()
-        cfg = self.config
-        policy.optimizer = KFAC(
-            policy,
-            lr=cfg.learning_rate,
-            kl_clip=cfg.kl_clip,
-            damping=cfg.damping,
-            momentum=cfg.momentum,
-            stat_decay=cfg.stat_decay,
-            weight_decay=cfg.weight_decay,
-            stats_every=cfg.stats_every,
-            inverse_every=cfg.inverse_every,
-            damping_mode=cfg.damping_mode,
+    def _build_optimizer(self) -> BatchedOptimizer:
+        c = self.config
+        return KFAC(
+            self.flat,
+            self.policy.flat_grad,
+            self.policy,
+            momentum=c.momentum,
+            stat_decay=c.stat_decay,
+            weight_decay=c.weight_decay,
+            stats_every=c.stats_every,
+            inverse_every=c.inverse_every,
+            damping_mode=c.damping_mode,
         )
-        return policy
 
-    def apply(self, hparams: Mapping[str, float | int]) -> None:
-        """Set hyperparameters; ``kl_clip`` and ``damping`` go into the K-FAC optimiser for the next step."""
-        super().apply(hparams)
-        for name in _OPTIMIZER_HYPERPARAMS:
-            if name in hparams:
-                for group in self.optimizer.param_groups:
-                    group[name] = float(self._hp[name])
-
-    def hyperparams_in_force(self) -> dict[str, float | int]:
-        """As every learner's, with ``kl_clip`` and ``damping`` read back from the optimiser."""
-        out = super().hyperparams_in_force()
-        for name in _OPTIMIZER_HYPERPARAMS:
-            out[name] = float(self.optimizer.param_groups[0][name])
-        return out
-
-    def _loss(self, batch: RolloutBufferSamples) -> tuple[torch.Tensor, dict[str, float]]:
-        if not self.optimizer.wants_stats():
-            return self._a2c_loss(batch, *self._evaluate(batch))
-        with self.optimizer.capture():
+    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The A2C loss of each member; on statistics steps, after the Fisher pass that K-FAC records."""
+        if not bool(self.optimizer.wants_stats().any()):
+            return super().member_losses(batch)
+        with self.policy.recording() as recording:
             values, log_prob, entropy = self._evaluate(batch)
-            # Fisher loss: sampled actions for the policy, a unit-variance noisy target for the value.
-            pg_fisher = -log_prob.mean()
-            noisy_target = (values + torch.randn_like(values)).detach()
-            vf_fisher = -((values - noisy_target) ** 2).mean()
-            fisher_loss = pg_fisher + self.config.vf_fisher_coef * vf_fisher
-            fisher_finite = bool(torch.isfinite(fisher_loss))
-            if fisher_finite:
-                fisher_loss.backward(retain_graph=True)
-        loss, losses = self._a2c_loss(batch, values, log_prob, entropy)
-        losses["fisher_loss"] = fisher_loss.item()
-        if not fisher_finite:
-            # No curvature can be estimated from this batch: a divergence, handled as a non-finite loss.
-            loss = loss + float("nan")
-        return loss, losses
+            noise = torch.randn(values.shape, generator=self.generator, device=self.device, dtype=values.dtype)
+            fisher = acktr_fisher_loss(log_prob, values, noise, self.config.vf_fisher_coef)
+            fisher_finite = torch.isfinite(fisher)
+            self.policy.backward(torch.where(fisher_finite, fisher, torch.zeros_like(fisher)).sum(), retain_graph=True)
+        self.optimizer.record(recording)
+        loss, parts = self._a2c_loss(batch, values, log_prob, entropy)
+        # No curvature can be estimated from a non-finite Fisher loss: a divergence, as a non-finite loss.
+        loss = torch.where(fisher_finite, loss, torch.full_like(loss, math.nan))
+        return loss, {**parts, "fisher_loss": fisher.detach()}
 
-    def _optimizer_step(self, losses: dict[str, float]) -> bool:
-        ok = super()._optimizer_step(losses)
-        if ok:
-            losses["kl_scale"] = self.optimizer.last_nu
-        return ok
+    def _optimizer_step(self) -> torch.Tensor | None:
+        hp = self._step_hp
+        return self.optimizer.step(hp["learning_rate"], hp["kl_clip"], hp["damping"])
 
-    def close(self) -> None:
-        """Remove K-FAC's hooks and close the inner environments."""
-        self.optimizer.close()
-        super().close()
+    def update_step(self) -> UpdateResult:
+        """One K-FAC update of every member; ``losses["kl_scale"]`` is each member's trust-region factor nu."""
+        result = super().update_step()
+        nu = self.optimizer.last_nu.cpu().numpy().copy()
+        nu[result.diverged] = np.nan
+        result.losses["kl_scale"] = nu
+        return result

@@ -1,84 +1,90 @@
-"""K-FAC: the Kronecker-factored natural-gradient optimiser of ACKTR (Wu et al., 2017).
+"""K-FAC: the Kronecker-factored natural-gradient optimiser of ACKTR (Wu et al., 2017), for M members at once.
 
-Written for SB3's actor-critic policies, following the ACKTR code bases (OpenAI baselines and
-ikostrikov's PyTorch port):
+Written as the ACKTR code bases (OpenAI baselines and ikostrikov's PyTorch port) do it:
 
-- *Blocks*: every ``nn.Linear`` and ``nn.Conv2d`` module is one block; its bias is an extra (homogeneous)
-  column of the weight, sharing the output factor G. Parameters outside these modules (SB3's ``log_std``
-  of a Gaussian policy, anything else) are *loose*: they take their raw gradient, scaled by the same
-  trust-region factor and counted in it, as baselines does for parameters without factors.
-- *Factors*, on statistics steps (every ``stats_every`` updates), from a forward and backward pass of the
-  Fisher loss (the learner's "sampled" loss) over a batch of B rows: Linear ``A = a^T a / B`` with
-  ``a = [x, 1]``, ``G = B g^T g`` with ``g`` the gradient of the batch-mean loss w.r.t. the output; Conv2d
-  (the exact, unfold-based form) ``A = sum_{b,t} p p^T / (T^2 B)`` over the T output positions' patches
-  ``p = [patch, 1]``, and ``G = B T sum_{b,t} g g^T`` (ikostrikov's scaling, which makes the product
-  ``A x G`` the per-sample Fisher of the conv weight). Running averages ``m <- decay m + (1 - decay) new``,
+- *Blocks*: every Linear and Conv2d layer is one block; its bias is an extra (homogeneous) column of the
+  weight, sharing the output factor G. The Gaussian policy's ``log_std`` is *loose*: it takes its raw
+  gradient, scaled by the same trust-region factor and counted in it, as baselines does.
+- *Factors*, on statistics steps (every ``stats_every`` updates), from the forward and backward pass of the
+  Fisher loss over a batch of B rows: Linear ``A = a^T a / B`` with ``a = [x, 1]``, ``G = B g^T g`` with
+  ``g`` the gradient of the batch-mean loss w.r.t. the output; Conv2d (the exact, unfold-based form)
+  ``A = sum_{b,t} p p^T / (T^2 B)`` over the T output positions' patches ``p = [patch, 1]``, and
+  ``G = B T sum_{b,t} g g^T`` (ikostrikov's scaling). Running averages ``m <- decay m + (1 - decay) new``,
   started from the first batch.
 - *Inverse*: eigendecompositions ``A = Q_A diag(d_A) Q_A^T``, ``G = Q_G diag(d_G) Q_G^T`` every
   ``inverse_every`` updates (eigenvalues below 1e-6 set to 0); the preconditioned gradient of a block is
   ``V = Q_G [(Q_G^T grad Q_A) / D] Q_A^T`` with ``D = d_G d_A^T + damping`` (``damping_mode="kronecker"``,
   the ACKTR code bases': the exact inverse of ``G x A + damping I``) or ``D = (d_G + damping)(d_A +
-  damping)^T`` (``"factored"``: ``(G + damping I)^-1 grad (A + damping I)^-1``).
+  damping)^T`` (``"factored"``).
 - *Trust region*: ``nu = min(1, sqrt(kl_clip / (lr^2 sum(V * grad))))`` over all parameters, then
   momentum SGD on ``nu V``: ``buf <- momentum buf + nu V``, ``theta <- theta - lr (1 - momentum) buf``.
-  Without momentum the step is ``min(lr, sqrt(kl_clip / g^T F^-1 g)) F^-1 g``.
 
-An eigendecomposition that fails, or any non-finite factor, gradient or step, raises
-:class:`KFACDivergence` *before* any parameter changes, so the learner rolls back as for any divergence.
-Every tensor of the optimiser's state (momentum buffers, factors, eigenbases) lives in
-``optimizer.state[param]`` and is updated in place, so snapshots and ``state_dict`` cover it.
+Every state tensor is stacked over a leading member dimension, so that
+
+- the factors of all members are one ``bmm`` per layer and their eigendecompositions one batched
+  ``torch.linalg.eigh``;
+- ``lr``, ``kl_clip`` and ``damping`` are ``[M]`` tensors: each member has its own step size, trust
+  region and damping, and its own trust-region factor ``nu``;
+- rollbacks and copies between members are row operations (:meth:`tensors`).
+
+A member whose factors or natural gradient are not finite, or whose eigendecomposition fails, is reported
+by :meth:`KFAC.step` (its row is then rolled back by the learner); the other members' steps go on.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-__all__ = ["KFAC", "KFACDivergence"]
+from hypergym.learners.optim import BatchedOptimizer
+from hypergym.learners.policy import BatchedActorCritic, LayerRecording
+
+__all__ = ["DAMPING_MODES", "EIGEN_EPS", "KFAC"]
 
 #: Eigenvalues below this are treated as 0 (the ACKTR code bases' threshold).
 EIGEN_EPS = 1e-6
+#: How the damping enters the inverse (see the module docstring).
 DAMPING_MODES = ("kronecker", "factored")
-#: The modules that get a Kronecker-factored block.
-Block = nn.Linear | nn.Conv2d
 
 
-class KFACDivergence(FloatingPointError):
-    """The K-FAC step could not be computed with finite numbers (nothing was changed)."""
+def _with_bias(xtx: torch.Tensor, col_sums: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """``[x, 1]^T [x, 1]`` per member (``[M, k + 1, k + 1]``) from ``x^T x``, the column sums of ``x`` and its rows.
+
+    The ones column of the bias is never materialised: for a convolution the patch matrices are large.
+    """
+    m, k = col_sums.shape
+    out = xtx.new_empty(m, k + 1, k + 1)
+    out[:, :k, :k] = xtx
+    out[:, :k, k] = col_sums
+    out[:, k, :k] = col_sums
+    out[:, k, k] = n_rows
+    return out
 
 
-class KFAC(torch.optim.Optimizer):
-    """K-FAC with a KL trust region and momentum, over the Linear/Conv2d blocks of ``model``.
+class KFAC(BatchedOptimizer):
+    """K-FAC with a KL trust region and momentum over a :class:`BatchedActorCritic`, per member.
 
-    Use: on a statistics step (:meth:`wants_stats`), run the forward pass and the backward pass of the
-    Fisher loss inside ``with optimizer.capture():`` (activations and output gradients are recorded
-    there and nowhere else); then ``zero_grad``, back-propagate the training loss and call :meth:`step`.
+    Use: on a statistics step (:meth:`wants_stats`), run the forward and backward pass of the Fisher loss
+    inside ``with policy.recording() as recording:``, pass the recording to :meth:`record`, then
+    back-propagate the training loss into ``policy.flat_grad`` and call :meth:`step`.
 
     Args:
-        model: The module whose parameters are optimised (hooks are registered on its blocks).
-        lr: Step size eta (ACKTR: 0.25). ``param_groups[0]["lr"]``.
-        kl_clip: Trust-region radius on the predicted KL of the step (ACKTR: 0.001).
-        damping: Tikhonov damping added to the curvature (ACKTR: 0.01).
+        flat: The ``[M, P]`` parameters.
+        grad: The ``[M, P]`` tensor that holds their gradients at each step.
+        policy: The batched policy whose Linear layers are the blocks (``log_std`` is a loose parameter).
         momentum: Momentum of the SGD step on the preconditioned gradient.
         stat_decay: Decay of the running averages of the factors.
         weight_decay: L2 coefficient added to the gradient before preconditioning.
-        stats_every: Ts, update the factors on every ``stats_every``-th step.
+        stats_every: Ts, update the factors on every ``stats_every``-th step of a member.
         inverse_every: Tf, recompute the eigendecompositions every ``inverse_every``-th step.
-        damping_mode: ``"kronecker"`` (ACKTR's) or ``"factored"`` (see the module docstring).
+        damping_mode: ``"kronecker"`` (ACKTR's) or ``"factored"``.
     """
 
     def __init__(
         self,
-        model: nn.Module,
-        lr: float = 0.25,
-        kl_clip: float = 0.001,
-        damping: float = 0.01,
+        flat: torch.Tensor,
+        grad: torch.Tensor,
+        policy: BatchedActorCritic,
         momentum: float = 0.9,
         stat_decay: float = 0.99,
         weight_decay: float = 0.0,
@@ -86,237 +92,193 @@ class KFAC(torch.optim.Optimizer):
         inverse_every: int = 10,
         damping_mode: str = "kronecker",
     ) -> None:
-        for name, value in (("lr", lr), ("kl_clip", kl_clip), ("damping", damping)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+        super().__init__(flat, grad)
         if not 0 <= momentum < 1 or not 0 <= stat_decay < 1:
             raise ValueError(f"momentum and stat_decay must be in [0, 1), got {momentum!r}, {stat_decay!r}")
         if stats_every < 1 or inverse_every < 1:
             raise ValueError(f"stats_every and inverse_every must be >= 1, got {stats_every!r}, {inverse_every!r}")
         if damping_mode not in DAMPING_MODES:
             raise ValueError(f"unknown damping_mode {damping_mode!r}; choose from {list(DAMPING_MODES)}")
-        params = [p for p in model.parameters() if p.requires_grad]
-        defaults = {
-            "lr": lr,
-            "kl_clip": kl_clip,
-            "damping": damping,
-            "momentum": momentum,
-            "weight_decay": weight_decay,
+        self.policy = policy
+        self.momentum, self.stat_decay, self.weight_decay = momentum, stat_decay, weight_decay
+        self.stats_every, self.inverse_every, self.damping_mode = stats_every, inverse_every, damping_mode
+        m = flat.shape[0]
+        # Every state tensor is preallocated (rollback snapshots are taken of them at construction);
+        # the flags say whether a member's factors and eigenbases hold data yet (a rollback to the
+        # initial state clears them, as popping a torch optimiser's state does).
+        state: dict[str, torch.Tensor] = {
+            "factors_ready": torch.zeros(m, dtype=torch.bool, device=flat.device),
+            "inverses_ready": torch.zeros(m, dtype=torch.bool, device=flat.device),
+            "momentum_buffer": torch.zeros_like(flat),
         }
-        super().__init__(params, defaults)
-        self.stat_decay = stat_decay
-        self.stats_every = stats_every
-        self.inverse_every = inverse_every
-        self.damping_mode = damping_mode
-        self.steps = 0
-        """Updates taken (statistics and inverses are scheduled on it)."""
-        self.last_nu = float("nan")
-        """The trust-region factor nu of the last step."""
+        for name, lin in policy.blocks.items():
+            k, out = lin.in_features + 1, lin.out_features
+            shapes = {"A": (k, k), "G": (out, out), "d_A": (k,), "Q_A": (k, k), "d_G": (out,), "Q_G": (out, out)}
+            for key, shape in shapes.items():
+                state[f"{name}/{key}"] = flat.new_zeros((m, *shape))
+        self.state = state
+        self.last_nu = torch.full((m,), float("nan"), dtype=torch.float64, device=flat.device)
+        """``[M]`` trust-region factor nu of each member's last step."""
+        self._recorded: LayerRecording | None = None
 
-        self.blocks: list[Block] = [
-            m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and m.weight.requires_grad
-        ]
-        in_blocks = {id(p) for m in self.blocks for p in (m.weight, m.bias) if p is not None}
-        self.loose: list[nn.Parameter] = [p for p in params if id(p) not in in_blocks]
-        self._capturing = False
-        self._inputs: dict[Block, torch.Tensor] = {}
-        self._output_grads: dict[Block, torch.Tensor] = {}
-        self._handles = [m.register_forward_hook(self._record_forward) for m in self.blocks]
+    # ------------------------------------------------------------------ statistics
+    def wants_stats(self) -> torch.Tensor:
+        """``[M]``: whether each member's coming step updates its factors (run the Fisher pass then)."""
+        return (self.step_count.long() % self.stats_every) == 0
 
-    # ------------------------------------------------------------------ statistics capture
-    def wants_stats(self) -> bool:
-        """Whether the coming step updates the factors (run the Fisher pass under :meth:`capture`)."""
-        return self.steps % self.stats_every == 0
+    def record(self, recording: LayerRecording) -> None:
+        """Keep the Fisher pass's layer inputs and output gradients for the coming :meth:`step`."""
+        self._recorded = recording
 
-    @contextmanager
-    def capture(self) -> Iterator[None]:
-        """Record each block's input (forward) and output gradient (backward) inside the body."""
-        self._inputs.clear()
-        self._output_grads.clear()
-        self._capturing = True
-        try:
-            yield
-        finally:
-            self._capturing = False
-
-    def _record_forward(self, module: Block, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        if not self._capturing or not torch.is_grad_enabled():
-            return
-        self._inputs[module] = inputs[0].detach()
-
-        def record_grad(grad: torch.Tensor) -> None:
-            # The training loss later flows back through the same graph: only the Fisher pass counts.
-            if self._capturing:
-                self._output_grads[module] = grad.detach()
-
-        output.register_hook(record_grad)
-
-    # ------------------------------------------------------------------ factors
-    def _factors(self, module: Block) -> tuple[torch.Tensor, torch.Tensor]:
-        """This batch's ``(A, G)`` of one block, from the recorded input and output gradient.
-
-        The ones column of the bias is never materialised: ``[x, 1]^T [x, 1]`` is assembled from
-        ``x^T x``, the column sums of ``x`` and the row count, and scalings are applied to the small
-        factors (on Atari the conv patch matrices are ~100 MB, so every copy of them counts).
-        """
-        x, g = self._inputs[module], self._output_grads[module]
-        batch = x.shape[0]
-        if isinstance(module, nn.Conv2d):
-            if isinstance(module.padding, str):
-                raise ValueError("K-FAC supports Conv2d with numeric padding only")
-            patches = F.unfold(
-                x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
-            )  # [B, C_in * kh * kw, T]
-            spatial = patches.shape[2]
-            a_scale = 1.0 / (spatial * spatial * batch)
-            a_new = (
-                _with_bias_row(
-                    torch.tensordot(patches, patches, dims=([0, 2], [0, 2])),
-                    patches.sum((0, 2)),
-                    batch * spatial,
-                    module.bias is not None,
-                )
-                * a_scale
-            )
-            g_new = torch.tensordot(g, g, dims=([0, 2, 3], [0, 2, 3])) * (batch * spatial)
-        else:
-            x = x.reshape(-1, x.shape[-1])
-            a_new = _with_bias_row(x.T @ x, x.sum(0), x.shape[0], module.bias is not None) / batch
-            g = g.reshape(-1, g.shape[-1])
-            g_new = (g.T @ g) * (batch * batch / g.shape[0])
-        return a_new, g_new
-
-    def _update_factors(self) -> None:
-        missing = [m for m in self.blocks if m not in self._inputs or m not in self._output_grads]
+    def _update_factors(self, wants: torch.Tensor) -> None:
+        recording = self._recorded
+        missing = [n for n in self.policy.blocks if recording is None or n not in recording.output_grads]
         if missing:
             raise RuntimeError(
-                f"K-FAC statistics step without a Fisher pass for {len(missing)} block(s): run the forward and "
-                "the backward pass of the Fisher loss inside `with optimizer.capture():` before step()"
+                f"K-FAC statistics step without a Fisher pass for {len(missing)} layer(s): run the Fisher loss's "
+                "forward and backward pass inside `with policy.recording()` and pass it to record() before step()"
             )
-        for module in self.blocks:
-            a_new, g_new = self._factors(module)
-            state = self.state[module.weight]
-            if "A" not in state:
-                state["A"], state["G"] = a_new.clone(), g_new.clone()
-            else:
-                state["A"].lerp_(a_new, 1 - self.stat_decay)
-                state["G"].lerp_(g_new, 1 - self.stat_decay)
-        self._inputs.clear()
-        self._output_grads.clear()
+        assert recording is not None
+        first = wants & ~self.state["factors_ready"]
+        running = wants & self.state["factors_ready"]
+        for name in self.policy.blocks:
+            a_new, g_new = self._factors(name, recording.inputs[name], recording.output_grads[name])
+            for key, new in (("A", a_new), ("G", g_new)):
+                factor = self.state[f"{name}/{key}"]
+                blended = torch.lerp(factor, new, 1 - self.stat_decay)
+                factor.copy_(
+                    torch.where(first[:, None, None], new, torch.where(running[:, None, None], blended, factor))
+                )
+        self.state["factors_ready"] |= wants
+        self._recorded = None
 
-    def _update_inverses(self) -> None:
-        for module in self.blocks:
-            state = self.state[module.weight]
-            for name in ("A", "G"):
-                factor = state[name]
-                if not torch.isfinite(factor).all():
-                    raise KFACDivergence(f"non-finite K-FAC factor {name} of {module}")
-                try:
-                    eigenvalues, eigenvectors = torch.linalg.eigh(factor)
-                except RuntimeError as err:  # torch.linalg.LinAlgError: the solver did not converge
-                    raise KFACDivergence(f"eigendecomposition of K-FAC factor {name} failed: {err}") from err
-                eigenvalues = eigenvalues * (eigenvalues > EIGEN_EPS)
-                if f"d_{name}" not in state:
-                    state[f"d_{name}"], state[f"Q_{name}"] = eigenvalues, eigenvectors
-                else:
-                    state[f"d_{name}"].copy_(eigenvalues)
-                    state[f"Q_{name}"].copy_(eigenvectors)
+    def _factors(self, name: str, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This batch's ``(A, G)`` of one layer for every member (the formulas of :class:`KFAC`).
+
+        Linear: ``x [M, B, in]``, ``g [M, B, out]`` (the gradient of each member's batch-mean loss):
+        ``A = [x, 1]^T [x, 1] / B``, ``G = B g^T g``. Conv2d: ``x [B, M * C, H, W]``, ``g [B, M * out, H', W']``
+        (member-major channels): over the T output positions' patches ``p = [patch, 1]``,
+        ``A = sum p p^T / (T^2 B)`` and ``G = B T sum g g^T``.
+        """
+        block, m = self.policy.blocks[name], self.flat.shape[0]
+        if block.conv is None:
+            batch = x.shape[1]
+            a_new = _with_bias(torch.bmm(x.transpose(1, 2), x), x.sum(1), batch) / batch
+            return a_new, torch.bmm(g.transpose(1, 2), g) * batch
+        batch = x.shape[0]
+        patches = F.unfold(x, block.weight_shape[2:], **block.conv)  # [B, M * C * kh * kw, T]
+        spatial = patches.shape[2]
+        patches = patches.view(batch, m, -1, spatial)
+        xtx = torch.einsum("bmkt,bmlt->mkl", patches, patches)
+        a_new = _with_bias(xtx, patches.sum((0, 3)), batch * spatial) / (spatial * spatial * batch)
+        g = g.reshape(batch, m, block.out_features, -1)
+        return a_new, torch.einsum("bmot,bmpt->mop", g, g) * (batch * spatial)
+
+    def _update_inverses(self, needs: torch.Tensor) -> torch.Tensor:
+        """Eigendecompositions of the members in ``needs``; returns ``[M]`` which of them failed."""
+        failed = torch.zeros_like(needs)
+        for name in self.policy.blocks:
+            for key in ("A", "G"):
+                factor = self.state[f"{name}/{key}"]
+                finite = torch.isfinite(factor).flatten(1).all(1)
+                failed |= needs & ~finite
+                # A non-finite member's matrix would make the batched solver fail for every member.
+                eye = torch.eye(factor.shape[-1], dtype=factor.dtype, device=factor.device)
+                safe = torch.where(finite[:, None, None], factor, eye)
+                values, vectors, ok = _batched_eigh(safe)
+                failed |= needs & ~ok
+                values = values * (values > EIGEN_EPS)
+                take = needs[:, None]
+                self.state[f"{name}/d_{key}"].copy_(torch.where(take, values, self.state[f"{name}/d_{key}"]))
+                q = self.state[f"{name}/Q_{key}"]
+                q.copy_(torch.where(take[:, :, None], vectors, q))
+        self.state["inverses_ready"] |= needs
+        return failed
 
     # ------------------------------------------------------------------ the step
-    def block_gradient(self, module: Block, weight_decay: float = 0.0) -> torch.Tensor:
-        """The block's gradient as one ``[out, in (+1 for the bias)]`` matrix (plus weight decay)."""
-        w = module.weight
-        grad = w.grad.reshape(w.shape[0], -1) if w.grad is not None else w.new_zeros(w.shape[0], w[0].numel())
-        if weight_decay:
-            grad = grad + weight_decay * w.detach().reshape(w.shape[0], -1)
-        if module.bias is not None:
-            b = module.bias
-            bias_grad = b.grad if b.grad is not None else torch.zeros_like(b)
-            if weight_decay:
-                bias_grad = bias_grad + weight_decay * b.detach()
-            grad = torch.cat([grad, bias_grad.unsqueeze(1)], dim=1)
-        return grad
-
-    def precondition(self, module: Block, grad: torch.Tensor, damping: float) -> torch.Tensor:
-        """``F^-1 grad`` of one block in its eigenbases (see ``damping_mode``)."""
-        state = self.state[module.weight]
-        q_a, d_a, q_g, d_g = state["Q_A"], state["d_A"], state["Q_G"], state["d_G"]
+    def _precondition(self, name: str, grad: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
+        """``F^-1 grad`` of one layer's ``[M, out, in + 1]`` gradient in each member's eigenbases."""
+        s = self.state
+        q_a, d_a, q_g, d_g = s[f"{name}/Q_A"], s[f"{name}/d_A"], s[f"{name}/Q_G"], s[f"{name}/d_G"]
+        d = damping.to(grad.dtype)[:, None, None]
         if self.damping_mode == "kronecker":
-            denominator = d_g.unsqueeze(1) * d_a.unsqueeze(0) + damping
+            denominator = d_g.unsqueeze(2) * d_a.unsqueeze(1) + d
         else:
-            denominator = (d_g.unsqueeze(1) + damping) * (d_a.unsqueeze(0) + damping)
-        return q_g @ ((q_g.T @ grad @ q_a) / denominator) @ q_a.T
+            denominator = (d_g.unsqueeze(2) + d) * (d_a.unsqueeze(1) + d)
+        inner = torch.bmm(torch.bmm(q_g.transpose(1, 2), grad), q_a) / denominator
+        return torch.bmm(torch.bmm(q_g, inner), q_a.transpose(1, 2))
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        """One K-FAC update: factors (statistics steps), inverses (every ``inverse_every``), trust-region step.
+    def step(  # type: ignore[override]
+        self, lr: torch.Tensor, kl_clip: torch.Tensor | None = None, damping: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One K-FAC update of every member with its own ``lr``, ``kl_clip`` and ``damping`` (``[M]`` each).
 
-        Raises:
-            KFACDivergence: On a failed eigendecomposition or non-finite numbers; no parameter has changed.
+        Returns:
+            ``[M]`` bool: members whose step could not be computed with finite numbers (a failed
+            eigendecomposition, non-finite factors or natural gradient); their rows must be rolled back.
         """
-        if closure is not None:
-            raise ValueError("KFAC.step does not take a closure")
-        group = self.param_groups[0]
-        lr, kl_clip, damping = float(group["lr"]), float(group["kl_clip"]), float(group["damping"])
-        momentum, weight_decay = float(group["momentum"]), float(group["weight_decay"])
-        if self.wants_stats():
-            self._update_factors()
-        if self.steps % self.inverse_every == 0 or "Q_A" not in self.state[self.blocks[0].weight]:
-            self._update_inverses()
-        self.steps += 1
+        if kl_clip is None or damping is None:
+            raise TypeError("KFAC.step needs kl_clip and damping ([M] tensors)")
+        policy = self.policy
+        wants = self.wants_stats()
+        if bool(wants.any()):
+            self._update_factors(wants)
+        needs = ((self.step_count.long() % self.inverse_every) == 0) | ~self.state["inverses_ready"]
+        failed = self._update_inverses(needs) if bool(needs.any()) else torch.zeros_like(needs)
+        self.step_count += 1
 
-        # Preconditioned gradients, and vg = lr^2 sum(V * grad), the predicted KL's scale.
-        updates: list[tuple[torch.Tensor, torch.Tensor]] = []
-        vg = torch.zeros((), dtype=torch.float64)
-        for module in self.blocks:
-            grad = self.block_gradient(module, weight_decay)
-            v = self.precondition(module, grad, damping)
-            vg += (v * grad).sum().double()
-            n_weight = module.weight[0].numel()
-            updates.append((module.weight, v[:, :n_weight].reshape(module.weight.shape)))
-            if module.bias is not None:
-                updates.append((module.bias, v[:, n_weight]))
-        for p in self.loose:
-            loose_grad = p.grad if p.grad is not None else torch.zeros_like(p)
-            if weight_decay:
-                loose_grad = loose_grad + weight_decay * p.detach()
-            vg += (loose_grad * loose_grad).sum().double()
-            updates.append((p, loose_grad))
-        vg_value = float(vg) * lr * lr
-        if not math.isfinite(vg_value):
-            raise KFACDivergence(f"non-finite natural-gradient norm lr^2 g^T F^-1 g = {vg_value}")
-        nu = min(1.0, math.sqrt(kl_clip / vg_value)) if vg_value > 0 else 1.0
-        self.last_nu = nu
+        # Preconditioned gradients in the flat layout, and vg = lr^2 sum(V * grad), the predicted KL's scale.
+        flat, grad, wd = self.flat, self.grad, self.weight_decay
+        update = torch.zeros_like(flat)
+        vg = torch.zeros(flat.shape[0], dtype=torch.float64, device=flat.device)
+        for name, lin in policy.blocks.items():
+            g_block = torch.cat([policy.weight(name, grad), policy.bias(name, grad).unsqueeze(2)], dim=2)
+            if wd:
+                p_block = torch.cat([policy.weight(name, flat), policy.bias(name, flat).unsqueeze(2)], dim=2)
+                g_block = g_block + wd * p_block
+            v = self._precondition(name, g_block, damping)
+            vg += (v * g_block).flatten(1).sum(1).double()
+            update[:, lin.weight] = v[:, :, :-1].flatten(1)
+            update[:, lin.bias] = v[:, :, -1]
+        if policy.log_std_slice is not None:  # loose: the raw gradient, counted in the trust region
+            loose = grad[:, policy.log_std_slice]
+            if wd:
+                loose = loose + wd * flat[:, policy.log_std_slice]
+            vg += loose.square().sum(1).double()
+            update[:, policy.log_std_slice] = loose
+        lr64 = lr.to(torch.float64)
+        vg_value = vg * lr64 * lr64
+        failed |= ~torch.isfinite(vg_value)
+        kl = kl_clip.to(torch.float64)
+        ratio = torch.where(vg_value > 0, kl / torch.where(vg_value > 0, vg_value, 1.0), torch.ones_like(vg_value))
+        nu = torch.clamp(torch.sqrt(torch.nan_to_num(ratio, nan=1.0)), max=1.0)
+        self.last_nu.copy_(torch.where(failed, torch.nan, nu))
 
         # Momentum SGD on nu * V (as ikostrikov's port: SGD with lr (1 - momentum)).
-        for param, v in updates:
-            state = self.state[param]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(param)
-            buf = state["momentum_buffer"]
-            buf.mul_(momentum).add_(v, alpha=nu)
-            param.add_(buf, alpha=-lr * (1 - momentum))
-
-    def __getstate__(self) -> dict[str, Any]:
-        # torch's Optimizer pickles only defaults, state and param_groups; K-FAC's step counter, settings,
-        # blocks and hook handles are part of the run too (a checkpoint must restore them).
-        return dict(self.__dict__)
-
-    def close(self) -> None:
-        """Remove the hooks from the model."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        buf = self.state["momentum_buffer"]
+        buf.mul_(self.momentum).add_(update * nu.to(flat.dtype)[:, None])
+        flat.sub_(buf * (lr64 * (1 - self.momentum)).to(flat.dtype)[:, None])
+        return failed
 
 
-def _with_bias_row(xtx: torch.Tensor, col_sums: torch.Tensor, n_rows: int, bias: bool) -> torch.Tensor:
-    """``[x, 1]^T [x, 1]`` from ``x^T x``, the column sums of ``x`` and its row count (``x^T x`` without bias)."""
-    if not bias:
-        return xtx
-    k = xtx.shape[0]
-    out = xtx.new_empty(k + 1, k + 1)
-    out[:k, :k] = xtx
-    out[:k, k] = col_sums
-    out[k, :k] = col_sums
-    out[k, k] = n_rows
-    return out
+def _batched_eigh(factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` of ``[M, k, k]``; if the batched solver fails, member by member.
+
+    Returns:
+        Eigenvalues ``[M, k]``, eigenvectors ``[M, k, k]`` and ``[M]`` whether each member's succeeded.
+    """
+    try:
+        values, vectors = torch.linalg.eigh(factors)
+        return values, vectors, torch.ones(factors.shape[0], dtype=torch.bool, device=factors.device)
+    except RuntimeError:  # torch.linalg.LinAlgError: find the member(s) whose solver did not converge
+        pass
+    values = torch.zeros(factors.shape[:2], dtype=factors.dtype, device=factors.device)
+    vectors = torch.zeros_like(factors)
+    ok = torch.ones(factors.shape[0], dtype=torch.bool, device=factors.device)
+    for i in range(factors.shape[0]):
+        try:
+            values[i], vectors[i] = torch.linalg.eigh(factors[i])
+        except RuntimeError:
+            ok[i] = False
+    return values, vectors, ok

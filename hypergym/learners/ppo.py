@@ -1,29 +1,31 @@
-"""PPO, one minibatch gradient step per hyper-step."""
+"""PPO in the learner core: one minibatch gradient step per hyper-step."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
-from hypergym.learners.base import OnPolicyLearner, Scope
 from hypergym.learners.config import PPOConfig
+from hypergym.learners.core import Learner, Scope
+from hypergym.learners.losses import normalize_advantages, ppo_loss
 
 __all__ = ["PPOLearner"]
 
 
-class PPOLearner(OnPolicyLearner):
-    """Proximal Policy Optimisation (clipped surrogate), stepped one minibatch at a time.
+class PPOLearner(Learner):
+    """Proximal Policy Optimisation (clipped surrogate) for every member, stepped one minibatch at a time.
 
-    Each rollout of N = ``n_steps * n_envs`` samples is consumed in ``n_epochs`` passes; each pass is a
-    fresh permutation (from the learner's seeded generator) and each step takes the next ``batch_size``
-    samples of it, so a batch size chosen mid-pass takes effect at the very next step, and with a fixed
-    b a rollout lasts ``n_epochs * ceil(N / b)`` steps (the last batch of a pass may be smaller).
+    Each member draws its own permutation of the rollout for every epoch; each step takes the next
+    ``batch_size`` samples of it (a batch size changed mid-pass takes effect at the very next step), and a
+    rollout lasts ``n_epochs`` passes (as in force when it was collected). Both are the same for every
+    member, so with a fixed b a rollout lasts ``n_epochs * ceil(N / b)`` steps for every member.
     """
 
+    algo = "PPO"
     config_class = PPOConfig
     scopes: ClassVar = {
         "learning_rate": Scope.STEP,
@@ -38,66 +40,57 @@ class PPOLearner(OnPolicyLearner):
     }
     config: PPOConfig
 
-    def _on_new_rollout(self) -> None:
-        self._n_samples = self._flatten_buffer()
-        self._epochs = int(self._hp["n_epochs"])
-        self._in_force["n_epochs"] = self._epochs
-        self._epoch = 0
-        self._order = self.np_rng.permutation(self._n_samples)
-        self._cursor = 0
+    def _permutation(self) -> torch.Tensor:
+        n = self.batch["advantages"].shape[1]
+        return torch.rand((self.n_members, n), generator=self.generator, device=self.device).argsort(1)
 
-    def _next_batch(self) -> RolloutBufferSamples:
-        b = int(self._hp["batch_size"])
-        self._in_force["batch_size"] = b
-        return self.buffer._get_samples(self._order[self._cursor : self._cursor + b])
+    def _rollout_state(self) -> list[torch.Tensor]:
+        return [self._order]  # each member's minibatch order of this epoch
+
+    def _on_new_rollout(self) -> None:
+        self._epochs = int(self._rollout_hp["n_epochs"][0])
+        self._epoch = 0
+        self._cursor = 0
+        self._order = self._permutation()
+
+    def steps_per_rollout(self, batch_size: int | None = None, n_epochs: int | None = None) -> int:
+        """``n_epochs * ceil(N / b)``: update steps one rollout lasts with a fixed batch size."""
+        b = int(batch_size if batch_size is not None else self._step_hp["batch_size"][0])
+        epochs = int(n_epochs if n_epochs is not None else self._rollout_hp["n_epochs"][0])
+        return epochs * math.ceil(self.config.n_steps * self.n_envs / b)
+
+    def batch_rows(self) -> torch.Tensor:
+        """``[M, b]``: each member's next minibatch, by its shuffled order of this epoch."""
+        return self._order[:, self._cursor : self._cursor + int(self._step_hp["batch_size"][0])]
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        b = int(self._step_hp["batch_size"][0])
+        self._in_force_work["batch_size"] = np.full(self.n_members, b)
+        idx = self._order[:, self._cursor : self._cursor + b]
+        out = {}
+        for name, x in self.batch.items():
+            index = idx.view(idx.shape + (1,) * (x.dim() - 2))
+            out[name] = torch.take_along_dim(x, index, dim=1)
+        return out
 
     def _advance(self, n_samples: int) -> None:
         self._cursor += n_samples
-        if self._cursor >= self._n_samples:
+        if self._cursor >= self.batch["advantages"].shape[1]:
             self._epoch += 1
             self._cursor = 0
             if self._epoch >= self._epochs:
                 self._exhausted = True
             else:
-                self._order = self.np_rng.permutation(self._n_samples)
+                self._order = self._permutation()
 
-    def steps_per_rollout(self, batch_size: int | None = None, n_epochs: int | None = None) -> int:
-        """``n_epochs * ceil(N / b)``: update steps one rollout lasts with a fixed batch size."""
-        b = int(batch_size if batch_size is not None else self._hp["batch_size"])
-        epochs = int(n_epochs if n_epochs is not None else self._hp["n_epochs"])
-        n = self.config.n_steps * self.n_envs
-        return epochs * int(np.ceil(n / b))
-
-    def _loss(self, batch: RolloutBufferSamples) -> tuple[torch.Tensor, dict[str, float]]:
-        clip_range = float(self._hp["clip_range"])
-        self._in_force["clip_range"] = clip_range
+    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The clipped-surrogate loss of each member (:func:`~hypergym.learners.losses.ppo_loss`)."""
         ent_coef, vf_coef = self._coefficients()
         values, log_prob, entropy = self._evaluate(batch)
-        advantages = batch.advantages
-        if self.config.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-        # Policy loss: clipped surrogate objective
-        log_ratio = log_prob - batch.old_log_prob
-        ratio = torch.exp(log_ratio)
-        surrogate = torch.min(advantages * ratio, advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range))
-        policy_loss = -surrogate.mean()
-
-        # Value loss
-        value_loss = F.mse_loss(batch.returns, values)
-
-        # Entropy loss (approximated by -log_prob when the distribution has no closed form)
-        entropy_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
-
-        loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
-        with torch.no_grad():
-            approx_kl = torch.mean((ratio - 1) - log_ratio)
-            clip_fraction = torch.mean((torch.abs(ratio - 1) > clip_range).float())
-        return loss, {
-            "loss": loss.item(),
-            "policy_loss": policy_loss.item(),
-            "value_loss": value_loss.item(),
-            "entropy_loss": entropy_loss.item(),
-            "approx_kl": approx_kl.item(),
-            "clip_fraction": clip_fraction.item(),
-        }
+        advantages = batch["advantages"]
+        if self.config.normalize_advantage and advantages.shape[1] > 1:
+            advantages = normalize_advantages(advantages)
+        clip = self._step_hp["clip_range"].float()
+        return ppo_loss(
+            log_prob, batch["old_log_prob"], advantages, values, batch["returns"], entropy, clip, ent_coef, vf_coef
+        )

@@ -1,13 +1,17 @@
-"""Batched A2C and PPO: M independent inner runs (members) trained as one computation.
+"""The learner core: A2C, PPO and ACKTR over M >= 1 members (inner runs) as one computation.
 
-A :class:`PopulationLearner` is the population counterpart of :class:`~hypergym.learners.OnPolicyLearner`:
-the same network (member ``i`` starts from exactly the weights of the single-run learner with the same
-seed), losses, GAE, timeout bootstrapping, optimiser (SB3's Adam / RMSprop settings) and rollback rules,
-but every member's parameters are rows of one ``[M, P]`` tensor (:class:`BatchedActorCritic`) and
-every per-step hyperparameter (``learning_rate``, ``clip_range``, ``ent_coef``, ``vf_coef``,
-``max_grad_norm``) and per-rollout one (``gamma``, ``gae_lambda``) is an ``[M]`` array. Gradients are
-clipped per member, optimiser steps use each member's learning rate, and a member whose update
-diverges is rolled back alone.
+One policy update of every member is one call of :meth:`Learner.update_step`; a single run is a
+population of one. Every member's parameters are rows of one ``[M, P]`` tensor
+(:class:`~hypergym.learners.policy.BatchedActorCritic`, initial weights from SB3's policy with the
+member's seed), every per-step hyperparameter (``learning_rate``, ``clip_range``, ``ent_coef``,
+``vf_coef``, ``max_grad_norm``; ACKTR: ``kl_clip``, ``damping``) and per-rollout one (``gamma``,
+``gae_lambda``) is an ``[M]`` array. Gradients are clipped per member, optimiser steps use each member's
+own step size, and a member whose update diverges is rolled back alone.
+
+The base class owns the rollout (timeout bootstrapping, raw-reward episode bookkeeping), GAE
+(:func:`~hypergym.learners.gae.batched_gae`), the update step with its rollback and gradient history,
+:meth:`Learner.apply` and :meth:`Learner.copy_member`; A2C, PPO and ACKTR override only how a batch is
+chosen, the loss (:mod:`hypergym.learners.losses`) and the optimiser (SB3's template-method shape).
 
 Hyperparameters that change a member's amount of work per update (``batch_size``, ``n_epochs``) can be
 scheduled, but take the same value for every member at any time: every member takes the same number of
@@ -17,10 +21,10 @@ update steps per rollout, so the members' update phases, rollouts and learning e
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -28,39 +32,60 @@ import torch
 from gymnasium import spaces
 
 from hypergym.devices import resolve_device
-from hypergym.learners.a2c import A2CLearner
-from hypergym.learners.acktr import ACKTRLearner
-from hypergym.learners.base import RECENT_EPISODES, OnPolicyLearner, RolloutStats, Scope, build_policy
-from hypergym.learners.batched_kfac import BatchedKFAC
-from hypergym.learners.batched_optim import BatchedAdam, BatchedOptimizer, BatchedRMSprop
-from hypergym.learners.batched_policy import BatchedActorCritic
-from hypergym.learners.config import A2CConfig, ACKTRConfig, LearnerConfig, PPOConfig
+from hypergym.learners.config import LearnerConfig
 from hypergym.learners.gae import batched_gae
-from hypergym.learners.losses import a2c_loss, acktr_fisher_loss, normalize_advantages, ppo_loss
-from hypergym.learners.ppo import PPOLearner
+from hypergym.learners.optim import BatchedAdam, BatchedOptimizer
+from hypergym.learners.policy import BatchedActorCritic, build_policy
 from hypergym.learners.rollback import RowSnapshot
 from hypergym.seeding import TorchRNG, derive_seeds
-from hypergym.spaces import check_value
+from hypergym.spaces import INTEGER_HYPERPARAMS, check_value
 
 if TYPE_CHECKING:
     from hypergym.envs.members import MemberVecEnv
 
 __all__ = [
-    "POPULATION_LEARNERS",
+    "RECENT_EPISODES",
     "WORK_HYPERPARAMS",
-    "PopulationA2C",
-    "PopulationACKTR",
-    "PopulationLearner",
-    "PopulationPPO",
-    "PopulationUpdate",
+    "Learner",
+    "RolloutArrays",
+    "RolloutStats",
+    "Scope",
+    "UpdateResult",
 ]
+
+#: How many completed episodes each member remembers (the reward's fallback, PBT's ranking).
+RECENT_EPISODES = 10
+
+
+class Scope(str, Enum):
+    """When a hyperparameter change takes effect."""
+
+    STEP = "step"
+    """At the very next policy update step."""
+    ROLLOUT = "rollout"
+    """When the next rollout is collected and its advantages computed."""
+
+
+@dataclass(frozen=True)
+class RolloutStats:
+    """What one environment phase (one rollout) produced for one member, in raw (unnormalised) rewards."""
+
+    episode_returns: list[float]
+    """Undiscounted returns of the inner episodes completed during this rollout."""
+    episode_lengths: list[int]
+    """Lengths of those episodes."""
+    raw_rewards: np.ndarray
+    """``[n_steps, n_envs]`` raw rewards of the rollout (before normalisation or clipping)."""
+    recent_returns: tuple[float, ...]
+    """Returns of the episodes completed so far in the run (the most recent ones)."""
+
 
 #: Hyperparameters that change how much work one member's update phase is: the same for every member.
 WORK_HYPERPARAMS = ("batch_size", "n_epochs", "n_steps")
 
 
 @dataclass
-class PopulationUpdate:
+class UpdateResult:
     """Outcome of one update step of every member."""
 
     losses: dict[str, np.ndarray]
@@ -70,8 +95,24 @@ class PopulationUpdate:
     """``[M]`` bool: the member's update was non-finite and rolled back."""
 
 
-class PopulationLearner:
-    """Base of the batched learners.
+@dataclass(frozen=True)
+class RolloutArrays:
+    """The current rollout's GAE inputs, ``[T, M, E]`` (``last_values`` and ``dones``: ``[M, E]``)."""
+
+    rewards: np.ndarray
+    """Training rewards (normalised or clipped as the learner trains on them; timeouts bootstrapped)."""
+    values: np.ndarray
+    """Value estimates of the observations the actions were taken at."""
+    episode_starts: np.ndarray
+    """Whether each observation started an episode."""
+    last_values: np.ndarray
+    """Values of the observations after the last step."""
+    dones: np.ndarray
+    """Whether the last step ended an episode."""
+
+
+class Learner:
+    """Base of the learner core (template method: subclasses give the batch, the loss and the optimiser).
 
     Args:
         venv: The members' inner envs (:class:`~hypergym.envs.members.MemberVecEnv`).
@@ -86,8 +127,8 @@ class PopulationLearner:
 
     algo: ClassVar[str]
     config_class: ClassVar[type[LearnerConfig]]
-    #: The single-run learner this one batches (its scopes are this learner's).
-    reference: ClassVar[type[OnPolicyLearner]]
+    #: Hyperparameters this learner accepts through :meth:`apply`, with their scope.
+    scopes: ClassVar[Mapping[str, Scope]] = {}
 
     def __init__(
         self,
@@ -124,7 +165,6 @@ class PopulationLearner:
         self.np_rng = np.random.default_rng(int(np_seed))
 
         m = self.n_members
-        self.scopes: Mapping[str, Scope] = self.reference.scopes
         self._step_hp = {
             name: torch.full((m,), float(getattr(config, name)), device=self.device, dtype=torch.float64)
             for name, scope in self.scopes.items()
@@ -166,9 +206,10 @@ class PopulationLearner:
         return BatchedAdam(self.flat, self.policy.flat_grad, eps=1e-5)
 
     # ------------------------------------------------------------------ hyperparameters
-    def supported_hyperparams(self) -> list[str]:
-        """Names :meth:`apply` accepts (the single-run learner's)."""
-        return list(self.scopes)
+    @classmethod
+    def supported_hyperparams(cls) -> list[str]:
+        """Names :meth:`apply` accepts."""
+        return list(cls.scopes)
 
     def apply(self, hparams: Mapping[str, Any]) -> None:
         """Set hyperparameters, one value per member (a scalar applies to every member).
@@ -210,7 +251,7 @@ class PopulationLearner:
         out: dict[str, np.ndarray] = {name: t.cpu().numpy().copy() for name, t in self._step_hp.items()}
         out.update({name: v.copy() for name, v in self._in_force_rollout.items()})
         out.update(self._in_force_work)
-        return {k: out[k] for k in self.scopes}
+        return {k: out[k].astype(np.int64) if k in INTEGER_HYPERPARAMS else out[k] for k in self.scopes}
 
     # ------------------------------------------------------------------ population operations
     def recent_returns(self) -> list[np.ndarray]:
@@ -361,6 +402,8 @@ class PopulationLearner:
         _, last_values, _, bad = self._act(self._last_obs)
         rolled |= bad
         adv, ret = batched_gae(rewards, values, starts, last_values, self._last_starts, gamma, lam)
+        # What GAE was computed from, for agents that recompute it with other (gamma, lambda) (HOOF).
+        self.rollout = RolloutArrays(rewards, values, starts, last_values, self._last_starts.copy())
         self.env_steps += t_steps * e
         n = t_steps * e
 
@@ -389,7 +432,7 @@ class PopulationLearner:
         """Whether the current rollout is used up (the next update needs a new rollout)."""
         return self._exhausted
 
-    def update_step(self) -> PopulationUpdate:
+    def update_step(self) -> UpdateResult:
         """ONE update step of every member with its hyperparameters in force.
 
         A member whose loss or gradient is non-finite returns to its last finite state and is reported
@@ -436,7 +479,7 @@ class PopulationLearner:
         stacked = torch.stack([*parts.values(), norms.to(loss.dtype)]).detach().cpu().numpy().astype(np.float64)
         losses = dict(zip([*parts, "grad_norm"], stacked, strict=True))
         losses["n_samples"] = np.full(self.n_members, float(n_samples))
-        return PopulationUpdate(losses, ~ok.cpu().numpy())
+        return UpdateResult(losses, ~ok.cpu().numpy())
 
     def _optimizer_step(self) -> torch.Tensor | None:
         """Step every member's parameters with its gradient; ``[M]`` members whose step failed, if any can."""
@@ -452,6 +495,10 @@ class PopulationLearner:
         return values, log_prob, entropy
 
     # ------------------------------------------------------------------ subclass hooks
+    def batch_rows(self) -> torch.Tensor | None:
+        """``[M, b]`` rows of the rollout (``batch`` tensors' dimension 1) the next update uses; ``None``: all."""
+        return None
+
     def _rollout_state(self) -> list[torch.Tensor]:
         """Per-member state of the current rollout's consumption besides the batch (member dim first)."""
         return []
@@ -473,174 +520,3 @@ class PopulationLearner:
     def close(self) -> None:
         """Close the inner environments."""
         self.venv.close()
-
-
-class PopulationA2C(PopulationLearner):
-    """Batched A2C (:class:`~hypergym.learners.A2CLearner`): one update on the whole rollout per step."""
-
-    algo = "A2C"
-    config_class = A2CConfig
-    reference = A2CLearner
-    config: A2CConfig
-
-    def _build_optimizer(self) -> BatchedOptimizer:
-        if not self.config.use_rms_prop:
-            return BatchedAdam(self.flat, self.policy.flat_grad, eps=1e-5)
-        return BatchedRMSprop(
-            self.flat, self.policy.flat_grad, alpha=self.config.rms_prop_alpha, eps=self.config.rms_prop_eps
-        )
-
-    def _on_new_rollout(self) -> None:
-        pass
-
-    def _next_batch(self) -> dict[str, torch.Tensor]:
-        return self.batch
-
-    def _advance(self, n_samples: int) -> None:
-        self._exhausted = True
-
-    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The A2C loss of each member (as :meth:`A2CLearner._a2c_loss`)."""
-        return self._a2c_loss(batch, *self._evaluate(batch))
-
-    def _a2c_loss(
-        self, batch: Mapping[str, torch.Tensor], values: torch.Tensor, log_prob: torch.Tensor, entropy: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ent_coef, vf_coef = self._coefficients()
-        advantages = batch["advantages"]
-        if self.config.normalize_advantage:
-            advantages = normalize_advantages(advantages)
-        return a2c_loss(log_prob, advantages, values, batch["returns"], entropy, ent_coef, vf_coef)
-
-
-class PopulationPPO(PopulationLearner):
-    """Batched PPO (:class:`~hypergym.learners.PPOLearner`): one minibatch step per update step.
-
-    Each member draws its own permutation of the rollout for every epoch; each step takes the next
-    ``batch_size`` samples of it (a batch size changed mid-pass takes effect at the very next step), and a
-    rollout lasts ``n_epochs`` passes (as in force when it was collected). Both are the same for every
-    member, so with a fixed b a rollout lasts ``n_epochs * ceil(N / b)`` steps for every member.
-    """
-
-    algo = "PPO"
-    config_class = PPOConfig
-    reference = PPOLearner
-    config: PPOConfig
-
-    def _permutation(self) -> torch.Tensor:
-        n = self.batch["advantages"].shape[1]
-        return torch.rand((self.n_members, n), generator=self.generator, device=self.device).argsort(1)
-
-    def _rollout_state(self) -> list[torch.Tensor]:
-        return [self._order]  # each member's minibatch order of this epoch
-
-    def _on_new_rollout(self) -> None:
-        self._epochs = int(self._rollout_hp["n_epochs"][0])
-        self._epoch = 0
-        self._cursor = 0
-        self._order = self._permutation()
-
-    def steps_per_rollout(self, batch_size: int | None = None, n_epochs: int | None = None) -> int:
-        """``n_epochs * ceil(N / b)``: update steps one rollout lasts with a fixed batch size."""
-        b = int(batch_size if batch_size is not None else self._step_hp["batch_size"][0])
-        epochs = int(n_epochs if n_epochs is not None else self._rollout_hp["n_epochs"][0])
-        return epochs * math.ceil(self.config.n_steps * self.n_envs / b)
-
-    def _next_batch(self) -> dict[str, torch.Tensor]:
-        b = int(self._step_hp["batch_size"][0])
-        self._in_force_work["batch_size"] = np.full(self.n_members, b)
-        idx = self._order[:, self._cursor : self._cursor + b]
-        out = {}
-        for name, x in self.batch.items():
-            index = idx.view(idx.shape + (1,) * (x.dim() - 2))
-            out[name] = torch.take_along_dim(x, index, dim=1)
-        return out
-
-    def _advance(self, n_samples: int) -> None:
-        self._cursor += n_samples
-        if self._cursor >= self.batch["advantages"].shape[1]:
-            self._epoch += 1
-            self._cursor = 0
-            if self._epoch >= self._epochs:
-                self._exhausted = True
-            else:
-                self._order = self._permutation()
-
-    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The clipped-surrogate loss of each member (as :meth:`PPOLearner._loss`)."""
-        ent_coef, vf_coef = self._coefficients()
-        values, log_prob, entropy = self._evaluate(batch)
-        advantages = batch["advantages"]
-        if self.config.normalize_advantage and advantages.shape[1] > 1:
-            advantages = normalize_advantages(advantages)
-        clip = self._step_hp["clip_range"].float()
-        return ppo_loss(
-            log_prob, batch["old_log_prob"], advantages, values, batch["returns"], entropy, clip, ent_coef, vf_coef
-        )
-
-
-class PopulationACKTR(PopulationA2C):
-    """Batched ACKTR (:class:`~hypergym.learners.ACKTRLearner`): A2C whose optimiser is K-FAC, per member.
-
-    The rollout, GAE and A2C loss are :class:`PopulationA2C`'s; on a statistics step the update first
-    back-propagates each member's Fisher loss (:func:`~hypergym.learners.losses.acktr_fisher_loss`, with
-    the value's noise drawn for all members at once) while the policy records its layers, then
-    :class:`~hypergym.learners.batched_kfac.BatchedKFAC` takes every member's natural-gradient step with
-    its own ``learning_rate``, ``kl_clip`` and ``damping``. Gradients are not clipped.
-    """
-
-    algo = "ACKTR"
-    config_class = ACKTRConfig  # type: ignore[assignment]  # ACKTR's settings are not A2C's (no RMSprop)
-    reference = ACKTRLearner
-    config: ACKTRConfig  # type: ignore[assignment]
-    optimizer: BatchedKFAC
-
-    def _build_optimizer(self) -> BatchedOptimizer:
-        c = self.config
-        return BatchedKFAC(
-            self.flat,
-            self.policy.flat_grad,
-            self.policy,
-            momentum=c.momentum,
-            stat_decay=c.stat_decay,
-            weight_decay=c.weight_decay,
-            stats_every=c.stats_every,
-            inverse_every=c.inverse_every,
-            damping_mode=c.damping_mode,
-        )
-
-    def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The A2C loss of each member; on statistics steps, after the Fisher pass that K-FAC records."""
-        if not bool(self.optimizer.wants_stats().any()):
-            return super().member_losses(batch)
-        with self.policy.recording() as recording:
-            values, log_prob, entropy = self._evaluate(batch)
-            noise = torch.randn(values.shape, generator=self.generator, device=self.device, dtype=values.dtype)
-            fisher = acktr_fisher_loss(log_prob, values, noise, self.config.vf_fisher_coef)
-            fisher_finite = torch.isfinite(fisher)
-            self.policy.backward(torch.where(fisher_finite, fisher, torch.zeros_like(fisher)).sum(), retain_graph=True)
-        self.optimizer.record(recording)
-        loss, parts = self._a2c_loss(batch, values, log_prob, entropy)
-        # No curvature can be estimated from a non-finite Fisher loss: a divergence, as a non-finite loss.
-        loss = torch.where(fisher_finite, loss, torch.full_like(loss, math.nan))
-        return loss, {**parts, "fisher_loss": fisher.detach()}
-
-    def _optimizer_step(self) -> torch.Tensor | None:
-        hp = self._step_hp
-        return self.optimizer.step(hp["learning_rate"], hp["kl_clip"], hp["damping"])
-
-    def update_step(self) -> PopulationUpdate:
-        """One K-FAC update of every member; ``losses["kl_scale"]`` is each member's trust-region factor nu."""
-        result = super().update_step()
-        nu = self.optimizer.last_nu.cpu().numpy().copy()
-        nu[result.diverged] = np.nan
-        result.losses["kl_scale"] = nu
-        return result
-
-
-#: Batched learners by algorithm name.
-POPULATION_LEARNERS: dict[str, type[PopulationLearner]] = {
-    "A2C": PopulationA2C,
-    "ACKTR": PopulationACKTR,
-    "PPO": PopulationPPO,
-}

@@ -1,4 +1,4 @@
-"""SB3's MLP actor-critic for a whole population: every member's parameters in one ``[M, P]`` tensor.
+"""SB3's actor-critic for M members at once: every member's parameters in one ``[M, P]`` tensor.
 
 Member ``i`` of a :class:`BatchedActorCritic` is the ``ActorCriticPolicy`` it was built from (same layers,
 activations, initial weights, distributions); the population's forward pass is one batched matmul per
@@ -7,7 +7,7 @@ one leaf tensor ``flat`` of shape ``[M, P]``; the layers are views of it, so
 
 - the loss of the population is the *sum* of the members' losses and ``flat_grad[i]`` is member ``i``'s
   gradient (the members share no parameter);
-- per-member gradient norms, clipping, optimiser steps (:mod:`hypergym.learners.batched_optim`),
+- per-member gradient norms, clipping, optimiser steps (:mod:`hypergym.learners.optim`),
   rollbacks and copies between members are row operations on ``[M, P]`` tensors.
 
 Supported: flat ``Box`` observations (SB3's ``FlattenExtractor``) and images (a features extractor of
@@ -19,6 +19,7 @@ shared by the actor and the critic; convolutions of all members run as one group
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,14 +31,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from hypergym.hyperstate import LayerInfo, policy_layers
+from hypergym.learners.config import LearnerConfig
+from hypergym.learners.networks import CNNS
 
-__all__ = ["BatchedActorCritic", "LayerRecording", "check_population_policy"]
+__all__ = ["BatchedActorCritic", "LayerRecording", "build_policy", "check_population_policy"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: Activations with a NumPy twin, for acting without torch's per-op overhead.
@@ -45,6 +48,32 @@ _NUMPY_ACTIVATIONS: dict[type, Callable[[np.ndarray], np.ndarray]] = {
     nn.Tanh: np.tanh,
     nn.ReLU: lambda x: np.maximum(x, 0.0),
 }
+
+
+def build_policy(
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    config: LearnerConfig,
+) -> ActorCriticPolicy:
+    """SB3's actor-critic policy for ``config`` (CNN features for image observations), on the CPU.
+
+    It is the source of a member's architecture and initial weights. Weights are drawn from torch's global
+    generator: call it inside a seeded stream (:class:`~hypergym.seeding.TorchRNG`).
+
+    Raises:
+        ValueError: For a ``cnn`` setting on a task whose observations are not images.
+    """
+    image = is_image_space(observation_space)
+    policy_class = ActorCriticCnnPolicy if image else ActorCriticPolicy
+    kwargs: dict[str, Any] = dict(config.policy_kwargs)
+    if image:
+        kwargs.setdefault("features_extractor_class", CNNS[config.cnn])
+        # SB3 adds a 64-64 MLP after any extractor but NatureCNN; Atari nets feed the heads directly.
+        kwargs.setdefault("net_arch", [])
+    elif config.cnn != "nature":
+        raise ValueError(f"cnn={config.cnn!r} applies to image observations only; this task's are not images")
+    lr = float(config.learning_rate)
+    return policy_class(observation_space, action_space, lambda _: lr, **kwargs)
 
 
 def check_population_policy(observation_space: spaces.Space, action_space: spaces.Space) -> None:
@@ -411,6 +440,29 @@ class BatchedActorCritic:
         entropy = (0.5 + _HALF_LOG_2PI + log_std).sum(-1).expand_as(log_prob)
         return log_prob, entropy
 
+    def kl(self, params_p: torch.Tensor, params_q: torch.Tensor, log_std_q: torch.Tensor | None = None) -> torch.Tensor:
+        """``KL(p || q)`` per sample ``[M, B]``: p of ``params_p`` (and this ``log_std``), q of ``params_q``.
+
+        Gaussian policies: ``log_std_q`` ``[M, A]`` is q's (default: this policy's).
+        """
+        if self.discrete:
+            logp, logq = torch.log_softmax(params_p, -1), torch.log_softmax(params_q, -1)
+            return (logp.exp() * (logp - logq)).sum(-1)
+        log_std_p = self.log_std().unsqueeze(1)
+        log_sq = log_std_p if log_std_q is None else log_std_q.unsqueeze(1)
+        var_p, var_q = torch.exp(2 * log_std_p), torch.exp(2 * log_sq)
+        return (log_sq - log_std_p + (var_p + (params_p - params_q) ** 2) / (2 * var_q) - 0.5).sum(-1)
+
+    def with_parameters(self, flat: torch.Tensor) -> BatchedActorCritic:
+        """The same architecture with ``flat [K, P]`` as its K members' parameters (e.g. candidate updates)."""
+        other = copy.copy(self)
+        other.n_members = flat.shape[0]
+        other.flat = flat.detach().clone()
+        other.flat_grad = torch.zeros_like(other.flat)
+        other.numpy_acting = False
+        other._build_views()
+        return other
+
     @torch.no_grad()
     def sample(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Sample actions for every member (noise drawn for all members at once, so members stay independent).
@@ -440,14 +492,15 @@ class BatchedActorCritic:
         rollout step is a dozen ops. Training keeps torch (autograd). ``finite`` is ``[M]``: whether
         the member's outputs are all finite (the learner rolls back the others and acts again).
         """
-        h, v = obs, obs
-        for name, act in zip(self.pi_layers, self.pi_acts, strict=True):
-            h = _NUMPY_ACTIVATIONS[type(act)](self._np_linear(name, h))
-        for name, act in zip(self.vf_layers, self.vf_acts, strict=True):
-            v = _NUMPY_ACTIVATIONS[type(act)](self._np_linear(name, v))
-        params = self._np_linear("action_net", h)
-        values = self._np_linear("value_net", v)[..., 0]
+        # A diverged member's non-finite weights are expected here (it is rolled back): no warnings.
         with np.errstate(all="ignore"):
+            h, v = obs, obs
+            for name, act in zip(self.pi_layers, self.pi_acts, strict=True):
+                h = _NUMPY_ACTIVATIONS[type(act)](self._np_linear(name, h))
+            for name, act in zip(self.vf_layers, self.vf_acts, strict=True):
+                v = _NUMPY_ACTIVATIONS[type(act)](self._np_linear(name, v))
+            params = self._np_linear("action_net", h)
+            values = self._np_linear("value_net", v)[..., 0]
             finite = np.isfinite(params).all(axis=(1, 2)) & np.isfinite(values).all(axis=1)
             if self.discrete:
                 shifted = params - params.max(-1, keepdims=True)

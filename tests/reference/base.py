@@ -32,12 +32,12 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 from hypergym.checkpoint import clear_unrestored, is_unrestored
 from hypergym.devices import resolve_device
-from hypergym.hyperstate import GradientHistory, policy_layers
+from hypergym.hyperstate import policy_layers
 from hypergym.learners.config import LearnerConfig
 from hypergym.learners.networks import CNNS
-from hypergym.learners.rollback import Snapshot
 from hypergym.seeding import TorchRNG, derive_seeds
 from hypergym.spaces import check_value
+from reference.rollback import Snapshot
 
 __all__ = ["OnPolicyLearner", "RolloutStats", "Scope", "UpdateResult", "build_policy"]
 
@@ -479,3 +479,39 @@ class OnPolicyLearner(ABC):
     def close(self) -> None:
         """Close the inner environments."""
         self.venv.close()
+
+
+class GradientHistory:
+    """The last ``n_orders`` gradients of each layer weight, newest first.
+
+    Gradients are copied into preallocated buffers (a ring), zero before the first update.
+
+    Args:
+        weights: The layer weights whose gradients are recorded.
+        n_orders: N_order, how many past gradients to keep.
+    """
+
+    def __init__(self, weights: list[torch.Tensor], n_orders: int = 2) -> None:
+        if n_orders < 0:
+            raise ValueError(f"n_orders must be >= 0, got {n_orders!r}")
+        self.weights = weights
+        self.n_orders = n_orders
+        self._slots = [
+            [torch.zeros_like(w, memory_format=torch.contiguous_format) for w in weights] for _ in range(n_orders)
+        ]
+        self._newest = 0
+
+    @torch.no_grad()
+    def push(self) -> None:
+        """Record the gradients currently held in ``weight.grad`` as the newest."""
+        if self.n_orders == 0:
+            return
+        self._newest = (self._newest - 1) % self.n_orders
+        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
+        torch._foreach_copy_(self._slots[self._newest], grads)
+
+    def gradients(self, order: int) -> list[torch.Tensor]:
+        """The ``order``-th most recent gradient of every layer (``order`` in 1..n_orders)."""
+        if not 1 <= order <= self.n_orders:
+            raise ValueError(f"order must be in 1..{self.n_orders}, got {order!r}")
+        return self._slots[(self._newest + order - 1) % self.n_orders]

@@ -9,6 +9,8 @@ keep every state tensor with a leading member dimension so rollbacks and copies 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 __all__ = ["BatchedAdam", "BatchedOptimizer", "BatchedRMSprop"]
@@ -30,6 +32,20 @@ class BatchedOptimizer:
     def step(self, lr: torch.Tensor) -> None:
         """One update of every member with its own step size ``lr [M]``."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """``[M, P]``: the change one step with gradient ``grad`` and step size 1 would make (nothing changes).
+
+        Adam's and RMSprop's steps are linear in the step size, so a step of rate ``lr`` is ``lr`` times this.
+        """
+        probe = copy.copy(self)
+        probe.flat = self.flat.detach().clone()
+        probe.grad = grad.detach().clone()
+        probe.step_count = self.step_count.clone()
+        probe.state = {name: value.clone() for name, value in self.state.items()}
+        probe.step(torch.ones(self.flat.shape[0], dtype=torch.float64, device=self.flat.device))
+        return probe.flat - self.flat
 
 
 class BatchedAdam(BatchedOptimizer):
