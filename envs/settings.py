@@ -19,7 +19,8 @@ from hypergym.devices import resolve_device
 from hypergym.encoders import ENCODERS, check_encoder_kwargs, observation_space_of
 from hypergym.envs.tasks import task_spaces
 from hypergym.hyperstate import LayerInfo, policy_layers
-from hypergym.learners import LEARNERS, Learner, LearnerConfig, build_policy
+from hypergym.learners import LEARNERS, BatchedActorCritic, Learner, LearnerConfig, build_policy
+from hypergym.learners.policy import check_population_policy
 from hypergym.rewards import REWARDS, HyperReward, make_reward
 from hypergym.seeding import TorchRNG
 from hypergym.spaces import Hyperparameter, HyperparamSpace
@@ -154,8 +155,13 @@ class HyperRLSettings:
         space = HyperparamSpace(grid, learner_class.supported_hyperparams(), defaults)
 
         # The layer shapes come from SB3's policy for this task (no env needed); the draw is discarded.
+        # Building the batched policy checks that every policy setting can be honoured for M members.
+        learner_class.adam_kwargs(config)
+        check_population_policy(observation_space, inner_action_space)
         with TorchRNG(0, resolve_device("cpu")).active():
-            _, layers = policy_layers(build_policy(observation_space, inner_action_space, config))
+            policy = build_policy(observation_space, inner_action_space, config)
+        BatchedActorCritic([policy], resolve_device("cpu"))
+        _, layers = policy_layers(policy)
         encoded = observation_space_of(obs_mode, layers, **kwargs)
         n_extra = ("progress" in obs_extras) + len(space.params) * ("hyperparams" in obs_extras)
         if n_extra:

@@ -1,10 +1,8 @@
 """Checkpoints: everything a run's future depends on, in one versioned file, written atomically.
 
 A checkpoint is a pickle of live objects (a ``HyperRLEnv`` and whatever rides along: an agent, the
-runner's records) with three kinds of object saved by their state rather than by their constructor:
+runner's records) with two kinds of object saved by their state rather than by their constructor:
 
-- SB3's ``VecNormalize`` pickles without its inner env and resets its running discounted returns when
-  the env is attached again; here both are kept, so reward scaling resumes where it was.
 - MuJoCo envs pickle through ``EzPickle``, that is, by rebuilding a fresh simulator; here the full
   integration state (``mj_getState(..., mjSTATE_INTEGRATION)``: time, positions, velocities, actuator
   and warm-start state) and the env's RNG are restored into the rebuilt one, so physics continue bit for
@@ -32,7 +30,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env import VecNormalize
 
 from hypergym.version import __version__
 
@@ -50,19 +47,17 @@ __all__ = [
 #: First line of every checkpoint file.
 FORMAT = b"hypergym-checkpoint\n"
 #: Version of the layout of the pickled objects; bumped when a change makes older files unreadable.
-FORMAT_VERSION = 1
+#: 2: the learner core (a single run is a population of one); format 1 held the SB3-backed learner.
+FORMAT_VERSION = 2
+#: Why each older format cannot be read, for the error message.
+_OLDER_FORMATS = {
+    1: "format 1 holds the SB3-backed single-run learner that hypergym 0.1's learner core replaced, with other "
+    "random streams, so it cannot be continued here; start the run again (its seed gives a new trajectory)",
+}
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be written (an unsaveable simulator) or read (corrupt, truncated, wrong version)."""
-
-
-def _rebuild_vecnormalize(state: dict[str, Any], venv: Any, returns: np.ndarray) -> VecNormalize:
-    obj = VecNormalize.__new__(VecNormalize)
-    obj.__setstate__(state)
-    obj.set_venv(venv)
-    obj.returns = returns  # set_venv zeroes the running returns that scale the rewards
-    return obj
 
 
 def _rebuild_mujoco(cls: type, args: tuple, kwargs: dict, physics: np.ndarray, extra: dict[str, Any]) -> Any:
@@ -117,8 +112,6 @@ class _Pickler(pickle.Pickler):
         self.unrestored: set[str] = set()
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, VecNormalize):
-            return _rebuild_vecnormalize, (obj.__getstate__(), obj.venv, obj.returns.copy())
         if isinstance(obj, gym.Env) and not isinstance(obj, gym.Wrapper):
             module = type(obj).__module__
             if module.startswith("gymnasium.envs.mujoco"):
@@ -196,10 +189,11 @@ def read_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: the checkpoint header is unreadable ({err!r}): the file is corrupt") from err
     if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
         got = header.get("format_version") if isinstance(header, dict) else None
+        why = _OLDER_FORMATS.get(got, "")  # type: ignore[arg-type]
         raise CheckpointError(
             f"{path} has checkpoint format {got!r} (written by hypergym "
             f"{header.get('hypergym') if isinstance(header, dict) else '?'}); this hypergym reads format "
-            f"{FORMAT_VERSION}"
+            f"{FORMAT_VERSION}" + (f": {why}" if why else "")
         )
     try:
         return pickle.load(stream)

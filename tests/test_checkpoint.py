@@ -95,8 +95,14 @@ def test_another_format_version_is_refused(tmp_path, monkeypatch):
 
     write_checkpoint(tmp_path / "x.ckpt", {"a": 1})
     monkeypatch.setattr(ckpt, "FORMAT_VERSION", ckpt.FORMAT_VERSION + 1)
-    with pytest.raises(CheckpointError, match="checkpoint format 1"):
+    with pytest.raises(CheckpointError, match="checkpoint format 2"):
         read_checkpoint(tmp_path / "x.ckpt")
+    # A checkpoint of the SB3-backed learner (format 1) is refused with the reason.
+    monkeypatch.setattr(ckpt, "FORMAT_VERSION", 1)
+    write_checkpoint(tmp_path / "old.ckpt", {"a": 1})
+    monkeypatch.setattr(ckpt, "FORMAT_VERSION", 2)
+    with pytest.raises(CheckpointError, match=r"format 1 holds the SB3-backed single-run learner.*start the run again"):
+        read_checkpoint(tmp_path / "old.ckpt")
 
 
 @pytest.mark.parametrize("population", [False, True])

@@ -478,3 +478,38 @@ def test_a_population_of_one_schedules_batch_size_and_n_epochs_as_a_single_run()
     pair.reset(seed=0)
     with pytest.raises(ValueError, match="same for every member"):
         pair.learner.apply({"batch_size": np.array([16, 32])})
+
+
+def test_the_same_kwargs_give_a_single_run_and_a_population_member_the_same_training():
+    """Every policy setting is honoured in both forms: same weights, same optimiser, same update on a batch."""
+    policy_kwargs = {
+        "net_arch": [8],
+        "activation_fn": torch.nn.ReLU,
+        "log_std_init": -0.5,
+        "optimizer_kwargs": {"eps": 1e-3, "betas": (0.8, 0.99)},
+    }
+    kwargs = {**SMALL_A2C, "obs_mode": "random", "use_rms_prop": False, "policy_kwargs": policy_kwargs}
+    single = gym.make("HyperRL-A2C-Pendulum", **kwargs).unwrapped
+    pair = gym.make_vec("HyperRL-A2C-Pendulum", num_envs=2, **kwargs)
+    single.reset(seed=3)
+    pair.reset(seed=[3, 4])
+    one, two = single.learner, pair.learner
+    torch.testing.assert_close(one.flat[0], two.flat[0], rtol=0, atol=0)  # the seed's initial weights
+    assert one.optimizer.eps == two.optimizer.eps == 1e-3 and one.optimizer.betas == two.optimizer.betas
+    assert one.policy.pi_acts[0].__class__ is two.policy.pi_acts[0].__class__ is torch.nn.ReLU
+    for _ in range(3):  # member 0 trains on the single run's batches: it stays the single run
+        with torch.no_grad():
+            for name, value in one.batch.items():
+                two.batch[name][0] = value[0]
+        before = two.flat[1].clone()
+        one.update_step()
+        two.update_step()
+        torch.testing.assert_close(two.flat[0], one.flat[0], rtol=1e-5, atol=1e-7)
+        assert not torch.equal(two.flat[1], before)  # member 1 trained on its own batch
+        one.collect_rollout()
+        two.collect_rollout()
+    with pytest.raises(ValueError, match="Adam takes eps, betas"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="a population updates its members in lockstep")
+        gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, policy_kwargs={"optimizer_kwargs": {"momentum": 0.9}})
+    with pytest.raises(ValueError, match="Adam takes eps, betas"):
+        gym.make("HyperRL-PPO-CartPole", policy_kwargs={"optimizer_kwargs": {"momentum": 0.9}})

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from hypergym.learners.config import A2CConfig
+from hypergym.learners.config import A2CConfig, LearnerConfig
 from hypergym.learners.core import Learner, Scope
 from hypergym.learners.losses import a2c_loss, normalize_advantages
 from hypergym.learners.optim import BatchedAdam, BatchedOptimizer, BatchedRMSprop
@@ -30,9 +30,24 @@ class A2CLearner(Learner):
     }
     config: A2CConfig
 
+    @classmethod
+    def adam_kwargs(cls, config: LearnerConfig) -> dict[str, Any]:
+        """Adam's settings when ``use_rms_prop=False``; RMSprop's are ``rms_prop_eps`` and ``rms_prop_alpha``.
+
+        Raises:
+            ValueError: For ``policy_kwargs["optimizer_kwargs"]`` with RMSprop (set its two settings instead).
+        """
+        kwargs = super().adam_kwargs(config)
+        if getattr(config, "use_rms_prop", False) and config.policy_kwargs.get("optimizer_kwargs"):
+            raise ValueError(
+                "A2C with RMSprop takes its settings from rms_prop_eps and rms_prop_alpha, not from "
+                "policy_kwargs['optimizer_kwargs'] (which is for Adam: use_rms_prop=False)"
+            )
+        return kwargs
+
     def _build_optimizer(self) -> BatchedOptimizer:
         if not self.config.use_rms_prop:
-            return BatchedAdam(self.flat, self.policy.flat_grad, eps=1e-5)
+            return BatchedAdam(self.flat, self.policy.flat_grad, **self.adam_kwargs(self.config))
         return BatchedRMSprop(
             self.flat, self.policy.flat_grad, alpha=self.config.rms_prop_alpha, eps=self.config.rms_prop_eps
         )

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from hypergym.learners.a2c import A2CLearner
-from hypergym.learners.config import ACKTRConfig
+from hypergym.learners.config import ACKTRConfig, LearnerConfig
 from hypergym.learners.core import Scope, UpdateResult
 from hypergym.learners.kfac import KFAC
 from hypergym.learners.losses import acktr_fisher_loss
@@ -48,6 +48,21 @@ class ACKTRLearner(A2CLearner):
     }
     config: ACKTRConfig  # type: ignore[assignment]
     optimizer: KFAC
+
+    @classmethod
+    def adam_kwargs(cls, config: LearnerConfig) -> dict[str, Any]:
+        """ACKTR has no Adam: its optimiser's settings are the K-FAC settings of :class:`ACKTRConfig`.
+
+        Raises:
+            ValueError: For any optimiser option in ``policy_kwargs``.
+        """
+        given = sorted({"optimizer_class", "optimizer_kwargs"} & set(config.policy_kwargs))
+        if given:
+            raise ValueError(
+                f"ACKTR's optimiser is K-FAC; policy_kwargs {given} do not apply (set kl_clip, damping, momentum, "
+                "stat_decay, weight_decay, stats_every, inverse_every, damping_mode)"
+            )
+        return {}
 
     def _build_optimizer(self) -> BatchedOptimizer:
         c = self.config

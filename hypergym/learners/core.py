@@ -202,8 +202,27 @@ class Learner:
         return state
 
     # ------------------------------------------------------------------ construction
+    @classmethod
+    def adam_kwargs(cls, config: LearnerConfig) -> dict[str, Any]:
+        """Adam's settings: SB3's (eps 1e-5), updated by ``policy_kwargs["optimizer_kwargs"]`` (eps, betas).
+
+        Raises:
+            ValueError: For ``policy_kwargs`` options of the optimiser that the learner cannot honour.
+        """
+        kwargs = dict(config.policy_kwargs)
+        if "optimizer_class" in kwargs:
+            raise ValueError(
+                f"{cls.algo}'s optimiser is chosen by the learner (A2C: use_rms_prop; PPO: Adam; ACKTR: K-FAC), "
+                f"not by policy_kwargs['optimizer_class']; Adam's arguments go in policy_kwargs['optimizer_kwargs']"
+            )
+        given = dict(kwargs.get("optimizer_kwargs") or {})
+        unknown = sorted(set(given) - {"eps", "betas"})
+        if unknown:
+            raise ValueError(f"policy_kwargs['optimizer_kwargs'] {unknown} are not supported; Adam takes eps, betas")
+        return {"eps": 1e-5, **given}
+
     def _build_optimizer(self) -> BatchedOptimizer:
-        return BatchedAdam(self.flat, self.policy.flat_grad, eps=1e-5)
+        return BatchedAdam(self.flat, self.policy.flat_grad, **self.adam_kwargs(self.config))
 
     # ------------------------------------------------------------------ hyperparameters
     @classmethod

@@ -164,6 +164,11 @@ class BatchedActorCritic:
         space: spaces.Space = ref.action_space
         self.action_dim = int(space.n) if isinstance(space, spaces.Discrete) else int(space.shape[0])  # type: ignore[index]
         self.images = not isinstance(ref.features_extractor, FlattenExtractor)
+        if self.images and not is_image_space(ref.observation_space):
+            raise ValueError(
+                f"features_extractor_class {type(ref.features_extractor).__name__} on vector observations is not "
+                "supported (the MLP policy flattens them: set net_arch and activation_fn instead)"
+            )
         self.normalize_images = bool(ref.normalize_images)
 
         # Layout: every Linear and Conv2d in module order (the hyper-state's order), then log_std for Gaussians.
