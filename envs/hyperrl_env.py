@@ -20,9 +20,20 @@ __all__ = ["HyperRLEnv", "SettingsView"]
 
 
 class SettingsView:
-    """Read access to the env's :class:`~hypergym.envs.settings.HyperRLSettings` under their usual names."""
+    """Read access to the env's settings (:class:`~hypergym.envs.settings.HyperRLSettings`) and its runs."""
 
     settings: HyperRLSettings
+    runs: InnerRuns
+
+    @property
+    def learner(self) -> Learner | None:
+        """The runs' learner core (one member per run), ``None`` before the first reset."""
+        return self.runs.learner
+
+    @property
+    def encoder(self) -> Encoder | None:
+        """The runs' hyper-state encoder, ``None`` before the first reset."""
+        return self.runs.encoder
 
     @property
     def algo(self) -> str:
@@ -175,16 +186,6 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
         self.runs = InnerRuns(self.settings, n_members=1)
         self._obs: np.ndarray | None = None
         self._needs_reset = True
-
-    @property
-    def learner(self) -> Learner | None:
-        """The run's learner (the learner core with one member), ``None`` before the first reset."""
-        return self.runs.learner
-
-    @property
-    def encoder(self) -> Encoder | None:
-        """The run's hyper-state encoder, ``None`` before the first reset."""
-        return self.runs.encoder
 
     @property
     def run_seed(self) -> int | None:

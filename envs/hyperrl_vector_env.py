@@ -17,12 +17,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from hypergym.checkpoint import Checkpointable
-from hypergym.encoders import Encoder
 from hypergym.envs.hyperrl_env import SettingsView
 from hypergym.envs.runs import InnerRuns, objects
 from hypergym.envs.settings import HyperRLSettings
 from hypergym.envs.tasks import task_spaces, task_spec
-from hypergym.learners import LEARNERS, Learner, LearnerConfig
+from hypergym.learners import LEARNERS, LearnerConfig
 from hypergym.learners.core import WORK_HYPERPARAMS
 from hypergym.learners.policy import check_population_policy
 from hypergym.spaces import Hyperparameter, HyperparamSpace
@@ -108,16 +107,6 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
         self.runs = InnerRuns(self.settings, n_members=self.num_envs)
         self._obs: np.ndarray | None = None
         self._needs_reset = True
-
-    @property
-    def learner(self) -> Learner | None:
-        """The members' learner core, ``None`` before the first reset."""
-        return self.runs.learner
-
-    @property
-    def encoder(self) -> Encoder | None:
-        """The members' encoder, ``None`` before the first reset."""
-        return self.runs.encoder
 
     @property
     def run_seeds(self) -> list[int] | None:

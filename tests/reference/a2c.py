@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
+from hypergym.learners import A2CLearner as CoreA2CLearner
 from hypergym.learners.config import A2CConfig
-from reference.base import OnPolicyLearner, Scope
+from reference.base import OnPolicyLearner
 
 __all__ = ["A2CLearner"]
 
@@ -19,14 +20,7 @@ class A2CLearner(OnPolicyLearner):
     """Advantage Actor-Critic (synchronous): each rollout feeds exactly one gradient step."""
 
     config_class = A2CConfig
-    scopes: ClassVar = {
-        "learning_rate": Scope.STEP,
-        "ent_coef": Scope.STEP,
-        "vf_coef": Scope.STEP,
-        "max_grad_norm": Scope.STEP,
-        "gae_lambda": Scope.ROLLOUT,
-        "gamma": Scope.ROLLOUT,
-    }
+    scopes: ClassVar = CoreA2CLearner.scopes
     config: A2CConfig
 
     def _optimizer_kwargs(self) -> dict[str, Any]:

@@ -17,9 +17,9 @@ import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
+from hypergym.learners import ACKTRLearner as CoreACKTRLearner
 from hypergym.learners.config import ACKTRConfig
 from reference.a2c import A2CLearner
-from reference.base import Scope
 from reference.kfac import KFAC
 
 __all__ = ["ACKTRLearner"]
@@ -33,15 +33,7 @@ class ACKTRLearner(A2CLearner):
 
     config_class = ACKTRConfig  # type: ignore[assignment]  # ACKTR's settings are not A2C's (no RMSprop)
     clip_gradients = False
-    scopes: ClassVar = {
-        "learning_rate": Scope.STEP,
-        "kl_clip": Scope.STEP,
-        "damping": Scope.STEP,
-        "ent_coef": Scope.STEP,
-        "vf_coef": Scope.STEP,
-        "gae_lambda": Scope.ROLLOUT,
-        "gamma": Scope.ROLLOUT,
-    }
+    scopes: ClassVar = CoreACKTRLearner.scopes
     config: ACKTRConfig  # type: ignore[assignment]
     optimizer: KFAC
 

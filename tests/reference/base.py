@@ -12,20 +12,19 @@ a hyper-agent chose.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
-from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
@@ -34,38 +33,13 @@ from hypergym.checkpoint import clear_unrestored, is_unrestored
 from hypergym.devices import resolve_device
 from hypergym.hyperstate import policy_layers
 from hypergym.learners.config import LearnerConfig
-from hypergym.learners.networks import CNNS
+from hypergym.learners.core import RECENT_EPISODES, RolloutStats, Scope
+from hypergym.learners.policy import build_policy
 from hypergym.seeding import TorchRNG, derive_seeds
 from hypergym.spaces import check_value
 from reference.rollback import Snapshot
 
 __all__ = ["OnPolicyLearner", "RolloutStats", "Scope", "UpdateResult", "build_policy"]
-
-#: How many completed episodes the learner remembers for the reward's fallback.
-RECENT_EPISODES = 10
-
-
-class Scope(str, Enum):
-    """When a hyperparameter change takes effect."""
-
-    STEP = "step"
-    """At the very next policy update step."""
-    ROLLOUT = "rollout"
-    """When the next rollout is collected and its advantages computed."""
-
-
-@dataclass(frozen=True)
-class RolloutStats:
-    """What one environment phase (one rollout) produced, in raw (unnormalised) rewards."""
-
-    episode_returns: list[float]
-    """Undiscounted returns of the inner episodes completed during this rollout."""
-    episode_lengths: list[int]
-    """Lengths of those episodes."""
-    raw_rewards: np.ndarray
-    """``[n_steps, n_envs]`` raw rewards of the rollout (before VecNormalize)."""
-    recent_returns: tuple[float, ...]
-    """Returns of the last :data:`RECENT_EPISODES` episodes completed so far in the run."""
 
 
 @dataclass
@@ -95,31 +69,6 @@ def _raw_reward_source(venv: VecEnv) -> Callable[[], np.ndarray] | None:
     if isinstance(venv, VecNormalize):
         return venv.get_original_reward
     return None
-
-
-def build_policy(
-    observation_space: spaces.Space,
-    action_space: spaces.Space,
-    config: LearnerConfig,
-    optimizer_kwargs: Mapping[str, Any] | None = None,
-) -> ActorCriticPolicy:
-    """SB3's actor-critic policy for ``config`` (CNN features for image observations), on the CPU.
-
-    Weights are drawn from torch's global generator: call it inside a seeded stream
-    (:class:`~hypergym.seeding.TorchRNG`). A population builds its members' initial weights with it too.
-    """
-    image = is_image_space(observation_space)
-    policy_class = ActorCriticCnnPolicy if image else ActorCriticPolicy
-    kwargs: dict[str, Any] = dict(config.policy_kwargs)
-    if image:
-        kwargs.setdefault("features_extractor_class", CNNS[config.cnn])
-        # SB3 adds a 64-64 MLP after any extractor but NatureCNN; Atari nets feed the heads directly.
-        kwargs.setdefault("net_arch", [])
-    elif config.cnn != "nature":
-        raise ValueError(f"cnn={config.cnn!r} applies to image observations only; this task's are not images")
-    kwargs.update(optimizer_kwargs or {})
-    lr = float(config.learning_rate)
-    return policy_class(observation_space, action_space, lambda _: lr, **kwargs)
 
 
 class OnPolicyLearner(ABC):
@@ -199,8 +148,10 @@ class OnPolicyLearner(ABC):
 
     # ------------------------------------------------------------------ construction
     def _build_policy(self) -> ActorCriticPolicy:
-        """SB3's actor-critic policy (CNN features for image observations) with this learner's optimiser."""
-        return build_policy(self.observation_space, self.action_space, self.config, self._optimizer_kwargs())
+        """SB3's actor-critic policy (the core's, CNN features for image observations) with this learner's optimiser."""
+        policy_kwargs = {**self.config.policy_kwargs, **self._optimizer_kwargs()}
+        config = dataclasses.replace(self.config, policy_kwargs=policy_kwargs)
+        return build_policy(self.observation_space, self.action_space, config)
 
     def _optimizer_kwargs(self) -> dict[str, Any]:
         """Optimiser class and arguments for the policy (default: SB3's Adam with eps 1e-5)."""

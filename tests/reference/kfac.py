@@ -42,9 +42,8 @@ from torch import nn
 
 __all__ = ["KFAC", "KFACDivergence"]
 
-#: Eigenvalues below this are treated as 0 (the ACKTR code bases' threshold).
-EIGEN_EPS = 1e-6
-DAMPING_MODES = ("kronecker", "factored")
+from hypergym.learners.kfac import DAMPING_MODES, EIGEN_EPS
+
 #: The modules that get a Kronecker-factored block.
 Block = nn.Linear | nn.Conv2d
 

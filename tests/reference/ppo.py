@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
+from hypergym.learners import PPOLearner as CorePPOLearner
 from hypergym.learners.config import PPOConfig
-from reference.base import OnPolicyLearner, Scope
+from reference.base import OnPolicyLearner
 
 __all__ = ["PPOLearner"]
 
@@ -25,17 +26,7 @@ class PPOLearner(OnPolicyLearner):
     """
 
     config_class = PPOConfig
-    scopes: ClassVar = {
-        "learning_rate": Scope.STEP,
-        "clip_range": Scope.STEP,
-        "batch_size": Scope.STEP,
-        "ent_coef": Scope.STEP,
-        "vf_coef": Scope.STEP,
-        "max_grad_norm": Scope.STEP,
-        "gae_lambda": Scope.ROLLOUT,
-        "gamma": Scope.ROLLOUT,
-        "n_epochs": Scope.ROLLOUT,
-    }
+    scopes: ClassVar = CorePPOLearner.scopes
     config: PPOConfig
 
     def _on_new_rollout(self) -> None:
