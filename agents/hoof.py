@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from hypergym.agents.base import HyperAgent
+from hypergym.learners.core import select_rows
 from hypergym.learners.gae import batched_gae
 
 __all__ = ["HOOFAgent", "wis_estimate"]
@@ -121,10 +122,7 @@ class HOOFAgent(HyperAgent):
         rows = learner.batch_rows()
         if rows is None:
             return batch
-        # PPO: the learner's next minibatch, by its own shuffled order
-        return {
-            k: torch.take_along_dim(v, rows.view(rows.shape + (1,) * (v.dim() - 2)), dim=1) for k, v in batch.items()
-        }
+        return select_rows(batch, rows)  # PPO: the learner's next minibatch, by its own shuffled order
 
     def _direction(self, learner: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[1, P]``: the update's parameter change at learning rate 1 (the step is linear in the learning rate)."""

@@ -10,18 +10,20 @@ its experience (a member reads what the others learned), which no single-run EPG
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from hypergym.agents.base import PopulationAgent, Transition
+from hypergym.agents.base import HyperAgent, PopulationAgent, Transition
 from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
 from hypergym.agents.pb2 import PB2Agent
 from hypergym.agents.pbt import PBTAgent
 
 __all__ = [
     "POPULATION_AGENTS",
+    "PerMemberAgent",
     "PopulationAgent",
     "PopulationEpisodicAgent",
     "PopulationRandomAgent",
@@ -88,45 +90,32 @@ class PopulationRandomAgent(PopulationAgent):
         raise TypeError(f"random needs a Discrete or MultiDiscrete action space, got {space}")
 
 
-class PopulationEpisodicAgent(PopulationAgent):
-    """EPGT for each member; one memory per member, or one shared by all (``shared_memory=True``).
+class PerMemberAgent(PopulationAgent):
+    """One single-run agent per member: the adapter that runs any single-run hyper-agent on a population.
+
+    Member ``i``'s agent sees member ``i``'s observation, info and transitions only, as in a run of its own
+    (``final_obs`` for the transition that ends a learning episode).
 
     Args:
-        venv: A :class:`~hypergym.envs.HyperRLVectorEnv` (``action_mode="discrete"``).
-        shared_memory: All members read and write one memory.
-        capacity: Memory size (default: the paper's rule per member; shared: N times it, at most 10,000).
-        seed: Seed; member ``i``'s exploration is seeded from ``(seed, i)``.
-        **kwargs: :class:`~hypergym.agents.EpisodicAgent` arguments (``k``, ``beta``, ``write_every``,
-            ``index``, ``index_kwargs``).
+        venv: A :class:`~hypergym.envs.HyperRLVectorEnv`.
+        agents: One single-run agent per member (``act(obs, info)``, ``observe(transition)``).
+        seed: The population's seed (recorded; the members' agents have their own).
     """
 
-    name = "episodic"
-
-    def __init__(
-        self,
-        venv: gym.vector.VectorEnv,
-        shared_memory: bool = False,
-        capacity: int | None = None,
-        seed: int | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, venv: gym.vector.VectorEnv, agents: Sequence[HyperAgent], seed: int | None = None) -> None:
         super().__init__(venv, seed)
-        view = _MemberView(venv)
-        if capacity is None and shared_memory:
-            per_member = paper_capacity(view, kwargs.get("write_every", 10)) or MAX_CAPACITY  # type: ignore[arg-type]
-            capacity = min(MAX_CAPACITY, per_member * self.num_envs)
-        seeds = np.random.SeedSequence(seed).spawn(self.num_envs)
-        self.members = [
-            EpisodicAgent(view, capacity=capacity, seed=int(s.generate_state(1)[0]), **kwargs)  # type: ignore[arg-type]
-            for s in seeds
-        ]
-        self.shared_memory = shared_memory
-        if shared_memory:
-            for agent in self.members[1:]:
-                agent.memory = self.members[0].memory
+        if len(agents) != self.num_envs:
+            raise ValueError(f"{len(agents)} agents for a population of {self.num_envs}")
+        self.members = list(agents)
+        self.name = getattr(agents[0], "name", type(agents[0]).__name__)
+
+    @staticmethod
+    def member_view(venv: gym.vector.VectorEnv) -> Any:
+        """What a single-run agent reads of its env (spaces, and the settings through ``unwrapped``)."""
+        return _MemberView(venv)
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """Each member's epsilon-greedy action on its (or the shared) memory."""
+        """Each member's agent's action."""
         return np.array([a.act(obs[i], _member_info(info, i)) for i, a in enumerate(self.members)], dtype=np.int64)
 
     def observe(
@@ -150,8 +139,50 @@ class PopulationEpisodicAgent(PopulationAgent):
             agent.observe(t)
 
     def config(self) -> dict[str, Any]:
+        """Settings, with the first member agent's."""
+        return {**super().config(), **self.members[0].config()}
+
+
+class PopulationEpisodicAgent(PerMemberAgent):
+    """EPGT for each member; one memory per member, or one shared by all (``shared_memory=True``).
+
+    Args:
+        venv: A :class:`~hypergym.envs.HyperRLVectorEnv` (``action_mode="discrete"``).
+        shared_memory: All members read and write one memory.
+        capacity: Memory size (default: the paper's rule per member; shared: N times it, at most 10,000).
+        seed: Seed; member ``i``'s exploration is seeded from ``(seed, i)``.
+        **kwargs: :class:`~hypergym.agents.EpisodicAgent` arguments (``k``, ``beta``, ``write_every``,
+            ``index``, ``index_kwargs``).
+    """
+
+    name = "episodic"
+
+    def __init__(
+        self,
+        venv: gym.vector.VectorEnv,
+        shared_memory: bool = False,
+        capacity: int | None = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        view = self.member_view(venv)
+        if capacity is None and shared_memory:
+            per_member = paper_capacity(view, kwargs.get("write_every", 10)) or MAX_CAPACITY  # type: ignore[arg-type]
+            capacity = min(MAX_CAPACITY, per_member * venv.num_envs)
+        seeds = np.random.SeedSequence(seed).spawn(venv.num_envs)
+        members = [
+            EpisodicAgent(view, capacity=capacity, seed=int(s.generate_state(1)[0]), **kwargs)  # type: ignore[arg-type]
+            for s in seeds
+        ]
+        super().__init__(venv, members, seed)
+        self.shared_memory = shared_memory
+        if shared_memory:
+            for agent in self.members[1:]:
+                agent.memory = self.members[0].memory  # type: ignore[attr-defined]
+
+    def config(self) -> dict[str, Any]:
         """Settings, with the memory's."""
-        return {**super().config(), **self.members[0].config(), "shared_memory": self.shared_memory}
+        return {**super().config(), "shared_memory": self.shared_memory}
 
 
 #: Population agents by name.

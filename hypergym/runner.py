@@ -1,4 +1,7 @@
-"""The runner: drive a hyper-agent through one inner run and record every hyper-step.
+"""The runner: drive a hyper-agent through inner runs and record every hyper-step.
+
+One loop drives a single run and a population alike: a single env and its agent are seen as a batch of
+one (:class:`_BatchOfOne`, :class:`_AgentOfOne`), as a single run is a population of one in the env.
 
 A run directory holds ``config.json`` (env id and kwargs, agent settings, seed), ``steps.csv`` (one row
 per hyper-step: chosen hyperparameter values, reward, G, env steps, inner episode returns, losses,
@@ -185,121 +188,10 @@ def run(
         if space is not None:
             config["space"] = {name: list(values) for name, values in space.values.items()}
         (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-
-    checkpoint = run_dir / CHECKPOINT_FILE if run_dir is not None and checkpoint_every else None
-    loop: _Loop | None = None
-    caller_env = env
-    if checkpoint is not None and checkpoint.is_file():
-        env, agent, loop = _resume(checkpoint, config)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=budget or max_steps, unit="env step" if budget else "hyper-step", leave=False)
-    if loop is None:
-        obs, info = env.reset(seed=seed)
-        loop = _Loop(obs=obs, info=info, last_progress=info.get("env_steps", 0))
-    elif bar is not None:
-        bar.update(loop.last_progress)
-    start = time.perf_counter() - loop.elapsed
-    obs, info = loop.obs, loop.info
-    while True:
-        action = agent.act(obs, info)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        agent.observe(Transition(obs, action, float(reward), next_obs, terminated, truncated, info))
-        loop.rows.append(_row(loop.step, loop.episode, action, float(reward), info))
-        loop.returns += info.get("episode_returns", [])
-        phase_done = "G" in info
-        if phase_done:
-            loop.gs.append(float(info["G"]))
-        loop.diverged += bool(info.get("diverged", False))
-        loop.step += 1
-        if bar is not None:
-            now = info.get("env_steps", loop.step)
-            bar.update(now - loop.last_progress if budget else 1)
-            loop.last_progress = now
-        finished = bool(info.get("run_finished", False)) or (max_steps is not None and loop.step >= max_steps)
-        if terminated or truncated:
-            loop.episode += 1
-        if finished:
-            break
-        if terminated or truncated:
-            obs, info = env.reset()
-        else:
-            obs = next_obs
-        if checkpoint is not None and phase_done and len(loop.gs) % checkpoint_every == 0:  # type: ignore[operator]
-            loop.obs, loop.info, loop.elapsed = obs, info, time.perf_counter() - start
-            if not _save(checkpoint, config, env, agent, loop):
-                checkpoint = None
-    wall = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
-    env_steps = int(info.get("env_steps", 0))
-    returns, gs = loop.returns, loop.gs
-    result = RunResult(
-        hyper_steps=loop.step,
-        learning_episodes=loop.episode,
-        env_steps=env_steps,
-        final_return=float(np.mean(returns[-FINAL_EPISODES:])) if returns else math.nan,
-        best_G=max(gs) if gs else math.nan,
-        mean_G=float(np.mean(gs)) if gs else math.nan,
-        diverged_steps=loop.diverged,
-        wall_seconds=wall,
-        env_steps_per_second=env_steps / wall if wall > 0 else math.nan,
-        run_dir=str(run_dir) if run_dir is not None else None,
+    (result,) = _drive(
+        _BatchOfOne(env), _AgentOfOne(agent), [seed], [run_dir], config, progress, max_steps, checkpoint_every
     )
-    if run_dir is not None:
-        _write_csv(run_dir / "steps.csv", loop.rows)
-        (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
-        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # the summary supersedes it
-    if env is not caller_env:
-        env.close()  # the resumed copy; the caller's env is the caller's to close
     return result
-
-
-def _check_checkpoint_every(value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"checkpoint_every must be a positive integer or None, got {value!r}")
-
-
-@dataclass
-class _Loop:
-    """Where the runner's loop stands: what a checkpoint saves besides the env and the agent."""
-
-    obs: Any
-    info: dict[str, Any]
-    last_progress: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    returns: list[float] = field(default_factory=list)
-    gs: list[float] = field(default_factory=list)
-    step: int = 0
-    episode: int = 0
-    diverged: int = 0
-    elapsed: float = 0.0
-
-
-def _save(path: Path, config: dict[str, Any], env: Any, agent: Any, loop: Any) -> bool:
-    """Write the run's checkpoint; False (with a warning, once) if this run cannot be checkpointed."""
-    try:
-        write_checkpoint(path, {"kind": "run", "config": json.dumps(_jsonable(config), sort_keys=True), "env": env,
-                                "agent": agent, "loop": loop})  # fmt: skip
-    except CheckpointError as err:
-        warnings.warn(f"{err}; this run goes on without checkpoints (a kill restarts it)", UserWarning, stacklevel=3)
-        return False
-    return True
-
-
-def _resume(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """The env, agent and loop state of the checkpoint at ``path``, written by a run with ``config``."""
-    payload = read_checkpoint(path)
-    if not isinstance(payload, dict) or payload.get("kind") != "run":
-        raise CheckpointError(f"{path} is not a run checkpoint")
-    if payload["config"] != json.dumps(_jsonable(config), sort_keys=True):
-        raise CheckpointError(
-            f"{path} was written by a run with other settings (env, agent or seed); delete it to start this run "
-            "afresh, or run with the settings it was written with"
-        )
-    return payload["env"], payload["agent"], payload["loop"]
 
 
 def run_population(
@@ -336,98 +228,225 @@ def run_population(
     if len(seeds) != venv.num_envs:
         raise ValueError(f"{len(seeds)} seeds for a population of {venv.num_envs}")
     _check_checkpoint_every(checkpoint_every)
+    config = {"agent": agent.config(), "seeds": list(seeds), **(extra_config or {})}
+    run_dirs = [Path(out) / f"seed{seed}" if out is not None else None for seed in seeds]
+    results = _drive(
+        venv, agent, seeds, run_dirs, config, progress, max_steps, checkpoint_every, Path(out) if out else None
+    )
+    for seed, run_dir in zip(seeds, run_dirs, strict=True):
+        if run_dir is not None:
+            member_config = {"agent": agent.config(), "seed": seed, "population": len(seeds), **(extra_config or {})}
+            member_config["space"] = {name: list(values) for name, values in venv.space.values.items()}
+            (run_dir / "config.json").write_text(json.dumps(_jsonable(member_config), indent=2))
+    return results
+
+
+def _check_checkpoint_every(value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"checkpoint_every must be a positive integer or None, got {value!r}")
+
+
+class _BatchOfOne:
+    """A single env as a vector env of one, with same-step autoreset (``final_obs`` / ``final_info``)."""
+
+    num_envs = 1
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env
+        self.total_env_steps = getattr(env.unwrapped, "total_env_steps", None)
+
+    def reset(self, seed: list[int | None]) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed[0])
+        return _objects([obs]), {"single": info}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(actions[0])
+        batched: dict[str, Any] = {"single": info}
+        if terminated or truncated:
+            batched["final_obs"] = _objects([obs])
+            if not info.get("run_finished", False):
+                obs, batched["single_reset"] = self.env.reset()
+        flags = np.array([terminated]), np.array([truncated])
+        return _objects([obs]), np.array([float(reward)]), flags[0], flags[1], batched
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class _AgentOfOne:
+    """A single-run agent (``act(obs, info)``, ``observe(transition)``) acting on a batch of one."""
+
+    def __init__(self, agent: HyperAgent) -> None:
+        self.agent = agent
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        # After the end of a learning episode the agent sees the next one's reset info, as a single loop would.
+        return _objects([self.agent.act(obs[0], info.get("single_reset", info["single"]))])
+
+    def observe(self, obs: Any, actions: Any, rewards: Any, next_obs: Any, terminated: Any, truncated: Any,
+                info: dict[str, Any]) -> None:  # fmt: skip
+        final = info.get("final_obs", next_obs)[0]
+        self.agent.observe(
+            Transition(obs[0], actions[0], float(rewards[0]), final, bool(terminated[0]), bool(truncated[0]),
+                       info["single"])
+        )  # fmt: skip
+
+
+def _objects(items: list[Any]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
+def _member_infos(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Each member's info of a step (the ending step's, ``final_info``, when a learning episode ended)."""
+    if "single" in info:
+        return [info["single"]]
+    source = info.get("final_info", info)
+    return [
+        {
+            k: (v[i] if isinstance(v, np.ndarray) else {name: arr[i] for name, arr in v.items()})
+            for k, v in source.items()
+            if not k.startswith("_") and k not in ("final_obs", "final_info")
+        }
+        for i in range(n)
+    ]
+
+
+@dataclass
+class _Loop:
+    """Where the runner's loop stands: what a checkpoint saves besides the env and the agent."""
+
+    obs: Any
+    info: dict[str, Any]
+    n: int
+    rows: list[list[dict[str, Any]]] = field(default_factory=list)
+    returns: list[list[float]] = field(default_factory=list)
+    gs: list[list[float]] = field(default_factory=list)
+    diverged: list[int] = field(default_factory=list)
+    episodes: list[int] = field(default_factory=list)
+    step: int = 0
+    phases: int = 0
+    last_progress: int = 0
+    elapsed: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "returns", "gs"):
+            setattr(self, name, [[] for _ in range(self.n)])
+        self.diverged, self.episodes = [0] * self.n, [0] * self.n
+
+
+def _drive(
+    env: Any,
+    agent: Any,
+    seeds: list[Any],
+    run_dirs: list[Path | None],
+    config: dict[str, Any],
+    progress: bool,
+    max_steps: int | None,
+    checkpoint_every: int | None,
+    checkpoint_dir: Path | None = None,
+) -> list[RunResult]:
+    """The one loop: ``env`` and ``agent`` batched (vector conventions, same-step autoreset)."""
+    n = env.num_envs
+    folder = checkpoint_dir if checkpoint_dir is not None else run_dirs[0]
+    checkpoint = folder / CHECKPOINT_FILE if folder is not None and checkpoint_every else None
+    caller_env = env
+    loop: _Loop | None = None
+    if checkpoint is not None and checkpoint.is_file():
+        env, agent, loop = _resume(checkpoint, config)
+    budget = getattr(env, "total_env_steps", None)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=getattr(venv, "total_env_steps", None), unit="env step per member", leave=False)
-    n = venv.num_envs
-    config = {"agent": agent.config(), "seeds": list(seeds), **(extra_config or {})}
-    checkpoint = Path(out) / CHECKPOINT_FILE if out is not None and checkpoint_every else None
-    caller_venv = venv
-    state: dict[str, Any] | None = None
-    if checkpoint is not None and checkpoint.is_file():
-        venv, agent, state = _resume(checkpoint, config)
-    if state is None:
-        obs, info = venv.reset(seed=list(seeds))
-        state = {
-            "obs": obs, "info": info, "rows": [[] for _ in range(n)], "returns": [[] for _ in range(n)],
-            "gs": [[] for _ in range(n)], "diverged": np.zeros(n, dtype=int), "episodes": np.zeros(n, dtype=int),
-            "step": 0, "elapsed": 0.0, "last_progress": 0, "phases": 0,
-        }  # fmt: skip
-    rows, returns, gs = state["rows"], state["returns"], state["gs"]
-    diverged, episodes, step, last_progress = (
-        state["diverged"],
-        state["episodes"],
-        state["step"],
-        state["last_progress"],
-    )
-    obs, info, phases = state["obs"], state["info"], state["phases"]
-    if bar is not None:
-        bar.update(last_progress)
-    start = time.perf_counter() - state["elapsed"]
+        unit = "env step" if budget else "hyper-step"
+        bar = tqdm(total=budget or max_steps, unit=unit if n == 1 else f"{unit} per member", leave=False)
+    if loop is None:
+        obs, info = env.reset(seed=list(seeds))
+        loop = _Loop(obs=obs, info=info, n=n)
+    elif bar is not None:
+        bar.update(loop.last_progress)
+    obs, info = loop.obs, loop.info
+    start = time.perf_counter() - loop.elapsed
     while True:
         actions = agent.act(obs, info)
-        next_obs, rewards, terminated, truncated, info = venv.step(actions)
+        next_obs, rewards, terminated, truncated, info = env.step(actions)
         agent.observe(obs, actions, rewards, next_obs, terminated, truncated, info)
-        finished = info["final_info"]["run_finished"] if "final_info" in info else info["run_finished"]
-        source = info.get("final_info", info)
-        for i in range(n):
-            member: dict[str, Any] = {
-                k: (v[i] if isinstance(v, np.ndarray) else {name: arr[i] for name, arr in v.items()})
-                for k, v in source.items()
-                if not k.startswith("_") and k not in ("final_obs", "final_info")
-            }
-            rows[i].append(_row(step, int(episodes[i]), actions[i], float(rewards[i]), member))
-            returns[i] += list(member.get("episode_returns", []))
+        members = _member_infos(info, n)
+        for i, member in enumerate(members):
+            loop.rows[i].append(_row(loop.step, loop.episodes[i], actions[i], float(rewards[i]), member))
+            loop.returns[i] += list(member.get("episode_returns", []))
             if "G" in member:
-                gs[i].append(float(member["G"]))
-            diverged[i] += bool(member.get("diverged", False))
-        episodes += terminated | truncated
-        step += 1
+                loop.gs[i].append(float(member["G"]))
+            loop.diverged[i] += bool(member.get("diverged", False))
+            loop.episodes[i] += bool(terminated[i] or truncated[i])
+        loop.step += 1
+        now = int(members[0].get("env_steps", loop.step))
         if bar is not None:
-            now = int(source["env_steps"][0])
-            bar.update(now - last_progress)
-            last_progress = now
-        if np.all(finished) or (max_steps is not None and step >= max_steps):
+            bar.update(now - loop.last_progress if budget else 1)
+        loop.last_progress = now
+        finished = all(bool(m.get("run_finished", False)) for m in members)
+        if finished or (max_steps is not None and loop.step >= max_steps):
             break
         obs = next_obs
-        if "G" in source:
-            phases += 1
-            if checkpoint is not None and phases % checkpoint_every == 0:  # type: ignore[operator]
-                state.update(obs=obs, info=info, diverged=diverged, episodes=episodes, step=step, phases=phases,
-                             elapsed=time.perf_counter() - start, last_progress=last_progress)  # fmt: skip
-                if not _save(checkpoint, config, venv, agent, state):
+        if "G" in members[0]:
+            loop.phases += 1
+            if checkpoint is not None and loop.phases % checkpoint_every == 0:  # type: ignore[operator]
+                loop.obs, loop.info, loop.elapsed = obs, info, time.perf_counter() - start
+                if not _save(checkpoint, config, env, agent, loop):
                     checkpoint = None
     wall = time.perf_counter() - start
     if bar is not None:
         bar.close()
-    env_steps = int(source["env_steps"][0])
     results = []
-    for i, seed in enumerate(seeds):
-        run_dir = Path(out) / f"seed{seed}" if out is not None else None
+    for i, run_dir in enumerate(run_dirs):
+        env_steps = int(members[i].get("env_steps", 0))
+        returns, gs = loop.returns[i], loop.gs[i]
         result = RunResult(
-            hyper_steps=step,
-            learning_episodes=int(episodes[i]),
+            hyper_steps=loop.step,
+            learning_episodes=loop.episodes[i],
             env_steps=env_steps,
-            final_return=float(np.mean(returns[i][-FINAL_EPISODES:])) if returns[i] else math.nan,
-            best_G=max(gs[i]) if gs[i] else math.nan,
-            mean_G=float(np.mean(gs[i])) if gs[i] else math.nan,
-            diverged_steps=int(diverged[i]),
+            final_return=float(np.mean(returns[-FINAL_EPISODES:])) if returns else math.nan,
+            best_G=max(gs) if gs else math.nan,
+            mean_G=float(np.mean(gs)) if gs else math.nan,
+            diverged_steps=loop.diverged[i],
             wall_seconds=wall,
             env_steps_per_second=n * env_steps / wall if wall > 0 else math.nan,
             run_dir=str(run_dir) if run_dir is not None else None,
         )
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
-            member_config = {"agent": agent.config(), "seed": seed, "population": n, **(extra_config or {})}
-            member_config["space"] = {name: list(values) for name, values in venv.space.values.items()}
-            (run_dir / "config.json").write_text(json.dumps(_jsonable(member_config), indent=2))
-            _write_csv(run_dir / "steps.csv", rows[i])
+            _write_csv(run_dir / "steps.csv", loop.rows[i])
             (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
         results.append(result)
-    if out is not None:
-        (Path(out) / CHECKPOINT_FILE).unlink(missing_ok=True)  # the summaries supersede it
-    if venv is not caller_venv:
-        venv.close()  # the resumed copy; the caller's env is the caller's to close
+    if folder is not None:
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # the summaries supersede it
+    if env is not caller_env:
+        env.close()  # the resumed copy; the caller's env is the caller's to close
     return results
+
+
+def _save(path: Path, config: dict[str, Any], env: Any, agent: Any, loop: Any) -> bool:
+    """Write the run's checkpoint; False (with a warning, once) if this run cannot be checkpointed."""
+    try:
+        write_checkpoint(path, {"kind": "run", "config": json.dumps(_jsonable(config), sort_keys=True), "env": env,
+                                "agent": agent, "loop": loop})  # fmt: skip
+    except CheckpointError as err:
+        warnings.warn(f"{err}; this run goes on without checkpoints (a kill restarts it)", UserWarning, stacklevel=3)
+        return False
+    return True
+
+
+def _resume(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The env, agent and loop state of the checkpoint at ``path``, written by a run with ``config``."""
+    payload = read_checkpoint(path)
+    if not isinstance(payload, dict) or payload.get("kind") != "run":
+        raise CheckpointError(f"{path} is not a run checkpoint")
+    if payload["config"] != json.dumps(_jsonable(config), sort_keys=True):
+        raise CheckpointError(
+            f"{path} was written by a run with other settings (env, agent or seed); delete it to start this run "
+            "afresh, or run with the settings it was written with"
+        )
+    return payload["env"], payload["agent"], payload["loop"]

@@ -51,6 +51,7 @@ __all__ = [
     "RolloutStats",
     "Scope",
     "UpdateResult",
+    "select_rows",
 ]
 
 #: How many completed episodes each member remembers (the reward's fallback, PBT's ranking).
@@ -109,6 +110,14 @@ class RolloutArrays:
     """Values of the observations after the last step."""
     dones: np.ndarray
     """Whether the last step ended an episode."""
+
+
+def select_rows(batch: Mapping[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Member ``i``'s samples ``rows[i]`` of every ``[M, N, ...]`` tensor of ``batch`` (``rows``: ``[M, b]``)."""
+    members = torch.arange(rows.shape[0], device=rows.device).unsqueeze(1)
+    # Advanced indexing gathers whole samples; take_along_dim would expand the index to every element
+    # (for Atari frames, a 28k-fold larger index tensor than the batch).
+    return {name: x[members, rows] for name, x in batch.items()}
 
 
 class Learner:

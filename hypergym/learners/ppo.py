@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from hypergym.learners.config import PPOConfig
-from hypergym.learners.core import Learner, Scope
+from hypergym.learners.core import Learner, Scope, select_rows
 from hypergym.learners.losses import normalize_advantages, ppo_loss
 
 __all__ = ["PPOLearner"]
@@ -66,12 +66,7 @@ class PPOLearner(Learner):
     def _next_batch(self) -> dict[str, torch.Tensor]:
         b = int(self._step_hp["batch_size"][0])
         self._in_force_work["batch_size"] = np.full(self.n_members, b)
-        idx = self._order[:, self._cursor : self._cursor + b]
-        out = {}
-        for name, x in self.batch.items():
-            index = idx.view(idx.shape + (1,) * (x.dim() - 2))
-            out[name] = torch.take_along_dim(x, index, dim=1)
-        return out
+        return select_rows(self.batch, self._order[:, self._cursor : self._cursor + b])
 
     def _advance(self, n_samples: int) -> None:
         self._cursor += n_samples
