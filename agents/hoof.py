@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from hypergym.agents.base import HyperAgent
-from hypergym.learners.core import select_rows
 from hypergym.learners.gae import batched_gae
+from hypergym.learners.records import select_rows
 
 __all__ = ["HOOFAgent", "wis_estimate"]
 

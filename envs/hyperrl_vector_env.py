@@ -22,8 +22,8 @@ from hypergym.envs.runs import InnerRuns, objects
 from hypergym.envs.settings import HyperRLSettings
 from hypergym.envs.tasks import task_spaces, task_spec
 from hypergym.learners import LEARNERS, LearnerConfig
-from hypergym.learners.core import WORK_HYPERPARAMS
-from hypergym.learners.policy import check_population_policy
+from hypergym.learners.networks import check_population_policy
+from hypergym.learners.records import WORK_HYPERPARAMS
 from hypergym.spaces import Hyperparameter, HyperparamSpace
 
 __all__ = ["HyperRLVectorEnv"]

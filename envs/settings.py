@@ -20,7 +20,7 @@ from hypergym.encoders import ENCODERS, check_encoder_kwargs, observation_space_
 from hypergym.envs.tasks import task_spaces
 from hypergym.hyperstate import LayerInfo, policy_layers
 from hypergym.learners import LEARNERS, BatchedActorCritic, Learner, LearnerConfig, build_policy
-from hypergym.learners.policy import check_population_policy
+from hypergym.learners.networks import check_population_policy
 from hypergym.rewards import REWARDS, HyperReward, make_reward
 from hypergym.seeding import TorchRNG
 from hypergym.spaces import Hyperparameter, HyperparamSpace

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hypergym.learners.core import RolloutStats
+from hypergym.learners.records import RolloutStats
 
 __all__ = ["REWARDS", "EpisodeReturn", "HyperReward", "RolloutReturn", "make_reward"]
 

@@ -10,7 +10,6 @@ diverged; ``pandas.read_csv`` reads it) and ``summary.json`` (final and best ret
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -25,103 +24,12 @@ import numpy as np
 
 from hypergym.agents.base import HyperAgent, Transition
 from hypergym.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from hypergym.rundir import CHECKPOINT_FILE, FINAL_EPISODES, RunResult, env_config, jsonable, step_row, write_csv
 
 if TYPE_CHECKING:
     from hypergym.agents.population import PopulationAgent
 
-__all__ = ["RunResult", "run", "run_population"]
-
-#: Inner episodes averaged for the final return of a run.
-FINAL_EPISODES = 10
-#: A run directory's checkpoint (removed once ``summary.json`` is written).
-CHECKPOINT_FILE = "checkpoint.ckpt"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """Summary of one run (also written to ``summary.json``)."""
-
-    hyper_steps: int
-    """Hyper-steps taken (policy updates)."""
-    learning_episodes: int
-    """Learning episodes completed."""
-    env_steps: int
-    """Inner env steps at the end."""
-    final_return: float
-    """Mean raw return of the last 10 inner episodes (NaN if none completed)."""
-    best_G: float
-    """Best hyper-return G of any update phase (NaN if none)."""
-    mean_G: float
-    """Mean hyper-return G over the run's update phases."""
-    diverged_steps: int
-    """Hyper-steps whose update diverged and was rolled back."""
-    wall_seconds: float
-    """Wall time of the run."""
-    env_steps_per_second: float
-    """Inner env steps per second, everything included."""
-    run_dir: str | None
-    """Where the run was recorded (``None``: not recorded)."""
-
-
-def _scalar(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
-def _row(step: int, episode: int, action: Any, reward: float, info: dict[str, Any]) -> dict[str, Any]:
-    returns = info.get("episode_returns", [])
-    row: dict[str, Any] = {
-        "step": step,
-        "episode": episode,
-        "phase_step": info.get("phase_step"),
-        "env_steps": info.get("env_steps"),
-        "updates": info.get("updates"),
-        "action": json.dumps(_scalar(action)),
-        "reward": reward,
-        "G": info.get("G", math.nan),
-        "inner_return": float(np.mean(returns)) if returns else math.nan,
-        "inner_episodes": len(returns),
-        "diverged": bool(info.get("diverged", False)),
-    }
-    for name, value in info.get("hyperparams", {}).items():
-        row[f"hp_{name}"] = value
-    for name, value in info.get("losses", {}).items():
-        row[f"loss_{name}"] = value
-    for name in ("encoder_loss", "encoder_kl"):
-        if name in info:
-            row[name] = info[name]
-    return row
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _env_config(env: gym.Env) -> dict[str, Any]:
-    spec = env.spec
-    if spec is None:
-        return {"env": type(env.unwrapped).__name__}
-    kwargs = {k: _jsonable(v) for k, v in spec.kwargs.items()}
-    return {"env_id": spec.id, "env_kwargs": kwargs}
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    return _scalar(x) if isinstance(x, (np.ndarray, np.generic)) else repr(x)
+__all__ = ["CHECKPOINT_FILE", "RunResult", "run", "run_population"]
 
 
 def run(
@@ -183,7 +91,7 @@ def run(
     config: dict[str, Any] = {}
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        config = {**_env_config(env), "agent": agent.config(), "seed": seed, **(extra_config or {})}
+        config = {**env_config(env), "agent": agent.config(), "seed": seed, **(extra_config or {})}
         space = getattr(env.unwrapped, "space", None)
         if space is not None:
             config["space"] = {name: list(values) for name, values in space.values.items()}
@@ -237,7 +145,7 @@ def run_population(
         if run_dir is not None:
             member_config = {"agent": agent.config(), "seed": seed, "population": len(seeds), **(extra_config or {})}
             member_config["space"] = {name: list(values) for name, values in venv.space.values.items()}
-            (run_dir / "config.json").write_text(json.dumps(_jsonable(member_config), indent=2))
+            (run_dir / "config.json").write_text(json.dumps(jsonable(member_config), indent=2))
     return results
 
 
@@ -376,7 +284,7 @@ def _drive(
         agent.observe(obs, actions, rewards, next_obs, terminated, truncated, info)
         members = _member_infos(info, n)
         for i, member in enumerate(members):
-            loop.rows[i].append(_row(loop.step, loop.episodes[i], actions[i], float(rewards[i]), member))
+            loop.rows[i].append(step_row(loop.step, loop.episodes[i], actions[i], float(rewards[i]), member))
             loop.returns[i] += list(member.get("episode_returns", []))
             if "G" in member:
                 loop.gs[i].append(float(member["G"]))
@@ -418,7 +326,7 @@ def _drive(
         )
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_csv(run_dir / "steps.csv", loop.rows[i])
+            write_csv(run_dir / "steps.csv", loop.rows[i])
             (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
         results.append(result)
     if folder is not None:
@@ -431,7 +339,7 @@ def _drive(
 def _save(path: Path, config: dict[str, Any], env: Any, agent: Any, loop: Any) -> bool:
     """Write the run's checkpoint; False (with a warning, once) if this run cannot be checkpointed."""
     try:
-        write_checkpoint(path, {"kind": "run", "config": json.dumps(_jsonable(config), sort_keys=True), "env": env,
+        write_checkpoint(path, {"kind": "run", "config": json.dumps(jsonable(config), sort_keys=True), "env": env,
                                 "agent": agent, "loop": loop})  # fmt: skip
     except CheckpointError as err:
         warnings.warn(f"{err}; this run goes on without checkpoints (a kill restarts it)", UserWarning, stacklevel=3)
@@ -444,7 +352,7 @@ def _resume(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Any]:
     payload = read_checkpoint(path)
     if not isinstance(payload, dict) or payload.get("kind") != "run":
         raise CheckpointError(f"{path} is not a run checkpoint")
-    if payload["config"] != json.dumps(_jsonable(config), sort_keys=True):
+    if payload["config"] != json.dumps(jsonable(config), sort_keys=True):
         raise CheckpointError(
             f"{path} was written by a run with other settings (env, agent or seed); delete it to start this run "
             "afresh, or run with the settings it was written with"

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,26 @@ def test_compare_runs_population_methods_as_populations_and_single_agents_alone(
     assert "no population version" in capsys.readouterr().err
     assert main(["run", "HyperRL-A2C-CartPole", "--agent", "pb2", "--out", str(out / "x")]) == 2
     assert "trains a population" in capsys.readouterr().err
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """The summary table's rows by agent, without the speed column (wall time varies between runs)."""
+    rows = {}
+    for line in text.splitlines():
+        parts = line.split()  # agent, seeds, mean, "+-", std, best G, env steps/s, diverged
+        if len(parts) == 8 and parts[0] in ("episodic", "random", "static") and parts[1].isdigit():
+            rows[parts[0]] = [*parts[1:6], parts[7]]
+    return rows
+
+
+def test_the_readme_demo_table_is_what_hypergym_demo_prints(tmp_path):
+    """The README's demo table (all but the speed column) equals a fresh ``hypergym demo`` run's output."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("it took", 1)[1].split("```", 2)[1]
+    expected = _table_rows(block)
+    assert set(expected) == {"episodic", "random", "static"}
+    out = subprocess.run(
+        [sys.executable, "-m", "hypergym.cli", "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True, text=True, check=True, timeout=900,
+    )  # fmt: skip
+    assert _table_rows(out.stdout) == expected, out.stdout

@@ -9,6 +9,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
 from hypergym.encoders import RandomEncoder, StatsEncoder, VAEEncoder
+from hypergym.encoders import base as encoders_base
 from hypergym.encoders.stats import FEATURES
 from hypergym.hyperstate import HyperStateProjector, policy_layers
 
@@ -180,13 +181,17 @@ def test_random_encoder_is_a_fixed_tanh_projection():
     )
 
 
-def test_numpy_and_torch_projections_equal_the_projector_on_stacked_layers():
+@pytest.mark.parametrize("numpy_max_weights", [200_000, 0])
+def test_numpy_and_torch_projections_equal_the_projector_on_stacked_layers(monkeypatch, numpy_max_weights):
+    # 0 forces the torch path that large (CNN) learners take.
+    monkeypatch.setattr(encoders_base, "NUMPY_MAX_WEIGHTS", numpy_max_weights)
     for obs_mode in ("raw", "random"):
         env = gym.make("HyperRL-PPO-CartPole", obs_mode=obs_mode, n_steps=32, policy_kwargs=TINY_NET, device="cpu")
         env.reset(seed=0)
         run_steps(env, 5)
         hx = env.unwrapped
         learner, encoder = hx.learner, hx.encoder
+        assert encoder.numpy_projection == (numpy_max_weights > 0)
         with torch.no_grad():
             # The reference: the member's projector over explicitly stacked [W, g1, g2] of every layer.
             grads = [learner.gradients(n) for n in (1, 2)]

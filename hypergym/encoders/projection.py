@@ -68,7 +68,7 @@ class RandomEncoder(Encoder):
 
     def encode(self, learner: Learner) -> np.ndarray:
         """``tanh(A s)`` per member."""
-        if self.device.type == "cpu":
+        if self.numpy_projection:
             if self._np_A is None:
                 self._np_A = self.A.numpy()
             s_np = self.hyperstate_numpy(learner)

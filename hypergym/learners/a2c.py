@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 import torch
 
 from hypergym.learners.config import A2CConfig, LearnerConfig
-from hypergym.learners.core import Learner, Scope
+from hypergym.learners.core import Learner
 from hypergym.learners.losses import a2c_loss, normalize_advantages
 from hypergym.learners.optim import BatchedAdam, BatchedOptimizer, BatchedRMSprop
+from hypergym.learners.records import Scope
 
 __all__ = ["A2CLearner"]
 

@@ -17,10 +17,10 @@ import torch
 
 from hypergym.learners.a2c import A2CLearner
 from hypergym.learners.config import ACKTRConfig, LearnerConfig
-from hypergym.learners.core import Scope, UpdateResult
 from hypergym.learners.kfac import KFAC
 from hypergym.learners.losses import acktr_fisher_loss
 from hypergym.learners.optim import BatchedOptimizer
+from hypergym.learners.records import Scope, UpdateResult
 
 __all__ = ["ACKTRLearner"]
 

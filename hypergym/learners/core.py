@@ -23,104 +23,29 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from gymnasium import spaces
 
 from hypergym.devices import resolve_device
 from hypergym.learners.config import LearnerConfig
-from hypergym.learners.gae import batched_gae
+from hypergym.learners.networks import build_policy
 from hypergym.learners.optim import BatchedAdam, BatchedOptimizer
-from hypergym.learners.policy import BatchedActorCritic, build_policy
+from hypergym.learners.policy import BatchedActorCritic
+from hypergym.learners.records import RECENT_EPISODES, WORK_HYPERPARAMS, Scope, UpdateResult
 from hypergym.learners.rollback import RowSnapshot
+from hypergym.learners.rollout import RolloutCollector
 from hypergym.seeding import TorchRNG, derive_seeds
 from hypergym.spaces import INTEGER_HYPERPARAMS, check_value
 
 if TYPE_CHECKING:
     from hypergym.envs.members import MemberVecEnv
 
-__all__ = [
-    "RECENT_EPISODES",
-    "WORK_HYPERPARAMS",
-    "Learner",
-    "RolloutArrays",
-    "RolloutStats",
-    "Scope",
-    "UpdateResult",
-    "select_rows",
-]
-
-#: How many completed episodes each member remembers (the reward's fallback, PBT's ranking).
-RECENT_EPISODES = 10
+__all__ = ["Learner"]
 
 
-class Scope(str, Enum):
-    """When a hyperparameter change takes effect."""
-
-    STEP = "step"
-    """At the very next policy update step."""
-    ROLLOUT = "rollout"
-    """When the next rollout is collected and its advantages computed."""
-
-
-@dataclass(frozen=True)
-class RolloutStats:
-    """What one environment phase (one rollout) produced for one member, in raw (unnormalised) rewards."""
-
-    episode_returns: list[float]
-    """Undiscounted returns of the inner episodes completed during this rollout."""
-    episode_lengths: list[int]
-    """Lengths of those episodes."""
-    raw_rewards: np.ndarray
-    """``[n_steps, n_envs]`` raw rewards of the rollout (before normalisation or clipping)."""
-    recent_returns: tuple[float, ...]
-    """Returns of the episodes completed so far in the run (the most recent ones)."""
-
-
-#: Hyperparameters that change how much work one member's update phase is: the same for every member.
-WORK_HYPERPARAMS = ("batch_size", "n_epochs", "n_steps")
-
-
-@dataclass
-class UpdateResult:
-    """Outcome of one update step of every member."""
-
-    losses: dict[str, np.ndarray]
-    """Per member: ``loss``, ``policy_loss``, ``value_loss``, ``entropy_loss``, ``grad_norm``, ``n_samples``
-    and, for PPO, ``approx_kl`` and ``clip_fraction``."""
-    diverged: np.ndarray
-    """``[M]`` bool: the member's update was non-finite and rolled back."""
-
-
-@dataclass(frozen=True)
-class RolloutArrays:
-    """The current rollout's GAE inputs, ``[T, M, E]`` (``last_values`` and ``dones``: ``[M, E]``)."""
-
-    rewards: np.ndarray
-    """Training rewards (normalised or clipped as the learner trains on them; timeouts bootstrapped)."""
-    values: np.ndarray
-    """Value estimates of the observations the actions were taken at."""
-    episode_starts: np.ndarray
-    """Whether each observation started an episode."""
-    last_values: np.ndarray
-    """Values of the observations after the last step."""
-    dones: np.ndarray
-    """Whether the last step ended an episode."""
-
-
-def select_rows(batch: Mapping[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Member ``i``'s samples ``rows[i]`` of every ``[M, N, ...]`` tensor of ``batch`` (``rows``: ``[M, b]``)."""
-    members = torch.arange(rows.shape[0], device=rows.device).unsqueeze(1)
-    # Advanced indexing gathers whole samples; take_along_dim would expand the index to every element
-    # (for Atari frames, a 28k-fold larger index tensor than the batch).
-    return {name: x[members, rows] for name, x in batch.items()}
-
-
-class Learner:
+class Learner(RolloutCollector):
     """Base of the learner core (template method: subclasses give the batch, the loss and the optimiser).
 
     Args:
@@ -339,120 +264,6 @@ class Learner:
         if not 1 <= order <= self.n_orders:
             raise ValueError(f"order must be in 1..{self.n_orders}, got {order!r}")
         return self.policy.layer_weights(self.grad_slots[order - 1])
-
-    # ------------------------------------------------------------------ environment phase
-    def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Actions, values and log-probabilities for ``obs [M, E, D]``, and which members were rolled back.
-
-        A member whose outputs are non-finite returns to its last finite state (then to its initial one)
-        and acts again, as a single run does when its action sampler rejects the distribution.
-        """
-        rolled = np.zeros(self.n_members, dtype=bool)
-        bad = rolled
-        for target in (None, self._checkpoint, self._initial):
-            if target is not None:
-                target.restore(torch.as_tensor(bad, device=self.device))
-                rolled |= bad
-            if self.policy.numpy_acting:
-                actions, values, log_prob, finite = self.policy.act_numpy(obs, self.np_rng)
-            else:
-                with torch.no_grad():
-                    params, values_t = self.policy.forward(torch.as_tensor(obs, device=self.device))
-                    finite_t = torch.isfinite(params).flatten(1).all(1) & torch.isfinite(values_t).all(1)
-                    safe = torch.nan_to_num(params)
-                    actions_t = self.policy.sample(safe, self.generator)
-                    log_prob_t, _ = self.policy.log_prob_entropy(safe, actions_t)
-                actions, values = actions_t.cpu().numpy(), values_t.cpu().numpy()
-                log_prob, finite = log_prob_t.cpu().numpy(), finite_t.cpu().numpy()
-            bad = ~finite
-            if not bad.any():
-                break
-        return actions, values, log_prob, rolled
-
-    def collect_rollout(self) -> tuple[list[RolloutStats], np.ndarray]:
-        """Collect one rollout of ``n_steps`` per env for every member and compute its GAE.
-
-        Returns:
-            Each member's rollout statistics, and ``[M]`` whether the member's policy gave non-finite
-            outputs and was rolled back (last finite state, then initial) during the rollout.
-        """
-        if self._loaded:
-            # Unpickled from a checkpoint: envs whose simulator could not be saved start again now.
-            restarted = self.venv.restart_unrestored()
-            if restarted is not None:
-                self._last_obs = self.venv.observations()
-                self._last_starts = self._last_starts | restarted
-            self._loaded = False
-        for name, value in self._pending.items():
-            self._rollout_hp[name] = value
-        self._pending.clear()
-        gamma = self._rollout_hp.get("gamma", np.full(self.n_members, self.config.gamma))
-        lam = self._rollout_hp.get("gae_lambda", np.full(self.n_members, self.config.gae_lambda))
-        self._in_force_rollout = {name: v.copy() for name, v in self._rollout_hp.items()}
-        t_steps, m, e = self.config.n_steps, self.n_members, self.n_envs
-        box = isinstance(self.action_space, spaces.Box)
-        # Images stay uint8 until the policy scales them (a float32 rollout of frames is 4x the memory).
-        obs_dtype = np.uint8 if self.policy.images else np.float32
-        obs_buf = np.zeros((t_steps, m, e, *self.observation_space.shape), dtype=obs_dtype)
-        act_buf = np.zeros((t_steps, m, e, *self.action_space.shape), dtype=np.float32 if box else np.int64)
-        logp_buf = np.zeros((t_steps, m, e), dtype=np.float32)
-        values = np.zeros((t_steps, m, e), dtype=np.float32)
-        rewards = np.zeros((t_steps, m, e), dtype=np.float32)
-        starts = np.zeros((t_steps, m, e), dtype=bool)
-        raw = np.zeros((t_steps, m, e))
-        returns: list[list[float]] = [[] for _ in range(m)]
-        lengths: list[list[int]] = [[] for _ in range(m)]
-        rolled = np.zeros(m, dtype=bool)
-        if box:
-            low = np.asarray(self.action_space.low, dtype=np.float32)  # type: ignore[attr-defined]
-            high = np.asarray(self.action_space.high, dtype=np.float32)  # type: ignore[attr-defined]
-        for t in range(t_steps):
-            obs = self._last_obs
-            actions, value, log_prob, bad = self._act(obs)
-            rolled |= bad
-            step = self.venv.step(np.clip(actions, low, high) if box else actions)
-            r = step.rewards
-            if step.timeouts:
-                # Bootstrap episodes cut by the time limit with the value of their last observation.
-                terminal = np.zeros_like(obs)
-                mask = np.zeros((m, e), dtype=bool)
-                for i, k, o in step.timeouts:
-                    terminal[i, k], mask[i, k] = o, True
-                _, terminal_values, _, _ = self._act(terminal)
-                r = r + np.where(mask, gamma[:, None] * terminal_values, 0.0).astype(np.float32)
-            for i, ep_return, ep_length in step.episodes:
-                returns[i].append(ep_return)
-                lengths[i].append(ep_length)
-            obs_buf[t], act_buf[t], logp_buf[t], values[t] = obs, actions, log_prob, value
-            rewards[t], starts[t], raw[t] = r, self._last_starts, step.raw_rewards
-            self._last_obs = step.obs
-            self._last_starts = step.dones
-        _, last_values, _, bad = self._act(self._last_obs)
-        rolled |= bad
-        adv, ret = batched_gae(rewards, values, starts, last_values, self._last_starts, gamma, lam)
-        # What GAE was computed from, for agents that recompute it with other (gamma, lambda) (HOOF).
-        self.rollout = RolloutArrays(rewards, values, starts, last_values, self._last_starts.copy())
-        self.env_steps += t_steps * e
-        n = t_steps * e
-
-        def flat(x: np.ndarray) -> torch.Tensor:  # [T, M, E, ...] -> [M, E * T, ...], SB3's order
-            swapped = np.ascontiguousarray(x.swapaxes(0, 1).swapaxes(1, 2)).reshape(m, n, *x.shape[3:])
-            return torch.as_tensor(swapped, device=self.device)
-
-        self.batch = {
-            "observations": flat(obs_buf),
-            "actions": flat(act_buf),
-            "old_log_prob": flat(logp_buf),
-            "advantages": flat(adv),
-            "returns": flat(ret),
-        }
-        stats = []
-        for i in range(m):
-            self._recent[i].extend(returns[i])
-            stats.append(RolloutStats(returns[i], lengths[i], raw[:, i], tuple(self._recent[i])))
-        self._exhausted = False
-        self._on_new_rollout()
-        return stats, rolled
 
     # ------------------------------------------------------------------ update phase
     @property

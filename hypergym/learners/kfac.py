@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from hypergym.learners.optim import BatchedOptimizer
-from hypergym.learners.policy import BatchedActorCritic, LayerRecording
+from hypergym.learners.policy import BatchedActorCritic
+from hypergym.learners.records import LayerRecording
 
 __all__ = ["DAMPING_MODES", "EIGEN_EPS", "KFAC"]
 

@@ -1,4 +1,7 @@
-"""Feature extractors for image observations, chosen by the learner setting ``cnn``.
+"""The networks: SB3's actor-critic policy for a task, and the feature extractors for image observations.
+
+:func:`build_policy` gives a member's architecture and initial weights; ``cnn`` chooses the extractor of
+image tasks:
 
 ``"nature"`` is SB3's ``NatureCNN`` (Mnih et al., 2015: conv 32-8x8/4, 64-4x4/2, 64-3x3/1, linear 512).
 ``"acktr"`` is the network of the ACKTR paper and code (Wu et al., 2017; OpenAI baselines @3f676f7,
@@ -9,12 +12,19 @@ which dominates an ACKTR update on a CPU, from about 2.2 s to 0.25 s on the deve
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 from torch import nn
 
-__all__ = ["ACKTRCNN", "CNNS"]
+from hypergym.learners.config import LearnerConfig
+
+__all__ = ["ACKTRCNN", "CNNS", "build_policy", "check_population_policy"]
 
 
 class ACKTRCNN(BaseFeaturesExtractor):
@@ -48,3 +58,48 @@ class ACKTRCNN(BaseFeaturesExtractor):
 
 #: Value of the ``cnn`` setting -> features extractor class.
 CNNS: dict[str, type[BaseFeaturesExtractor]] = {"nature": NatureCNN, "acktr": ACKTRCNN}
+
+
+def build_policy(
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    config: LearnerConfig,
+) -> ActorCriticPolicy:
+    """SB3's actor-critic policy for ``config`` (CNN features for image observations), on the CPU.
+
+    It is the source of a member's architecture and initial weights. Weights are drawn from torch's global
+    generator: call it inside a seeded stream (:class:`~hypergym.seeding.TorchRNG`).
+
+    Raises:
+        ValueError: For a ``cnn`` setting on a task whose observations are not images.
+    """
+    image = is_image_space(observation_space)
+    policy_class = ActorCriticCnnPolicy if image else ActorCriticPolicy
+    kwargs: dict[str, Any] = dict(config.policy_kwargs)
+    if image:
+        kwargs.setdefault("features_extractor_class", CNNS[config.cnn])
+        # SB3 adds a 64-64 MLP after any extractor but NatureCNN; Atari nets feed the heads directly.
+        kwargs.setdefault("net_arch", [])
+    elif config.cnn != "nature":
+        raise ValueError(f"cnn={config.cnn!r} applies to image observations only; this task's are not images")
+    lr = float(config.learning_rate)
+    return policy_class(observation_space, action_space, lambda _: lr, **kwargs)
+
+
+def check_population_policy(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """Raise a ``ValueError`` naming what is supported when a task cannot be batched.
+
+    Raises:
+        ValueError: For observations that are neither flat nor images, or actions that are neither
+            Discrete nor flat Box.
+    """
+    flat = isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 1
+    if not flat and not is_image_space(observation_space, check_channels=True):
+        raise ValueError(
+            f"populations batch policies over flat Box observations or channels-first images; this task's "
+            f"observations are {observation_space}"
+        )
+    if not isinstance(action_space, (spaces.Discrete, spaces.Box)) or (
+        isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
+    ):
+        raise ValueError(f"populations support Discrete and flat Box actions, got {action_space}")

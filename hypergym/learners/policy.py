@@ -24,23 +24,23 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
-from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from hypergym.hyperstate import LayerInfo, policy_layers
-from hypergym.learners.config import LearnerConfig
-from hypergym.learners.networks import CNNS
+from hypergym.learners.networks import check_population_policy
+from hypergym.learners.records import LayerRecording
 
-__all__ = ["BatchedActorCritic", "LayerRecording", "build_policy", "check_population_policy"]
+__all__ = ["BatchedActorCritic"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: Activations with a NumPy twin, for acting without torch's per-op overhead.
@@ -48,69 +48,6 @@ _NUMPY_ACTIVATIONS: dict[type, Callable[[np.ndarray], np.ndarray]] = {
     nn.Tanh: np.tanh,
     nn.ReLU: lambda x: np.maximum(x, 0.0),
 }
-
-
-def build_policy(
-    observation_space: spaces.Space,
-    action_space: spaces.Space,
-    config: LearnerConfig,
-) -> ActorCriticPolicy:
-    """SB3's actor-critic policy for ``config`` (CNN features for image observations), on the CPU.
-
-    It is the source of a member's architecture and initial weights. Weights are drawn from torch's global
-    generator: call it inside a seeded stream (:class:`~hypergym.seeding.TorchRNG`).
-
-    Raises:
-        ValueError: For a ``cnn`` setting on a task whose observations are not images.
-    """
-    image = is_image_space(observation_space)
-    policy_class = ActorCriticCnnPolicy if image else ActorCriticPolicy
-    kwargs: dict[str, Any] = dict(config.policy_kwargs)
-    if image:
-        kwargs.setdefault("features_extractor_class", CNNS[config.cnn])
-        # SB3 adds a 64-64 MLP after any extractor but NatureCNN; Atari nets feed the heads directly.
-        kwargs.setdefault("net_arch", [])
-    elif config.cnn != "nature":
-        raise ValueError(f"cnn={config.cnn!r} applies to image observations only; this task's are not images")
-    lr = float(config.learning_rate)
-    return policy_class(observation_space, action_space, lambda _: lr, **kwargs)
-
-
-def check_population_policy(observation_space: spaces.Space, action_space: spaces.Space) -> None:
-    """Raise a ``ValueError`` naming what is supported when a task cannot be batched.
-
-    Raises:
-        ValueError: For observations that are neither flat nor images, or actions that are neither
-            Discrete nor flat Box.
-    """
-    flat = isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 1
-    if not flat and not is_image_space(observation_space, check_channels=True):
-        raise ValueError(
-            f"populations batch policies over flat Box observations or channels-first images; this task's "
-            f"observations are {observation_space}"
-        )
-    if not isinstance(action_space, (spaces.Discrete, spaces.Box)) or (
-        isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
-    ):
-        raise ValueError(f"populations support Discrete and flat Box actions, got {action_space}")
-
-
-@dataclass
-class LayerRecording:
-    """Inputs ``[M, B, in]`` and output gradients ``[M, B, out]`` of the layers, by name (see ``recording``)."""
-
-    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
-    output_grads: dict[str, torch.Tensor] = field(default_factory=dict)
-    active: bool = True
-
-    def hook(self, name: str) -> Callable[[torch.Tensor], None]:
-        """The backward hook that stores layer ``name``'s output gradient while the recording is active."""
-
-        def record(grad: torch.Tensor) -> None:
-            if self.active:
-                self.output_grads[name] = grad.detach()
-
-        return record
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from hypergym.learners.config import PPOConfig
-from hypergym.learners.core import Learner, Scope, select_rows
+from hypergym.learners.core import Learner
 from hypergym.learners.losses import normalize_advantages, ppo_loss
+from hypergym.learners.records import Scope, select_rows
 
 __all__ = ["PPOLearner"]
 

@@ -33,8 +33,8 @@ from hypergym.checkpoint import clear_unrestored, is_unrestored
 from hypergym.devices import resolve_device
 from hypergym.hyperstate import policy_layers
 from hypergym.learners.config import LearnerConfig
-from hypergym.learners.core import RECENT_EPISODES, RolloutStats, Scope
-from hypergym.learners.policy import build_policy
+from hypergym.learners.networks import build_policy
+from hypergym.learners.records import RECENT_EPISODES, RolloutStats, Scope
 from hypergym.seeding import TorchRNG, derive_seeds
 from hypergym.spaces import check_value
 from reference.rollback import Snapshot

@@ -1,0 +1,127 @@
+"""A run directory: ``config.json``, ``steps.csv`` (one row per hyper-step) and ``summary.json`` (a :class:`RunResult`).
+
+``steps.csv`` has one row per hyper-step: chosen hyperparameter values, reward, G, env steps, inner
+episode returns, losses, diverged (``pandas.read_csv`` reads it); ``summary.json`` the final and best
+returns and the speed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "FINAL_EPISODES",
+    "RunResult",
+    "env_config",
+    "jsonable",
+    "scalar",
+    "step_row",
+    "write_csv",
+]
+
+
+#: Inner episodes averaged for the final return of a run.
+FINAL_EPISODES = 10
+#: A run directory's checkpoint (removed once ``summary.json`` is written).
+CHECKPOINT_FILE = "checkpoint.ckpt"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Summary of one run (also written to ``summary.json``)."""
+
+    hyper_steps: int
+    """Hyper-steps taken (policy updates)."""
+    learning_episodes: int
+    """Learning episodes completed."""
+    env_steps: int
+    """Inner env steps at the end."""
+    final_return: float
+    """Mean raw return of the last 10 inner episodes (NaN if none completed)."""
+    best_G: float
+    """Best hyper-return G of any update phase (NaN if none)."""
+    mean_G: float
+    """Mean hyper-return G over the run's update phases."""
+    diverged_steps: int
+    """Hyper-steps whose update diverged and was rolled back."""
+    wall_seconds: float
+    """Wall time of the run."""
+    env_steps_per_second: float
+    """Inner env steps per second, everything included."""
+    run_dir: str | None
+    """Where the run was recorded (``None``: not recorded)."""
+
+
+def scalar(x: Any) -> Any:
+    """A NumPy array or scalar as a Python list or scalar."""
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def step_row(step: int, episode: int, action: Any, reward: float, info: dict[str, Any]) -> dict[str, Any]:
+    """The ``steps.csv`` row of one hyper-step, from its info."""
+    returns = info.get("episode_returns", [])
+    row: dict[str, Any] = {
+        "step": step,
+        "episode": episode,
+        "phase_step": info.get("phase_step"),
+        "env_steps": info.get("env_steps"),
+        "updates": info.get("updates"),
+        "action": json.dumps(scalar(action)),
+        "reward": reward,
+        "G": info.get("G", math.nan),
+        "inner_return": float(np.mean(returns)) if returns else math.nan,
+        "inner_episodes": len(returns),
+        "diverged": bool(info.get("diverged", False)),
+    }
+    for name, value in info.get("hyperparams", {}).items():
+        row[f"hp_{name}"] = value
+    for name, value in info.get("losses", {}).items():
+        row[f"loss_{name}"] = value
+    for name in ("encoder_loss", "encoder_kl"):
+        if name in info:
+            row[name] = info[name]
+    return row
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``steps.csv``: the union of the rows' columns, in order of first appearance."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def env_config(env: gym.Env) -> dict[str, Any]:
+    """The env's id and kwargs (or its class name), for ``config.json``."""
+    spec = env.spec
+    if spec is None:
+        return {"env": type(env.unwrapped).__name__}
+    kwargs = {k: jsonable(v) for k, v in spec.kwargs.items()}
+    return {"env_id": spec.id, "env_kwargs": kwargs}
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with NumPy values as Python ones and anything else not JSON as its ``repr``."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return scalar(x) if isinstance(x, (np.ndarray, np.generic)) else repr(x)
