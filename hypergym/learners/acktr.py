@@ -70,12 +70,7 @@ class ACKTRLearner(A2CLearner):
             self.flat,
             self.policy.flat_grad,
             self.policy,
-            momentum=c.momentum,
-            stat_decay=c.stat_decay,
-            weight_decay=c.weight_decay,
-            stats_every=c.stats_every,
-            inverse_every=c.inverse_every,
-            damping_mode=c.damping_mode,
+            **c.kfac_kwargs(),  # type: ignore[arg-type]
         )
 
     def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

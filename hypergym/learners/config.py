@@ -123,6 +123,11 @@ class ACKTRConfig(LearnerConfig):
     damping_mode: str = "kronecker"
     """``"kronecker"``: invert ``G x A + damping`` (ACKTR's code); ``"factored"``: ``(G + d)^-1 g (A + d)^-1``."""
 
+    def kfac_kwargs(self) -> dict[str, float | int | str]:
+        """The K-FAC optimiser's fixed settings (the step size, trust region and damping are hyperparameters)."""
+        names = ("momentum", "stat_decay", "weight_decay", "stats_every", "inverse_every", "damping_mode")
+        return {name: getattr(self, name) for name in names}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_grad_norm != math.inf:

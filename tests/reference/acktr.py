@@ -49,12 +49,7 @@ class ACKTRLearner(A2CLearner):
             lr=cfg.learning_rate,
             kl_clip=cfg.kl_clip,
             damping=cfg.damping,
-            momentum=cfg.momentum,
-            stat_decay=cfg.stat_decay,
-            weight_decay=cfg.weight_decay,
-            stats_every=cfg.stats_every,
-            inverse_every=cfg.inverse_every,
-            damping_mode=cfg.damping_mode,
+            **cfg.kfac_kwargs(),
         )
         return policy
 
