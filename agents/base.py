@@ -14,7 +14,15 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["EpsilonGreedyAgent", "HyperAgent", "PopulationAgent", "Transition", "env_schedule_length"]
+__all__ = [
+    "EpsilonGreedyAgent",
+    "HyperAgent",
+    "PopulationAgent",
+    "Transition",
+    "agent_config",
+    "check_agent",
+    "env_schedule_length",
+]
 
 
 class Transition(NamedTuple):
@@ -34,6 +42,27 @@ class Transition(NamedTuple):
     """The learning episode was cut short (inner budget)."""
     info: dict[str, Any]
     """The env's info of the step."""
+
+
+def agent_config(agent: Any) -> dict[str, Any]:
+    """An agent's settings for ``config.json``: its ``config()`` if it has one, else its name.
+
+    The runner needs only ``act`` and ``observe``; ``config``, ``save`` and ``load`` are optional.
+    """
+    config = getattr(agent, "config", None)
+    if callable(config):
+        return dict(config())
+    return {"name": getattr(agent, "name", type(agent).__name__)}
+
+
+def check_agent(agent: Any) -> None:
+    """Raise a ``TypeError`` naming what a hyper-agent lacks (``act(obs, info)``, ``observe(transition)``)."""
+    missing = [name for name in ("act", "observe") if not callable(getattr(agent, name, None))]
+    if missing:
+        raise TypeError(
+            f"{type(agent).__name__} is not a hyper-agent: it lacks {missing} (required: act(obs, info) -> action "
+            "and observe(transition); optional: config() -> dict, save(path), load(path))"
+        )
 
 
 def env_schedule_length(env: gym.Env) -> int | None:

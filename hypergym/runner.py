@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from hypergym.agents.base import HyperAgent, Transition
+from hypergym.agents.base import HyperAgent, Transition, agent_config, check_agent
 from hypergym.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from hypergym.rundir import CHECKPOINT_FILE, FINAL_EPISODES, RunResult, env_config, jsonable, step_row, write_csv
 
@@ -74,6 +74,7 @@ def run(
             or the wrong number of them.
     """
     _check_checkpoint_every(checkpoint_every)
+    check_agent(agent)
     if isinstance(env, gym.vector.VectorEnv):
         if seed is None:
             raise ValueError("a population needs seeds: pass seed=int (seeds s..s+N-1) or one seed per member")
@@ -91,7 +92,7 @@ def run(
     config: dict[str, Any] = {}
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        config = {**env_config(env), "agent": agent.config(), "seed": seed, **(extra_config or {})}
+        config = {**env_config(env), "agent": agent_config(agent), "seed": seed, **(extra_config or {})}
         space = getattr(env.unwrapped, "space", None)
         if space is not None:
             config["space"] = {name: list(values) for name, values in space.values.items()}
@@ -136,14 +137,19 @@ def run_population(
     if len(seeds) != venv.num_envs:
         raise ValueError(f"{len(seeds)} seeds for a population of {venv.num_envs}")
     _check_checkpoint_every(checkpoint_every)
-    config = {"agent": agent.config(), "seeds": list(seeds), **(extra_config or {})}
+    config = {"agent": agent_config(agent), "seeds": list(seeds), **(extra_config or {})}
     run_dirs = [Path(out) / f"seed{seed}" if out is not None else None for seed in seeds]
     results = _drive(
         venv, agent, seeds, run_dirs, config, progress, max_steps, checkpoint_every, Path(out) if out else None
     )
     for seed, run_dir in zip(seeds, run_dirs, strict=True):
         if run_dir is not None:
-            member_config = {"agent": agent.config(), "seed": seed, "population": len(seeds), **(extra_config or {})}
+            member_config = {
+                "agent": agent_config(agent),
+                "seed": seed,
+                "population": len(seeds),
+                **(extra_config or {}),
+            }
             member_config["space"] = {name: list(values) for name, values in venv.space.values.items()}
             (run_dir / "config.json").write_text(json.dumps(jsonable(member_config), indent=2))
     return results

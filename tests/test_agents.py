@@ -188,3 +188,28 @@ def test_make_agent_names_the_valid_choices():
     md = gym.make("HyperRL-A2C-CartPole", action_mode="multi_discrete", device="cpu", policy_kwargs=TINY_NET)
     with pytest.raises(TypeError, match="Discrete"):
         EpisodicAgent(md)
+
+
+def test_hypergym_run_drives_an_agent_with_only_act_and_observe(tmp_path):
+    class Greedy:  # the whole protocol a user's agent needs
+        def __init__(self):
+            self.seen = 0
+
+        def act(self, obs, info):
+            return 0
+
+        def observe(self, transition):
+            self.seen += 1
+
+    env = gym.make("HyperRL-A2C-CartPole", total_env_steps=400, obs_mode="random", policy_kwargs={"net_arch": [8]})
+    agent = Greedy()
+    result = hypergym.run(env, agent, seed=0, out=tmp_path / "run", progress=False)
+    assert agent.seen == result.hyper_steps > 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["agent"] == {"name": "Greedy"}
+
+    class ActsOnly:
+        def act(self, obs, info):
+            return 0
+
+    with pytest.raises(TypeError, match=r"lacks \['observe'\]"):
+        hypergym.run(env, ActsOnly(), seed=0)
