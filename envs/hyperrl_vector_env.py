@@ -96,9 +96,12 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
                 "policy and its rewards clipped to their sign (leave normalize=False)"
             )
         self.pinned: dict[str, float | int] = {}
-        # One member (a single run) schedules them freely; several keep them the same (see Lockstep).
-        kwargs = self._pin_work_hyperparams(dict(kwargs)) if num_envs > 1 else dict(kwargs)
-        self.settings = HyperRLSettings.from_kwargs(**kwargs)
+        self.settings = HyperRLSettings.from_kwargs(**kwargs)  # every argument checked, the full grid included
+        if num_envs > 1:
+            # Several members keep the work hyperparameters the same (see Lockstep); one schedules them freely.
+            pinned = self._pin_work_hyperparams(dict(kwargs))
+            if self.pinned:
+                self.settings = HyperRLSettings.from_kwargs(**pinned)
         self.num_envs = int(num_envs)
         self.single_observation_space = self.settings.observation_space
         self.single_action_space = self.settings.action_space

@@ -8,6 +8,7 @@ layer shapes, which SB3's policy gives without an environment.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from hypergym.learners import LEARNERS, BatchedActorCritic, Learner, LearnerConf
 from hypergym.learners.networks import check_population_policy
 from hypergym.rewards import REWARDS, HyperReward, make_reward
 from hypergym.seeding import TorchRNG
-from hypergym.spaces import Hyperparameter, HyperparamSpace
+from hypergym.spaces import Hyperparameter, HyperparamSpace, check_value
 
 __all__ = ["ACTION_MODES", "OBS_EXTRAS", "HyperRLSettings"]
 
@@ -144,6 +145,14 @@ class HyperRLSettings:
         check_encoder_kwargs(obs_mode, kwargs)
         resolve_device(device)  # fail now, not at the first reset, on a device this machine lacks
 
+        # Fixed settings obey the rules of grid values (a learner setting is the default grid value).
+        for name in learner_class.supported_hyperparams():
+            try:
+                check_value(name, getattr(config, name))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"learner setting {name}={getattr(config, name)!r}: {err}") from err
+        if not math.isfinite(float(divergence_penalty)):
+            raise ValueError(f"divergence_penalty must be a finite number, got {divergence_penalty!r}")
         defaults = {name: getattr(config, name) for name in learner_class.supported_hyperparams()}
         grid: Mapping[str, Sequence[float]] | Sequence[Hyperparameter]
         if hyperparams is None:

@@ -291,3 +291,27 @@ def test_a_misspelt_encoder_kwarg_lists_the_valid_keys():
         gym.make("HyperRL-A2C-CartPole", encoder_kwargs={"hiden": 16})
     with pytest.raises(ValueError, match=r"unknown encoder_kwargs \['hidden'\] for obs_mode='random'.*'h'"):
         gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, obs_mode="random", encoder_kwargs={"hidden": 16})
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"gamma": 1.5}, r"gamma=1.5: gamma must lie in \(0, 1\]"),
+        ({"gae_lambda": 2}, r"gae_lambda must lie in \(0, 1\]"),
+        ({"clip_range": 0}, "clip_range must be positive"),
+        ({"clip_range": -0.1}, "clip_range must be positive"),
+        ({"ent_coef": -1}, "ent_coef must be non-negative"),
+        ({"vf_coef": -1}, "vf_coef must be non-negative"),
+        ({"max_grad_norm": 0}, "max_grad_norm must be positive"),
+        ({"n_epochs": 0}, "n_epochs takes positive integers"),
+        ({"n_envs": 0}, "n_envs must be a positive integer"),
+        ({"divergence_penalty": float("nan")}, "divergence_penalty must be a finite number"),
+    ],
+)
+def test_fixed_learner_settings_are_checked_when_the_env_is_made(setting, message):
+    """Fixed settings obey the rules of grid values, in the single and the vector env alike."""
+    with pytest.raises(ValueError, match=message):
+        gym.make("HyperRL-PPO-CartPole", **setting)
+    with pytest.raises(ValueError, match=message), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the population's pinned batch size
+        gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, **setting)
