@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import sys
 from typing import Any
 
 import gymnasium as gym
 
-from hypergym.agents.base import EpsilonGreedyAgent, HyperAgent, Transition
+from hypergym.agents.base import EpsilonGreedyAgent, HyperAgent, Transition, check_agent
 from hypergym.agents.dqn import DQNAgent
 from hypergym.agents.episodic import EpisodicAgent, paper_capacity
 from hypergym.agents.factored import FactoredEpisodicAgent
@@ -29,6 +33,7 @@ __all__ = [
     "RandomAgent",
     "StaticAgent",
     "Transition",
+    "load_agent_class",
     "make_agent",
     "paper_capacity",
 ]
@@ -44,14 +49,48 @@ AGENTS: dict[str, type[HyperAgent]] = {
 }
 
 
+def load_agent_class(reference: str) -> type:
+    """The class ``"package.module:ClassName"`` names (a user's hyper-agent), imported.
+
+    Modules are looked up on ``sys.path`` and then in the current directory (the ``hypergym`` command's
+    own ``sys.path`` does not hold it).
+
+    Raises:
+        ValueError: If the reference is malformed or cannot be imported, saying why.
+    """
+    module_name, _, class_name = reference.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"an agent class is named 'package.module:ClassName', got {reference!r}")
+    if os.getcwd() not in sys.path:  # as ``python -m`` would: the user's module beside where the command runs
+        sys.path.append(os.getcwd())
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import agent class {reference!r}: {err}") from err
+    if not isinstance(cls, type):
+        raise ValueError(f"{reference!r} is not a class")
+    return cls
+
+
 def make_agent(name: str, env: gym.Env, seed: int | None = None, **kwargs: Any) -> HyperAgent:
     """Build the agent named ``name`` for ``env``.
 
-    ``"static-min"`` and ``"static-max"`` are the fixed-minimum and fixed-maximum baselines.
+    ``"static-min"`` and ``"static-max"`` are the fixed-minimum and fixed-maximum baselines. A name
+    ``"package.module:ClassName"`` is a user's class, built as ``ClassName(env, seed=seed, **kwargs)``
+    (``env`` and ``seed`` only if its constructor takes them); it needs ``act`` and ``observe``.
 
     Raises:
-        ValueError: On an unknown name (the message lists the valid ones).
+        ValueError: On an unknown name (the message lists the valid ones) or a class that cannot be imported.
+        TypeError: If a user's class does not make a hyper-agent.
     """
+    if ":" in name:
+        cls = load_agent_class(name)
+        params = inspect.signature(cls).parameters
+        args = [env] if any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params.values()) else []
+        extra = {"seed": seed} if "seed" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()) else {}
+        agent = cls(*args, **extra, **kwargs)
+        check_agent(agent)
+        return agent  # type: ignore[no-any-return]
     if name in ("static-min", "static-max"):
         return StaticAgent(env, action=name.split("-")[1], seed=seed, **kwargs)
     if name not in AGENTS:

@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     check_names(args.env_id, [args.agent], env_kwargs)
     from hypergym.agents import AGENTS
 
-    if args.agent not in AGENTS and args.agent not in ("static-max", "static-min"):
+    if args.agent not in AGENTS and args.agent not in ("static-max", "static-min") and ":" not in args.agent:
         raise CLIError(
             f"{args.agent} trains a population, not one run: use hypergym compare {args.env_id} --agents "
             f"{args.agent} --seeds N (the N seeds are its members)"

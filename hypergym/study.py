@@ -72,8 +72,18 @@ def check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) 
 
     valid_agents = sorted({*AGENTS, *POPULATION_AGENTS, "static-max", "static-min"})
     for agent in agents:
-        if agent not in valid_agents:
-            raise CLIError(f"unknown agent {agent!r}; choose from {', '.join(valid_agents)}")
+        if ":" in agent:  # a user's class, package.module:ClassName
+            from hypergym.agents import load_agent_class
+
+            try:
+                load_agent_class(agent)
+            except ValueError as err:
+                raise CLIError(str(err)) from err
+        elif agent not in valid_agents:
+            raise CLIError(
+                f"unknown agent {agent!r}; choose from {', '.join(valid_agents)}, or name a class as "
+                "package.module:ClassName"
+            )
     algo = hypergym.PRESETS[env_id]["algo"]
     import inspect
 
@@ -186,7 +196,8 @@ def compare(
 
     check_names(env_id, agents, env_kwargs)
     statics = ("static-max", "static-min")
-    as_population = [a for a in agents if population or (a not in AGENTS and a not in statics)]
+    single = {*AGENTS, *statics, *(a for a in agents if ":" in a)}  # a user's class runs one inner run
+    as_population = [a for a in agents if population or a not in single]
     single_only = [a for a in as_population if a not in POPULATION_AGENTS and a not in statics]
     if single_only:
         raise CLIError(

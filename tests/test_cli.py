@@ -180,3 +180,28 @@ def test_the_readme_demo_table_is_what_hypergym_demo_prints(tmp_path):
         capture_output=True, text=True, check=True, timeout=900,
     )  # fmt: skip
     assert _table_rows(out.stdout) == expected, out.stdout
+
+
+def test_compare_runs_a_users_agent_class_beside_the_built_in_ones(tmp_path, monkeypatch, capsys):
+    """``--agents package.module:ClassName``: a user's two-method agent in the same table as ``static``."""
+    (tmp_path / "my_agents.py").write_text(
+        "class AlwaysMax:\n"
+        "    def __init__(self, env, seed=None):\n"
+        "        self.action = env.action_space.n - 1\n"
+        "    def act(self, obs, info):\n"
+        "        return self.action\n"
+        "    def observe(self, transition):\n"
+        "        pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "cmp"
+    args = ["compare", "HyperRL-A2C-CartPole", "--agents", "my_agents:AlwaysMax,static", "--seeds", "2"]
+    args += ["--workers", "1", "--out", str(out), "--set", "total_env_steps=300", "obs_mode='random'", *TINY[1:]]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "my_agents:AlwaysMax" in table and "static" in table
+    steps = (out / "my_agents:AlwaysMax" / "seed1" / "steps.csv").read_text().splitlines()
+    learning_rates = {row.split(",")[steps[0].split(",").index("hp_learning_rate")] for row in steps[1:]}
+    assert learning_rates == {str(max(hypergym.PRESETS["HyperRL-A2C-CartPole"]["hyperparams"]["learning_rate"]))}
+    assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "my_agents:Missing", "--seeds", "1"]) == 2
+    assert "cannot import agent class 'my_agents:Missing'" in capsys.readouterr().err
