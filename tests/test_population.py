@@ -435,7 +435,7 @@ def test_torch_acting_path_runs_and_is_deterministic():
     def trace():
         env = _vec("HyperRL-PPO-Pendulum", policy_kwargs=policy_kwargs)
         obs, _ = env.reset(seed=5)
-        assert not env.learner.policy.numpy_acting
+        assert env.learner.policy.numpy_actor is None
         out = [obs]
         for _ in range(6):
             obs, reward, *_ = env.step(np.full(3, env.space.default_action))

@@ -22,12 +22,11 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
@@ -38,16 +37,12 @@ from torch import nn
 
 from hypergym.hyperstate import LayerInfo, policy_layers
 from hypergym.learners.networks import check_population_policy
+from hypergym.learners.numpy_acting import NumpyActor
 from hypergym.learners.records import LayerRecording
 
 __all__ = ["BatchedActorCritic"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-#: Activations with a NumPy twin, for acting without torch's per-op overhead.
-_NUMPY_ACTIVATIONS: dict[type, Callable[[np.ndarray], np.ndarray]] = {
-    nn.Tanh: np.tanh,
-    nn.ReLU: lambda x: np.maximum(x, 0.0),
-}
 
 
 @dataclass(frozen=True)
@@ -144,12 +139,8 @@ class BatchedActorCritic:
         """``[M, P]``: every member's parameters (the storage the optimiser updates in place)."""
         self.flat_grad = torch.zeros_like(self.flat)
         """``[M, P]``: the gradients, laid out as ``flat`` (filled by ``backward``)."""
-        self.numpy_acting = (
-            device.type == "cpu"
-            and not self.images
-            and all(type(a) in _NUMPY_ACTIVATIONS for a in (*self.pi_acts, *self.vf_acts))
-        )
-        """Rollouts act through NumPy views of ``flat`` (CPU, Tanh/ReLU MLPs): see :meth:`act_numpy`."""
+        self.numpy_actor: NumpyActor | None = None
+        """Acts in rollouts through NumPy views of ``flat`` where it can (CPU, Tanh/ReLU MLPs), else ``None``."""
         self._build_views()
 
     def _build_views(self) -> None:
@@ -164,18 +155,12 @@ class BatchedActorCritic:
             self._leaves[name] = (self._leaf(weight), self._leaf(self.bias(name, self.flat)))
         self._log_std_leaf = None if self.log_std_slice is None else self._leaf(self.flat[:, self.log_std_slice])
         self.zero_grad()
-        if self.numpy_acting:
-            self._np_flat = self.flat.numpy()  # shares memory: in-place updates stay visible
-            self._np_layers = {}
-            for name, lin in self.blocks.items():
-                w = self._np_flat[:, lin.weight].reshape(self.n_members, lin.out_features, lin.in_features)
-                assert np.shares_memory(w, self._np_flat)
-                self._np_layers[name] = (w.transpose(0, 2, 1), self._np_flat[:, None, lin.bias])
+        self.numpy_actor = NumpyActor(self) if NumpyActor.supports(self) else None
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickle copies views as separate tensors and arrays; keep ``flat`` and ``flat_grad`` only.
         state = dict(self.__dict__)
-        for name in ("_leaves", "_log_std_leaf", "_np_flat", "_np_layers"):
+        for name in ("_leaves", "_log_std_leaf", "numpy_actor"):
             state.pop(name, None)
         return state
 
@@ -401,7 +386,6 @@ class BatchedActorCritic:
         other.n_members = flat.shape[0]
         other.flat = flat.detach().clone()
         other.flat_grad = torch.zeros_like(other.flat)
-        other.numpy_acting = False
         other._build_views()
         return other
 
@@ -417,45 +401,3 @@ class BatchedActorCritic:
             return (cdf < u).sum(-1).clamp_(max=self.action_dim - 1)
         noise = torch.randn(params.shape, generator=generator, device=params.device)
         return params + self.log_std().exp().unsqueeze(1) * noise
-
-    # ------------------------------------------------------------------ NumPy acting (CPU rollouts)
-    def _np_linear(self, name: str, x: np.ndarray) -> np.ndarray:
-        w_t, b = self._np_layers[name]
-        return np.matmul(x, w_t) + b
-
-    def act_numpy(
-        self, obs: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Sample actions for ``obs [M, B, D]`` with NumPy: actions, values, log-probabilities, finite mask.
-
-        The same network, distributions and formulas as :meth:`forward`, :meth:`sample` and
-        :meth:`log_prob_entropy`, computed on NumPy views of ``flat``: on a CPU a small batched MLP is
-        dominated by torch's per-op overhead (about 5 us an op here against 1 us for NumPy), and a
-        rollout step is a dozen ops. Training keeps torch (autograd). ``finite`` is ``[M]``: whether
-        the member's outputs are all finite (the learner rolls back the others and acts again).
-        """
-        # A diverged member's non-finite weights are expected here (it is rolled back): no warnings.
-        with np.errstate(all="ignore"):
-            h, v = obs, obs
-            for name, act in zip(self.pi_layers, self.pi_acts, strict=True):
-                h = _NUMPY_ACTIVATIONS[type(act)](self._np_linear(name, h))
-            for name, act in zip(self.vf_layers, self.vf_acts, strict=True):
-                v = _NUMPY_ACTIVATIONS[type(act)](self._np_linear(name, v))
-            params = self._np_linear("action_net", h)
-            values = self._np_linear("value_net", v)[..., 0]
-            finite = np.isfinite(params).all(axis=(1, 2)) & np.isfinite(values).all(axis=1)
-            if self.discrete:
-                shifted = params - params.max(-1, keepdims=True)
-                log_z = np.log(np.exp(shifted).sum(-1, keepdims=True))
-                logp = shifted - log_z
-                cdf = np.exp(logp).cumsum(-1)
-                u = rng.random((*params.shape[:-1], 1), dtype=np.float32)
-                actions = np.minimum((cdf < u).sum(-1), self.action_dim - 1)
-                log_prob = np.take_along_axis(logp, actions[..., None], -1)[..., 0]
-            else:
-                assert self.log_std_slice is not None
-                log_std = self._np_flat[:, None, self.log_std_slice]
-                noise = rng.standard_normal(params.shape, dtype=np.float32)
-                actions = params + np.exp(log_std) * noise
-                log_prob = (-0.5 * noise**2 - log_std - _HALF_LOG_2PI).sum(-1)
-        return actions, values, log_prob.astype(np.float32), finite

@@ -69,8 +69,8 @@ class RolloutCollector:
             if target is not None:
                 target.restore(torch.as_tensor(bad, device=self.device))
                 rolled |= bad
-            if self.policy.numpy_acting:
-                actions, values, log_prob, finite = self.policy.act_numpy(obs, self.np_rng)
+            if self.policy.numpy_actor is not None:
+                actions, values, log_prob, finite = self.policy.numpy_actor.act(obs, self.np_rng)
             else:
                 with torch.no_grad():
                     params, values_t = self.policy.forward(torch.as_tensor(obs, device=self.device))
