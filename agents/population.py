@@ -20,6 +20,7 @@ from hypergym.agents.base import HyperAgent, PopulationAgent, Transition
 from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
 from hypergym.agents.pb2 import PB2Agent
 from hypergym.agents.pbt import PBTAgent
+from hypergym.envs.runs import member_info
 
 __all__ = [
     "POPULATION_AGENTS",
@@ -39,11 +40,6 @@ class _MemberView:
         self.action_space = venv.single_action_space
         self.observation_space = venv.single_observation_space
         self.unwrapped = venv
-
-
-def _member_info(info: dict[str, Any], i: int) -> dict[str, Any]:
-    """Member ``i``'s entries of a vector info dict (the keys agents read)."""
-    return {k: v[i] for k, v in info.items() if not k.startswith("_") and isinstance(v, np.ndarray)}
 
 
 class PopulationStaticAgent(PopulationAgent):
@@ -116,7 +112,7 @@ class PerMemberAgent(PopulationAgent):
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Each member's agent's action."""
-        return np.array([a.act(obs[i], _member_info(info, i)) for i, a in enumerate(self.members)], dtype=np.int64)
+        return np.array([a.act(obs[i], member_info(info, i)) for i, a in enumerate(self.members)], dtype=np.int64)
 
     def observe(
         self,
@@ -134,7 +130,7 @@ class PerMemberAgent(PopulationAgent):
             nxt = final[i] if final is not None and info.get("_final_obs", np.zeros(0))[i] else next_obs[i]
             t = Transition(
                 obs[i], int(actions[i]), float(rewards[i]), nxt, bool(terminated[i]), bool(truncated[i]),
-                _member_info(info, i),
+                member_info(info, i),
             )  # fmt: skip
             agent.observe(t)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -10,7 +9,7 @@ import numpy as np
 
 from hypergym.checkpoint import Checkpointable
 from hypergym.encoders import Encoder
-from hypergym.envs.runs import InnerRuns
+from hypergym.envs.runs import InnerRuns, member_info
 from hypergym.envs.settings import HyperRLSettings
 from hypergym.learners import Learner, LearnerConfig
 from hypergym.rewards import HyperReward
@@ -216,7 +215,7 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
         self._needs_reset = False
         if new_run or self._obs is None:
             self._obs = runs.observe()[0]
-        info.update(_member(runs.base_info()), run_seed=self.run_seed, new_run=new_run)
+        info.update(member_info(runs.base_info(), 0), run_seed=self.run_seed, new_run=new_run)
         return self._obs, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -232,25 +231,8 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
         rewards, terminated, truncated, info = self.runs.step(indices)
         self._needs_reset = terminated or truncated
         self._obs = self.runs.observe()[0]
-        return self._obs, float(rewards[0]), terminated, truncated, _member(info)
+        return self._obs, float(rewards[0]), terminated, truncated, member_info(info, 0)
 
     def close(self) -> None:
         """Close the inner run's environments."""
         self.runs.close()
-
-
-def _member(info: Mapping[str, Any], i: int = 0) -> dict[str, Any]:
-    """Member ``i``'s entries of a batched info, as Python scalars (dicts of arrays become dicts of scalars)."""
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        if isinstance(value, Mapping):
-            out[key] = {name: _scalar(arr[i]) for name, arr in value.items()}
-        elif isinstance(value, np.ndarray):
-            out[key] = _scalar(value[i])
-        else:
-            out[key] = value
-    return out
-
-
-def _scalar(x: Any) -> Any:
-    return x.item() if isinstance(x, np.generic) else x

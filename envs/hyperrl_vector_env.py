@@ -9,7 +9,7 @@ batched encoder), with M = N here and M = 1 there.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,26 +20,9 @@ from hypergym.checkpoint import Checkpointable
 from hypergym.envs.hyperrl_env import SettingsView
 from hypergym.envs.runs import InnerRuns, objects
 from hypergym.envs.settings import HyperRLSettings
-from hypergym.envs.tasks import task_spaces, task_spec
-from hypergym.learners import LEARNERS, LearnerConfig
-from hypergym.learners.networks import check_population_policy
 from hypergym.learners.records import WORK_HYPERPARAMS
-from hypergym.spaces import Hyperparameter, HyperparamSpace
 
 __all__ = ["HyperRLVectorEnv"]
-
-
-def _grid_items(hyperparams: Any) -> list[tuple[str, tuple[float, ...]]] | None:
-    """``hyperparams`` (mapping, Hyperparameter list or HyperparamSpace) as ``(name, values)`` pairs."""
-    if hyperparams is None:
-        return None
-    if isinstance(hyperparams, HyperparamSpace):
-        return [(p.name, tuple(p.values)) for p in hyperparams.params]
-    if isinstance(hyperparams, Mapping):
-        return [(str(k), tuple(v)) for k, v in hyperparams.items()]
-    if isinstance(hyperparams, Sequence) and all(isinstance(p, Hyperparameter) for p in hyperparams):
-        return [(p.name, tuple(p.values)) for p in hyperparams]
-    return None  # let HyperRLEnv report the type error
 
 
 class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
@@ -76,11 +59,10 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
     Args:
         num_envs: N, the number of members.
         **kwargs: The arguments of :class:`~hypergym.envs.HyperRLEnv` (a registered id's preset plus
-            overrides): A2C, PPO or ACKTR; the task must have flat vector
-            observations.
+            overrides): A2C, PPO or ACKTR, on any task (vector observations or Atari frames).
 
     Raises:
-        ValueError: For an image task, ``num_envs < 1``, or any invalid ``HyperRLEnv`` argument.
+        ValueError: For ``num_envs < 1``, or any invalid ``HyperRLEnv`` argument.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}  # noqa: RUF012
@@ -88,20 +70,11 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs (the population size) must be a positive integer, got {num_envs!r}")
-        task = kwargs.get("task", "CartPole")
-        check_population_policy(*task_spaces(task))
-        if kwargs.get("normalize") and task_spec(task).family == "atari":
-            raise ValueError(
-                f"normalize=True standardises vector observations and rewards; {task}'s frames are scaled by the "
-                "policy and its rewards clipped to their sign (leave normalize=False)"
-            )
         self.pinned: dict[str, float | int] = {}
         self.settings = HyperRLSettings.from_kwargs(**kwargs)  # every argument checked, the full grid included
-        if num_envs > 1:
+        if num_envs > 1 and any(p.name in WORK_HYPERPARAMS for p in self.settings.space.params):
             # Several members keep the work hyperparameters the same (see Lockstep); one schedules them freely.
-            pinned = self._pin_work_hyperparams(dict(kwargs))
-            if self.pinned:
-                self.settings = HyperRLSettings.from_kwargs(**pinned)
+            self.settings = HyperRLSettings.from_kwargs(**self._pin_work_hyperparams(dict(kwargs)))
         self.num_envs = int(num_envs)
         self.single_observation_space = self.settings.observation_space
         self.single_action_space = self.settings.action_space
@@ -117,23 +90,18 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
         return self.runs.run_seeds
 
     def _pin_work_hyperparams(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Fix ``batch_size`` / ``n_epochs`` at one value for all members (see the class docstring)."""
-        items = _grid_items(kwargs.get("hyperparams"))
-        if items is None:
-            return kwargs
-        kept = []
-        for name, values in items:
-            if name in WORK_HYPERPARAMS and len(values) > 1:
-                self.pinned[name] = values[0]  # replaced by the configuration's value below
-                continue
-            if name in WORK_HYPERPARAMS:
-                kwargs[name] = values[0]  # one value: it is the configuration's
-            kept.append((name, values))
-        if self.pinned:
-            algo = kwargs.get("algo", "PPO")
-            config_class = LEARNERS[algo].config_class if algo in LEARNERS else LearnerConfig
-            config = config_class.from_kwargs(**{k: v for k, v in kwargs.items() if k in config_class.field_names()})
-            self.pinned = {name: getattr(config, name) for name in self.pinned}
+        """Fix ``batch_size`` / ``n_epochs`` at one value for all members (see the class docstring).
+
+        A grid with several values of one is reduced to the configuration's value (``self.pinned``); a grid
+        with one value makes it the configuration's.
+        """
+        params = self.settings.space.params
+        pinned = [p.name for p in params if p.name in WORK_HYPERPARAMS and len(p.values) > 1]
+        for p in params:
+            if p.name in WORK_HYPERPARAMS and len(p.values) == 1:
+                kwargs[p.name] = p.values[0]
+        if pinned:
+            self.pinned = {name: getattr(self.settings.config, name) for name in pinned}
             warnings.warn(
                 f"a population updates its members in lockstep, so {sorted(self.pinned)} (which change the work "
                 f"per update) are fixed at {self.pinned} for every member and left out of the action space; "
@@ -141,7 +109,8 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
                 UserWarning,
                 stacklevel=3,
             )
-            kwargs["hyperparams"] = dict(kept) if kept else None
+            kept = {p.name: p.values for p in params if p.name not in pinned}
+            kwargs["hyperparams"] = kept or None
         return kwargs
 
     def _draw_seeds(self) -> list[int]:

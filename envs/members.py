@@ -26,7 +26,20 @@ from hypergym.envs.atari import AtariVecEnv
 from hypergym.envs.stepping import CartPoleStepper, LoopStepper, make_stepper
 from hypergym.envs.tasks import task_spec
 
-__all__ = ["MemberNormalizer", "MemberStep", "MemberVecEnv"]
+__all__ = ["MemberNormalizer", "MemberStep", "MemberVecEnv", "check_normalize"]
+
+
+def check_normalize(task: str, normalize: bool) -> None:
+    """Refuse ``normalize=True`` on Atari, saying why.
+
+    Raises:
+        ValueError: For an Atari task with ``normalize``.
+    """
+    if normalize and task_spec(task).family == "atari":
+        raise ValueError(
+            f"normalize=True standardises vector observations and rewards; {task}'s frames are scaled by the "
+            "policy and its rewards clipped to their sign (leave normalize=False)"
+        )
 
 
 class MemberNormalizer:
@@ -145,12 +158,8 @@ class MemberVecEnv:
         slot_seeds = [seed + k for seed in self.seeds for k in range(n_envs)]
         self.stepper: LoopStepper | CartPoleStepper | None = None
         self.atari: AtariVecEnv | None = None
+        check_normalize(task, normalize)
         if spec.family == "atari":
-            if normalize:
-                raise ValueError(
-                    f"normalize=True standardises vector observations and rewards; {task}'s frames are scaled "
-                    "by the policy and its rewards clipped to their sign (leave normalize=False)"
-                )
             # All M x E games in one native vector env (C++, threaded), game (i, k) seeded seeds[i] + k.
             self.atari = AtariVecEnv(task, n_envs=len(slot_seeds), seed=slot_seeds)
             space_source: Any = self.atari

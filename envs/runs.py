@@ -7,6 +7,7 @@ view with M = N; they only convert actions in and observations, rewards and info
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from hypergym.envs.settings import HyperRLSettings
 from hypergym.learners import Learner
 from hypergym.seeding import derive_seeds
 
-__all__ = ["InnerRuns", "PhaseCounter", "objects"]
+__all__ = ["InnerRuns", "PhaseCounter", "member_info", "objects"]
 
 
 def objects(items: list[Any]) -> np.ndarray:
@@ -27,6 +28,28 @@ def objects(items: list[Any]) -> np.ndarray:
     for i, item in enumerate(items):
         out[i] = item
     return out
+
+
+def member_info(info: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """Member ``i``'s entries of a batched info dict, as a single run's info.
+
+    Per-member arrays give their ``i``-th entry (NumPy scalars as Python numbers), dicts of arrays
+    (``hyperparams``, ``losses``) a dict of entries; Gymnasium's ``_key`` masks and the autoreset's
+    ``final_obs`` / ``final_info`` are left out.
+    """
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if key.startswith("_") or key in ("final_obs", "final_info"):
+            continue
+        if isinstance(value, Mapping):
+            out[key] = {name: _python(arr[i]) for name, arr in value.items()}
+        elif isinstance(value, np.ndarray):
+            out[key] = _python(value[i])
+    return out
+
+
+def _python(x: Any) -> Any:
+    return x.item() if isinstance(x, np.generic) else x
 
 
 @dataclass

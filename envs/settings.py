@@ -18,6 +18,7 @@ import numpy as np
 
 from hypergym.devices import resolve_device
 from hypergym.encoders import ENCODERS, check_encoder_kwargs, observation_space_of
+from hypergym.envs.members import check_normalize
 from hypergym.envs.tasks import task_spaces
 from hypergym.hyperstate import LayerInfo, policy_layers
 from hypergym.learners import LEARNERS, BatchedActorCritic, Learner, LearnerConfig, build_policy
@@ -124,6 +125,7 @@ class HyperRLSettings:
         learner_class = LEARNERS[algo]
         config = learner_class.config_class.from_kwargs(**learner_kwargs)
         observation_space, inner_action_space = task_spaces(task)  # checks the task and its dependencies
+        check_normalize(task, normalize)
         total = _positive_int("total_env_steps", total_env_steps)
         if obs_mode not in ENCODERS:
             raise ValueError(f"unknown obs_mode {obs_mode!r}; choose from {sorted(ENCODERS)}")

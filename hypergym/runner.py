@@ -24,6 +24,7 @@ import numpy as np
 
 from hypergym.agents.base import HyperAgent, Transition, agent_config, check_agent
 from hypergym.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from hypergym.envs.runs import member_info, objects
 from hypergym.rundir import CHECKPOINT_FILE, FINAL_EPISODES, RunResult, env_config, jsonable, step_row, write_csv
 
 if TYPE_CHECKING:
@@ -171,17 +172,17 @@ class _BatchOfOne:
 
     def reset(self, seed: list[int | None]) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed[0])
-        return _objects([obs]), {"single": info}
+        return objects([obs]), {"single": info}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(actions[0])
         batched: dict[str, Any] = {"single": info}
         if terminated or truncated:
-            batched["final_obs"] = _objects([obs])
+            batched["final_obs"] = objects([obs])
             if not info.get("run_finished", False):
                 obs, batched["single_reset"] = self.env.reset()
         flags = np.array([terminated]), np.array([truncated])
-        return _objects([obs]), np.array([float(reward)]), flags[0], flags[1], batched
+        return objects([obs]), np.array([float(reward)]), flags[0], flags[1], batched
 
     def close(self) -> None:
         self.env.close()
@@ -195,7 +196,7 @@ class _AgentOfOne:
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         # After the end of a learning episode the agent sees the next one's reset info, as a single loop would.
-        return _objects([self.agent.act(obs[0], info.get("single_reset", info["single"]))])
+        return objects([self.agent.act(obs[0], info.get("single_reset", info["single"]))])
 
     def observe(self, obs: Any, actions: Any, rewards: Any, next_obs: Any, terminated: Any, truncated: Any,
                 info: dict[str, Any]) -> None:  # fmt: skip
@@ -206,26 +207,11 @@ class _AgentOfOne:
         )  # fmt: skip
 
 
-def _objects(items: list[Any]) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    for i, item in enumerate(items):
-        out[i] = item
-    return out
-
-
 def _member_infos(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """Each member's info of a step (the ending step's, ``final_info``, when a learning episode ended)."""
     if "single" in info:
         return [info["single"]]
-    source = info.get("final_info", info)
-    return [
-        {
-            k: (v[i] if isinstance(v, np.ndarray) else {name: arr[i] for name, arr in v.items()})
-            for k, v in source.items()
-            if not k.startswith("_") and k not in ("final_obs", "final_info")
-        }
-        for i in range(n)
-    ]
+    return [member_info(info.get("final_info", info), i) for i in range(n)]
 
 
 @dataclass

@@ -183,7 +183,9 @@ class Learner(RolloutCollector):
             values = np.asarray(values, dtype=np.float64)
             if values.shape != (m,):
                 raise ValueError(f"{name} needs one value per member ({m}), got shape {values.shape}")
-            checked = np.array([check_value(name, float(v)) for v in values], dtype=np.float64)
+            for v in np.unique(values):  # per distinct value: a grid has few, a population many members
+                check_value(name, float(v))
+            checked = values.copy()  # the caller keeps its array
             if name in WORK_HYPERPARAMS and np.any(checked != checked[0]):
                 raise ValueError(
                     f"{name} changes a member's amount of work per update, and the members of a population update "
