@@ -40,7 +40,7 @@ from hypergym.learners.optim import BatchedOptimizer
 from hypergym.learners.policy import BatchedActorCritic
 from hypergym.learners.records import LayerRecording
 
-__all__ = ["DAMPING_MODES", "EIGEN_EPS", "KFAC"]
+__all__ = ["DAMPING_MODES", "EIGEN_EPS", "KFAC", "check_kfac_settings"]
 
 #: Eigenvalues below this are treated as 0 (the ACKTR code bases' threshold).
 EIGEN_EPS = 1e-6
@@ -60,6 +60,22 @@ def _with_bias(xtx: torch.Tensor, col_sums: torch.Tensor, n_rows: int) -> torch.
     out[:, k, :k] = col_sums
     out[:, k, k] = n_rows
     return out
+
+
+def check_kfac_settings(
+    momentum: float, stat_decay: float, stats_every: int, inverse_every: int, damping_mode: str
+) -> None:
+    """Refuse K-FAC settings outside their ranges, naming the valid ones.
+
+    Raises:
+        ValueError: For a momentum or decay outside [0, 1), a schedule below 1, or an unknown damping mode.
+    """
+    if not 0 <= momentum < 1 or not 0 <= stat_decay < 1:
+        raise ValueError(f"momentum and stat_decay must be in [0, 1), got {momentum!r}, {stat_decay!r}")
+    if stats_every < 1 or inverse_every < 1:
+        raise ValueError(f"stats_every and inverse_every must be >= 1, got {stats_every!r}, {inverse_every!r}")
+    if damping_mode not in DAMPING_MODES:
+        raise ValueError(f"unknown damping_mode {damping_mode!r}; choose from {list(DAMPING_MODES)}")
 
 
 class KFAC(BatchedOptimizer):
@@ -94,12 +110,7 @@ class KFAC(BatchedOptimizer):
         damping_mode: str = "kronecker",
     ) -> None:
         super().__init__(flat, grad)
-        if not 0 <= momentum < 1 or not 0 <= stat_decay < 1:
-            raise ValueError(f"momentum and stat_decay must be in [0, 1), got {momentum!r}, {stat_decay!r}")
-        if stats_every < 1 or inverse_every < 1:
-            raise ValueError(f"stats_every and inverse_every must be >= 1, got {stats_every!r}, {inverse_every!r}")
-        if damping_mode not in DAMPING_MODES:
-            raise ValueError(f"unknown damping_mode {damping_mode!r}; choose from {list(DAMPING_MODES)}")
+        check_kfac_settings(momentum, stat_decay, stats_every, inverse_every, damping_mode)
         self.policy = policy
         self.momentum, self.stat_decay, self.weight_decay = momentum, stat_decay, weight_decay
         self.stats_every, self.inverse_every, self.damping_mode = stats_every, inverse_every, damping_mode

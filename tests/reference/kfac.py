@@ -42,7 +42,7 @@ from torch import nn
 
 __all__ = ["KFAC", "KFACDivergence"]
 
-from hypergym.learners.kfac import DAMPING_MODES, EIGEN_EPS
+from hypergym.learners.kfac import EIGEN_EPS, check_kfac_settings
 
 #: The modules that get a Kronecker-factored block.
 Block = nn.Linear | nn.Conv2d
@@ -88,12 +88,7 @@ class KFAC(torch.optim.Optimizer):
         for name, value in (("lr", lr), ("kl_clip", kl_clip), ("damping", damping)):
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
-        if not 0 <= momentum < 1 or not 0 <= stat_decay < 1:
-            raise ValueError(f"momentum and stat_decay must be in [0, 1), got {momentum!r}, {stat_decay!r}")
-        if stats_every < 1 or inverse_every < 1:
-            raise ValueError(f"stats_every and inverse_every must be >= 1, got {stats_every!r}, {inverse_every!r}")
-        if damping_mode not in DAMPING_MODES:
-            raise ValueError(f"unknown damping_mode {damping_mode!r}; choose from {list(DAMPING_MODES)}")
+        check_kfac_settings(momentum, stat_decay, stats_every, inverse_every, damping_mode)
         params = [p for p in model.parameters() if p.requires_grad]
         defaults = {
             "lr": lr,
