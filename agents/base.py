@@ -61,7 +61,7 @@ def check_agent(agent: Any) -> None:
     if missing:
         raise TypeError(
             f"{type(agent).__name__} is not a hyper-agent: it lacks {missing} (required: act(obs, info) -> action "
-            "and observe(transition); optional: config() -> dict, save(path), load(path))"
+            "and observe(transition); optional: config() -> dict, save(path), load(path), step_record() -> dict)"
         )
 
 

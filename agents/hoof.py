@@ -2,11 +2,19 @@
 
 At every update HOOF considers each candidate value of the hyperparameters that shape the policy
 gradient, forms the policy each would give after the update, and estimates that candidate policy's
-return on the rollout already collected, by weighted importance sampling (WIS): every env's segment of
-the rollout is one trajectory, weighted by the product of its likelihood ratios
-``pi_candidate(a|s) / pi_behaviour(a|s)``, with rewards min-max normalised over the batch (as the
-authors' A2C code does). Candidates whose mean KL from the current policy exceeds ``max_kl`` are
-discarded; the best remaining estimate is the action.
+return on the rollout already collected, by weighted importance sampling (WIS) over trajectories, each
+weighted by the product of its likelihood ratios ``pi_candidate(a|s) / pi_behaviour(a|s)`` (HOOF, Sec. 4,
+Eq. 5). Candidates whose mean KL from the current policy exceeds ``max_kl`` are discarded; the best
+remaining estimate is the action.
+
+WIS needs many trajectories: with one, every candidate's estimate is that trajectory's return. HOOF ran
+many parallel workers; a rollout here often holds one env's segment of a few thousand steps (PPO on
+MuJoCo) or of five steps (A2C). So the rollout is cut into about ``n_trajectories`` short trajectories
+(every ``ceil(T / ceil(n_trajectories / E))`` steps and at episode starts), each returning its discounted
+rewards bootstrapped by the critic at its end (:func:`segment_returns`): the n-step returns A2C trains
+on. When the estimates still cannot tell the best candidates apart (equal to float precision, e.g. a
+rollout of equal rewards and values), HOOF takes the candidate nearest the defaults and says so in
+``last["tied"]`` and in the run's ``steps.csv`` (column ``agent_tied``).
 
 Candidates: the grid values of ``learning_rate`` and, where the grid holds them, ``gamma`` and
 ``gae_lambda`` (advantages recomputed with GAE for each pair). The optimiser's step is linear in the
@@ -35,28 +43,70 @@ from hypergym.agents.base import HyperAgent
 from hypergym.learners.gae import batched_gae
 from hypergym.learners.records import select_rows
 
-__all__ = ["HOOFAgent", "wis_estimate"]
+__all__ = ["HOOFAgent", "segment_returns", "wis_estimate"]
 
 #: Hyperparameters HOOF chooses (those that shape the policy gradient), when the grid holds them.
 HOOF_HYPERPARAMS = ("learning_rate", "gamma", "gae_lambda")
 
 
-def wis_estimate(log_ratios: np.ndarray, rewards: np.ndarray) -> float:
-    """HOOF's weighted importance-sampling estimate of a candidate policy's (normalised) return.
+def segment_returns(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    episode_starts: np.ndarray,
+    last_values: np.ndarray,
+    dones: np.ndarray,
+    gamma: float,
+    length: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a rollout into short trajectories, each with its critic-bootstrapped discounted return.
+
+    Each env's ``T`` steps are cut every ``length`` steps and wherever an episode starts. A trajectory's
+    return is ``sum_t gamma^t r_t`` over its steps plus ``gamma^L V(s_next)`` for the state after its last
+    step (0 when the episode ended there): the n-step return that A2C itself trains its critic on.
 
     Args:
-        log_ratios: ``[K, T]`` ``log pi_candidate(a|s) - log pi_behaviour(a|s)`` of each trajectory's steps.
-        rewards: ``[K, T]`` rewards of those steps.
+        rewards: ``[T, E]`` rewards.
+        values: ``[T, E]`` values of the observations acted on.
+        episode_starts: ``[T, E]`` whether each observation started an episode.
+        last_values: ``[E]`` values after the last step.
+        dones: ``[E]`` whether the last step ended an episode.
+        gamma: Discount.
+        length: Longest trajectory, in steps.
 
     Returns:
-        ``sum_k w_k R_k / sum_k w_k`` with ``w_k = prod_t ratio`` and ``R_k`` the sum of the trajectory's
-        rewards min-max normalised over the batch (all-equal rewards count as 0).
+        ``[T, E]`` the trajectory id of every step (ids ``0..K-1``) and ``[K]`` the trajectories' returns.
     """
-    r = np.asarray(rewards, dtype=np.float64)
-    span = r.max() - r.min()
-    normalised = (r - r.min()) / span if span > 0 else np.zeros_like(r)
-    returns = normalised.sum(axis=1)
-    log_w = np.asarray(log_ratios, dtype=np.float64).sum(axis=1)
+    t_steps, n_envs = rewards.shape
+    ids = np.zeros((t_steps, n_envs), dtype=np.int64)
+    returns: list[float] = []
+    for e in range(n_envs):
+        t0 = 0
+        while t0 < t_steps:
+            t1 = t0 + 1  # one past the trajectory's last step
+            while t1 < t_steps and t1 - t0 < length and not episode_starts[t1, e]:
+                t1 += 1
+            if t1 < t_steps:
+                bootstrap = 0.0 if episode_starts[t1, e] else float(values[t1, e])
+            else:
+                bootstrap = 0.0 if dones[e] else float(last_values[e])
+            discounts = gamma ** np.arange(t1 - t0 + 1)
+            ids[t0:t1, e] = len(returns)
+            returns.append(float(np.dot(discounts[:-1], rewards[t0:t1, e]) + discounts[-1] * bootstrap))
+            t0 = t1
+    return ids, np.asarray(returns)
+
+
+def wis_estimate(log_weights: np.ndarray, returns: np.ndarray) -> float:
+    """HOOF's weighted importance-sampling estimate of a candidate policy's return.
+
+    Args:
+        log_weights: ``[K]`` each trajectory's ``sum_t log pi_candidate(a|s) - log pi_behaviour(a|s)``.
+        returns: ``[K]`` the trajectories' returns.
+
+    Returns:
+        ``sum_k w_k R_k / sum_k w_k`` with ``w_k = exp(log_weights[k])``.
+    """
+    log_w = np.asarray(log_weights, dtype=np.float64)
     w = np.exp(log_w - log_w.max())  # the normalisation makes the scale irrelevant; this keeps it finite
     return float(np.dot(w, returns) / w.sum())
 
@@ -68,6 +118,7 @@ class HOOFAgent(HyperAgent):
         env: A ``HyperRLEnv`` (A2C or PPO) whose grid holds ``learning_rate``.
         max_kl: Largest mean KL divergence from the current policy a candidate may have (``None``: no
             limit). When every candidate exceeds it, the one with the smallest KL is taken.
+        n_trajectories: How many trajectories the rollout is cut into, at least (see the module).
         seed: Unused (HOOF is deterministic), kept for the common signature.
 
     Raises:
@@ -76,7 +127,9 @@ class HOOFAgent(HyperAgent):
 
     name = "hoof"
 
-    def __init__(self, env: gym.Env, max_kl: float | None = 0.03, seed: int | None = None) -> None:
+    def __init__(
+        self, env: gym.Env, max_kl: float | None = 0.03, n_trajectories: int = 32, seed: int | None = None
+    ) -> None:
         super().__init__(env.action_space, seed)
         inner: Any = env.unwrapped  # a HyperRLEnv (checked below)
         space = getattr(inner, "space", None)
@@ -88,11 +141,14 @@ class HOOFAgent(HyperAgent):
             raise ValueError(f"HOOF chooses the learning rate, but the grid has only {list(space.names)}")
         if max_kl is not None and not max_kl > 0:
             raise ValueError(f"max_kl must be > 0 or None, got {max_kl!r}")
-        self.env, self.space, self.max_kl = inner, space, max_kl
+        if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, int) or n_trajectories < 2:
+            raise ValueError(f"n_trajectories must be an integer >= 2, got {n_trajectories!r}")
+        self.env, self.space, self.max_kl, self.n_trajectories = inner, space, max_kl, n_trajectories
         self.action_mode = inner.action_mode
         self.default = np.asarray(space.default_indices(), dtype=np.int64)
         self.chosen = [p.name for p in space.params if p.name in HOOF_HYPERPARAMS]
-        #: Per step: the chosen values, their estimate, KL, and how many candidates the KL limit removed.
+        #: Per step: the chosen values, their estimate and KL, how many candidates the KL limit removed, how
+        #: many share the best estimate (``tied``), and every candidate's estimate.
         self.last: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ candidates
@@ -155,15 +211,25 @@ class HOOFAgent(HyperAgent):
         log_prob, _ = candidates.log_prob_entropy(params, actions.expand(k, *actions.shape[1:]))
         base_params, _ = policy.forward(obs)
         kl = policy.kl(base_params.expand_as(params), params, candidates.log_std() if not policy.discrete else None)
-        rewards = learner.rollout.rewards[:, 0].T  # [E, T]: each env's segment is one trajectory
-        log_ratio = (log_prob - learner.batch["old_log_prob"]).cpu().numpy().reshape(k, *rewards.shape)
-        estimates = np.array([wis_estimate(log_ratio[c], rewards) for c in range(k)])
+        r = learner.rollout
+        t_steps, n_envs = r.rewards.shape[0], r.rewards.shape[2]
+        length = max(1, -(-t_steps // -(-self.n_trajectories // n_envs)))
+        gamma = float(learner.hyperparams_in_force()["gamma"][0])
+        ids, returns = segment_returns(
+            r.rewards[:, 0], r.values[:, 0], r.episode_starts[:, 0], r.last_values[0], r.dones[0], gamma, length
+        )
+        # The batch is in SB3's order (env-major: [E, T]); the trajectory ids are [T, E].
+        log_ratio = (log_prob - learner.batch["old_log_prob"]).cpu().numpy().astype(np.float64)
+        flat_ids = ids.T.reshape(-1)
+        log_w = np.stack([np.bincount(flat_ids, weights=log_ratio[c], minlength=len(returns)) for c in range(k)])
+        estimates = np.array([wis_estimate(log_w[c], returns) for c in range(k)])
         return estimates, kl.mean(1).cpu().numpy().astype(np.float64)
 
     def act(self, obs: Any, info: dict[str, Any]) -> Any:
         """The candidate with the best WIS estimate within the KL limit."""
         learner = self.env.learner
         if learner is None or learner.rollout_exhausted:
+            self.last = {}  # nothing to score: the next rollout is not collected yet
             return self.space.from_indices(self.default, self.action_mode)
         values = {p.name: p.values for p in self.space.params}
         position = {p.name: j for j, p in enumerate(self.space.params)}
@@ -188,15 +254,21 @@ class HOOFAgent(HyperAgent):
             best = int(np.nanargmin(np.where(np.isfinite(kls_a), kls_a, np.inf)))
         else:
             top = np.where(allowed, scores_a, -np.inf)
-            tied = np.flatnonzero(top >= top.max() - 1e-12)
-            # Ties (e.g. equal rewards everywhere carry no signal): the candidate nearest the defaults.
+            tied = np.flatnonzero(top >= top.max() - 1e-9 * max(1.0, abs(top.max())))
+            # Ties carry no signal: the candidate nearest the defaults, reported as tied (see the module).
             best = int(min(tied, key=lambda k: int(np.abs(candidates[k] - self.default).sum())))
         self.last = {
             "values": self.space.values_at(candidates[best]), "estimate": float(scores_a[best]),
             "kl": float(kls_a[best]), "rejected": int((~allowed).sum()),
+            "tied": len(tied) if allowed.any() else 0, "estimates": scores_a,
         }  # fmt: skip
         return self.space.from_indices(candidates[best], self.action_mode)
 
+    def step_record(self) -> dict[str, float | int]:
+        """What ``steps.csv`` records of this step's choice: estimate, KL, rejected and tied candidates."""
+        return {name: self.last[name] for name in ("estimate", "kl", "rejected", "tied") if name in self.last}
+
     def config(self) -> dict[str, Any]:
         """Settings."""
-        return {**super().config(), "max_kl": self.max_kl, "chooses": self.chosen}
+        return {**super().config(), "max_kl": self.max_kl, "n_trajectories": self.n_trajectories,
+                "chooses": self.chosen}  # fmt: skip

@@ -198,6 +198,11 @@ class _AgentOfOne:
         # After the end of a learning episode the agent sees the next one's reset info, as a single loop would.
         return objects([self.agent.act(obs[0], info.get("single_reset", info["single"]))])
 
+    def step_records(self) -> list[dict[str, Any]]:
+        """The agent's own record of its last choice (``step_record()``, e.g. HOOF's estimates), if it keeps one."""
+        record = getattr(self.agent, "step_record", None)
+        return [record() if record is not None else {}]
+
     def observe(self, obs: Any, actions: Any, rewards: Any, next_obs: Any, terminated: Any, truncated: Any,
                 info: dict[str, Any]) -> None:  # fmt: skip
         final = info.get("final_obs", next_obs)[0]
@@ -272,11 +277,15 @@ def _drive(
     start = time.perf_counter() - loop.elapsed
     while True:
         actions = agent.act(obs, info)
+        records = agent.step_records() if hasattr(agent, "step_records") else None
         next_obs, rewards, terminated, truncated, info = env.step(actions)
         agent.observe(obs, actions, rewards, next_obs, terminated, truncated, info)
         members = _member_infos(info, n)
         for i, member in enumerate(members):
-            loop.rows[i].append(step_row(loop.step, loop.episodes[i], actions[i], float(rewards[i]), member))
+            row = step_row(loop.step, loop.episodes[i], actions[i], float(rewards[i]), member)
+            if records is not None:
+                row.update({f"agent_{name}": value for name, value in records[i].items()})
+            loop.rows[i].append(row)
             loop.returns[i] += list(member.get("episode_returns", []))
             if "G" in member:
                 loop.gs[i].append(float(member["G"]))

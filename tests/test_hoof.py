@@ -1,4 +1,5 @@
-"""HOOF: the WIS estimate by hand, the modelled update equals the learner's real one, no side effects."""
+"""HOOF: the WIS estimate and the trajectories by hand, candidates told apart with one env, the modelled
+update equals the learner's real one, no side effects."""
 
 from __future__ import annotations
 
@@ -8,20 +9,64 @@ import pytest
 import torch
 
 import hypergym  # noqa: F401
-from hypergym.agents import HOOFAgent, make_agent
-from hypergym.agents.hoof import wis_estimate
+from hypergym.agents import HOOFAgent, hoof, make_agent
+from hypergym.agents.hoof import segment_returns, wis_estimate
 
 TINY = {"policy_kwargs": {"net_arch": {"pi": [8], "vf": [8]}}, "obs_mode": "random", "total_env_steps": 2000}
 
 
 def test_wis_estimate_equals_a_hand_computation():
-    log_ratios = np.log(np.array([[2.0, 0.5, 1.0], [1.0, 1.0, 3.0]]))  # products: 1.0 and 3.0
-    rewards = np.array([[0.0, 1.0, 2.0], [2.0, 2.0, 1.0]])  # min 0, max 2: normalised sums 1.5 and 2.5
-    assert wis_estimate(log_ratios, rewards) == pytest.approx((1.0 * 1.5 + 3.0 * 2.5) / 4.0)
-    # Equal rewards carry no information: every candidate scores the same.
-    assert wis_estimate(log_ratios, np.ones((2, 3))) == 0.0
-    # Huge log-ratios stay finite (only their differences matter).
-    assert wis_estimate(log_ratios + 1000.0, rewards) == pytest.approx((1.0 * 1.5 + 3.0 * 2.5) / 4.0)
+    log_w = np.log(np.array([1.0, 3.0]))
+    returns = np.array([1.5, 2.5])
+    assert wis_estimate(log_w, returns) == pytest.approx((1.0 * 1.5 + 3.0 * 2.5) / 4.0)
+    # Huge log-weights stay finite (only their differences matter).
+    assert wis_estimate(log_w + 1000.0, returns) == pytest.approx((1.0 * 1.5 + 3.0 * 2.5) / 4.0)
+
+
+def test_segment_returns_cut_at_the_length_and_at_episode_starts_and_bootstrap_by_the_critic():
+    # One env, 5 steps; an episode starts at step 3. Length 2: segments [0, 1], [2], [3, 4].
+    rewards = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])
+    values = np.array([[10.0], [20.0], [30.0], [40.0], [50.0]])
+    starts = np.array([[True], [False], [False], [True], [False]])
+    ids, returns = segment_returns(rewards, values, starts, np.array([60.0]), np.array([False]), 0.5, 2)
+    assert ids[:, 0].tolist() == [0, 0, 1, 2, 2]
+    # [0, 1] bootstraps with V(s_2) = 30; [2] ends its episode (no bootstrap); [3, 4] with the last value 60.
+    assert returns.tolist() == pytest.approx([1 + 0.5 * 2 + 0.25 * 30, 3.0, 4 + 0.5 * 5 + 0.25 * 60])
+    _, ended = segment_returns(rewards, values, starts, np.array([60.0]), np.array([True]), 0.5, 2)
+    assert ended[-1] == pytest.approx(4 + 0.5 * 5)  # the rollout's last step ended the episode
+
+
+@pytest.mark.parametrize(
+    ("env_id", "extra"),
+    [
+        ("HyperRL-PPO-Pendulum", {"n_envs": 1, "n_steps": 256, "batch_size": 64, "n_epochs": 1}),
+        ("HyperRL-A2C-MountainCarContinuous", {}),
+    ],
+)  # fmt: skip
+def test_hoof_tells_candidates_apart_with_one_env_and_its_choice_follows_the_data(env_id, extra, monkeypatch):
+    """With one inner env the candidates' estimates differ, and reversed returns reverse the choice."""
+    env = gym.make(env_id, **TINY, **extra)
+    agent = HOOFAgent(env, max_kl=None)
+    obs, info = env.reset(seed=0)
+    chosen = []
+    for _ in range(12):
+        action = agent.act(obs, info)
+        if agent.last:
+            estimates = agent.last["estimates"]
+            assert np.ptp(estimates) > 0 and agent.last["tied"] == 1  # the candidates are told apart
+            assert agent.last["estimate"] == estimates.max()  # and the best one is taken
+            chosen.append(agent.last["values"]["learning_rate"])
+            # The same step scored on negated returns: the candidate HOOF now takes is the worst before.
+            with monkeypatch.context() as patch:
+                patch.setattr(hoof, "segment_returns", lambda *a: (lambda ids, r: (ids, -r))(*segment_returns(*a)))
+                agent.act(obs, info)
+            np.testing.assert_allclose(agent.last["estimates"], -estimates, rtol=1e-9, atol=1e-12)
+            assert agent.last["estimate"] == pytest.approx(-estimates.min())
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            obs, info = env.reset()
+    assert len(chosen) >= 5
+    assert len(set(chosen)) > 1 or chosen[0] != env.unwrapped.config.learning_rate  # not the default throughout
 
 
 def _state(learner):
