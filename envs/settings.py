@@ -164,6 +164,16 @@ class HyperRLSettings:
         else:
             grid = hyperparams
         space = HyperparamSpace(grid, learner_class.supported_hyperparams(), defaults)
+        if "batch_size" in defaults:
+            rollout = config.n_steps * int(envs)  # type: ignore[operator]
+            sizes = space.values.get("batch_size", (config.batch_size,))
+            too_big = sorted({int(b) for b in sizes if b > rollout})
+            if too_big:
+                raise ValueError(
+                    f"batch_size {too_big} larger than the rollout (n_steps {config.n_steps} x n_envs {envs} = "
+                    f"{rollout} samples), which every minibatch would then be: choose batch sizes <= {rollout}, "
+                    "or a longer rollout"
+                )
 
         # The layer shapes come from SB3's policy for this task (no env needed); the draw is discarded.
         # Building the batched policy checks that every policy setting can be honoured for M members.

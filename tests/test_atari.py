@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import math
 import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import fit_batch
 
 import hypergym
 
@@ -18,6 +20,8 @@ from hypergym.learners import A2CConfig
 
 # A tiny override of an Atari preset: two games, short rollouts, small budget.
 TINY_ATARI = {"n_envs": 2, "n_steps": 16, "total_env_steps": 256, "device": "cpu"}
+#: PPO-Pong's grid with batch sizes that fit TINY_ATARI's 32-sample rollout.
+PONG_GRID = {"hyperparams": fit_batch("HyperRL-PPO-Pong", 16, 2)["hyperparams"]}
 
 
 def _random_actions(venv, seed=0):
@@ -107,7 +111,7 @@ def test_reported_episode_return_is_the_raw_game_score_not_the_clipped_sum():
 @pytest.mark.parametrize(
     ("env_id", "overrides"),
     [
-        ("HyperRL-PPO-Pong", {"batch_size": 128, "n_epochs": 2}),
+        ("HyperRL-PPO-Pong", {"n_epochs": 2, **PONG_GRID}),
         ("HyperRL-A2C-Breakout", {"updates_per_phase": 3}),
     ],
 )
@@ -117,13 +121,15 @@ def test_atari_ids_run_a_full_learning_episode(env_id, overrides):
     assert env.unwrapped.learner.observation_space.shape == (4, 84, 84)
     steps, rewards = 0, []
     while True:
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        obs, reward, terminated, truncated, info = env.step(env.unwrapped.space.default_action)
         steps += 1
         rewards.append(reward)
         assert env.observation_space.contains(obs)
         if terminated or truncated:
             break
-    expected = 2 * 1 if env_id.startswith("HyperRL-PPO") else 3  # PPO: epochs x ceil(32 / 128); A2C: U
+    default = env.unwrapped.space.decode(env.unwrapped.space.default_action)
+    expected = 2 * math.ceil(32 / default.get("batch_size", 1)) if env_id.startswith("HyperRL-PPO") else 3
+    # PPO: epochs x ceil(32 / b); A2C: U
     assert steps == expected
     assert terminated and "G" in info and rewards[:-1] == [0.0] * (steps - 1)
     assert info["env_steps"] == 32 * (1 + (1 if env_id.startswith("HyperRL-PPO") else 3))
@@ -131,7 +137,7 @@ def test_atari_ids_run_a_full_learning_episode(env_id, overrides):
 
 
 def test_atari_hyperstate_has_the_naturecnn_dimension():
-    env = gym.make("HyperRL-PPO-Pong", obs_mode="raw", **TINY_ATARI)
+    env = gym.make("HyperRL-PPO-Pong", obs_mode="raw", **TINY_ATARI, **PONG_GRID)
     # conv 32, 64, 64, linear 512, 6 Pong actions + 1 value: rows x (2 gradients + weights) x d = 4.
     assert env.observation_space.shape == ((32 + 64 + 64 + 512 + 6 + 1) * 3 * 4,) == (8148,)
     env.close()

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import fit_batch
 
 import hypergym  # noqa: F401
 from hypergym.checkpoint import FORMAT, CheckpointError, read_checkpoint, write_checkpoint
@@ -17,10 +18,10 @@ CASES = {
     "a2c-cartpole-vae": ("HyperRL-A2C-CartPole", {"n_envs": 2, "obs_mode": "vae",
                                                   "encoder_kwargs": {"hidden": 8, "train_every": 2, "batch_size": 2}}),
     "acktr-cartpole-kfac": ("HyperRL-ACKTR-CartPole", {"n_envs": 2, "obs_mode": "random"}),
-    "ppo-halfcheetah": ("HyperRL-PPO-HalfCheetah", {"n_steps": 32, "batch_size": 16, "n_epochs": 2,
-                                                    "obs_mode": "random"}),
-    "ppo-pendulum-normalize": ("HyperRL-PPO-Pendulum", {"n_steps": 32, "batch_size": 16, "n_epochs": 2,
-                                                        "normalize": True, "obs_mode": "vae",
+    "ppo-halfcheetah": ("HyperRL-PPO-HalfCheetah", {**fit_batch("HyperRL-PPO-HalfCheetah", 32), "batch_size": 16,
+                                                    "n_epochs": 2, "obs_mode": "random"}),
+    "ppo-pendulum-normalize": ("HyperRL-PPO-Pendulum", {**fit_batch("HyperRL-PPO-Pendulum", 32), "batch_size": 16,
+                                                        "n_epochs": 2, "normalize": True, "obs_mode": "vae",
                                                         "encoder_kwargs": {"hidden": 8, "train_every": 2,
                                                                            "batch_size": 2}}),
 }  # fmt: skip
@@ -110,7 +111,8 @@ def test_box2d_runs_resume_with_new_episodes_at_the_next_rollout(population, tmp
     """A Box2D world cannot be saved: the loaded run resets those envs at its next rollout, deterministically."""
     from hypergym.checkpoint import is_unrestored
 
-    settings = {**TINY, "n_steps": 32, "batch_size": 16, "n_epochs": 1, "obs_mode": "random", "normalize": True}
+    settings = {**TINY, **fit_batch("HyperRL-PPO-LunarLanderContinuous", 32), "batch_size": 16, "n_epochs": 1,
+                "obs_mode": "random", "normalize": True}  # fmt: skip
 
     def make():
         with warnings.catch_warnings():

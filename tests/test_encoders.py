@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_NET
+from conftest import TINY_NET, fit_batch
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
@@ -13,6 +13,7 @@ from hypergym.encoders import base as encoders_base
 from hypergym.encoders.stats import FEATURES
 from hypergym.hyperstate import HyperStateProjector, policy_layers
 
+SMALL_PPO = {**fit_batch("HyperRL-PPO-CartPole", 32), "policy_kwargs": TINY_NET, "device": "cpu"}
 TINY_A2C = {"n_steps": 5, "policy_kwargs": TINY_NET, "device": "cpu"}
 
 
@@ -93,9 +94,15 @@ def test_observation_dimensions_follow_the_documented_formulas():
     # CartPole, net_arch [16]: layers with 16, 2 (policy) and 16, 1 (value) rows.
     rows = 16 + 2 + 16 + 1
     for obs_mode, dim in (("raw", rows * 3 * 4), ("vae", 32), ("random", 32), ("stats", 4 * len(FEATURES))):
-        env = gym.make("HyperRL-PPO-CartPole", obs_mode=obs_mode, n_steps=32, policy_kwargs=TINY_NET, device="cpu")
+        env = gym.make(
+            "HyperRL-PPO-CartPole",
+            obs_mode=obs_mode,
+            **fit_batch("HyperRL-PPO-CartPole", 32),
+            policy_kwargs=TINY_NET,
+            device="cpu",
+        )
         assert env.observation_space.shape == (dim,), obs_mode
-    vae = gym.make("HyperRL-PPO-CartPole", n_steps=32, policy_kwargs=TINY_NET, device="cpu").unwrapped
+    vae = gym.make("HyperRL-PPO-CartPole", **SMALL_PPO).unwrapped
     assert vae.encoder is None  # built at reset
     vae.reset(seed=0)
     assert vae.encoder.raw_dim == rows * 12 and vae.encoder.hidden == rows * 12 // 4
@@ -149,7 +156,7 @@ def test_obs_extras_append_progress_and_hyperparameter_indices():
         obs_mode="random",
         obs_extras=("progress", "hyperparams"),
         total_env_steps=320,
-        n_steps=32,
+        **fit_batch("HyperRL-PPO-CartPole", 32),
         n_epochs=1,
         policy_kwargs=TINY_NET,
         device="cpu",
@@ -160,7 +167,11 @@ def test_obs_extras_append_progress_and_hyperparameter_indices():
     np.testing.assert_allclose(obs[32], 32 / 320)
     np.testing.assert_allclose(obs[33:], np.array(hx.space.default_indices()) / 2)
     action = hx.space.encode(
-        {"batch_size": 256, "clip_range": 0.1, "learning_rate": hx.space.values["learning_rate"][2]}
+        {
+            "batch_size": hx.space.values["batch_size"][2],
+            "clip_range": 0.1,
+            "learning_rate": hx.space.values["learning_rate"][2],
+        }
     )
     obs, *_ = env.step(action)
     np.testing.assert_allclose(obs[33:], [1.0, 0.0, 1.0])
@@ -186,7 +197,13 @@ def test_numpy_and_torch_projections_equal_the_projector_on_stacked_layers(monke
     # 0 forces the torch path that large (CNN) learners take.
     monkeypatch.setattr(encoders_base, "NUMPY_MAX_WEIGHTS", numpy_max_weights)
     for obs_mode in ("raw", "random"):
-        env = gym.make("HyperRL-PPO-CartPole", obs_mode=obs_mode, n_steps=32, policy_kwargs=TINY_NET, device="cpu")
+        env = gym.make(
+            "HyperRL-PPO-CartPole",
+            obs_mode=obs_mode,
+            **fit_batch("HyperRL-PPO-CartPole", 32),
+            policy_kwargs=TINY_NET,
+            device="cpu",
+        )
         env.reset(seed=0)
         run_steps(env, 5)
         hx = env.unwrapped

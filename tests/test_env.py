@@ -9,14 +9,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_NET
+from conftest import TINY_NET, fit_batch
 from gymnasium.utils.env_checker import check_env
 
 import hypergym
 from hypergym.atari_games import ATARI_GAMES
 from hypergym.envs import HyperRLEnv
 
-TINY_PPO = {"n_steps": 32, "n_epochs": 2, "policy_kwargs": TINY_NET}
+TINY_PPO = {"n_epochs": 2, "policy_kwargs": TINY_NET, **fit_batch("HyperRL-PPO-CartPole", 32)}
 
 
 def run_episode(env, actions=None, rng=None):
@@ -36,7 +36,7 @@ def run_episode(env, actions=None, rng=None):
     "env_id,kwargs",
     [
         ("HyperRL-A2C-CartPole", {"total_env_steps": 2000, "n_steps": 5, "policy_kwargs": TINY_NET}),
-        ("HyperRL-PPO-HalfCheetah", {"total_env_steps": 2000, **TINY_PPO}),
+        ("HyperRL-PPO-HalfCheetah", {"total_env_steps": 2000, **TINY_PPO, **fit_batch("HyperRL-PPO-HalfCheetah", 32)}),
     ],
 )
 def test_check_env_passes(env_id, kwargs):
@@ -138,10 +138,11 @@ def test_budget_end_sets_run_finished_then_reset_starts_a_new_run():
 def test_whole_run_as_one_episode():
     env = gym.make("HyperRL-PPO-CartPole", total_env_steps=96, phases_per_episode=None, device="cpu", **TINY_PPO)
     env.reset(seed=0)
-    _, rewards, infos = run_episode(env)
+    space = env.unwrapped.space
+    _, rewards, infos = run_episode(env, space.default_action)
     assert infos[-1]["run_finished"]
     assert sum("G" in i for i in infos) == 2  # 32-step rollouts: reset + 2 phases reach 96
-    assert len(rewards) == 2 * 2 * math.ceil(32 / 128)
+    assert len(rewards) == 2 * 2 * math.ceil(32 / space.decode(space.default_action)["batch_size"])
 
 
 def test_multi_discrete_action_mode():
@@ -263,8 +264,8 @@ def test_every_registered_id_builds_with_its_preset_and_passes_check_env(env_id)
     tiny = {"n_steps": 8, "policy_kwargs": TINY_NET, "total_env_steps": 10_000}
     if preset["algo"] == "PPO":
         tiny["n_epochs"] = 1
-    if family == "atari":
-        tiny["n_envs"] = 2  # each emulator costs ~0.2 s to build and reset, at every reset(seed)
+    # each emulator costs ~0.2 s to build and reset, at every reset(seed)
+    tiny.update(fit_batch(env_id, 8, 2 if family == "atari" else None))
     env = gym.make(env_id, device="cpu", **tiny)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -306,6 +307,13 @@ def test_a_misspelt_encoder_kwarg_lists_the_valid_keys():
         ({"n_epochs": 0}, "n_epochs takes positive integers"),
         ({"n_envs": 0}, "n_envs must be a positive integer"),
         ({"divergence_penalty": float("nan")}, "divergence_penalty must be a finite number"),
+        # A minibatch larger than the rollout would silently be the whole rollout.
+        (
+            {"n_steps": 512, "hyperparams": {"batch_size": [256, 4096]}},
+            r"batch_size \[4096\] larger than the rollout "
+            r"\(n_steps 512 x n_envs 1 = 512 samples\).*<= 512",
+        ),
+        ({"n_steps": 32, "batch_size": 64, "hyperparams": {"learning_rate": [3e-4]}}, r"batch_size \[64\] larger"),
     ],
 )
 def test_fixed_learner_settings_are_checked_when_the_env_is_made(setting, message):

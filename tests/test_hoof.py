@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import fit_batch
 
 import hypergym  # noqa: F401
 from hypergym.agents import HOOFAgent, hoof, make_agent
@@ -39,7 +40,7 @@ def test_segment_returns_cut_at_the_length_and_at_episode_starts_and_bootstrap_b
 @pytest.mark.parametrize(
     ("env_id", "extra"),
     [
-        ("HyperRL-PPO-Pendulum", {"n_envs": 1, "n_steps": 256, "batch_size": 64, "n_epochs": 1}),
+        ("HyperRL-PPO-Pendulum", {"n_epochs": 1, **fit_batch("HyperRL-PPO-Pendulum", 256, 1)}),
         ("HyperRL-A2C-MountainCarContinuous", {}),
     ],
 )  # fmt: skip
@@ -80,7 +81,7 @@ def _state(learner):
     [
         ("HyperRL-A2C-Pendulum", {"n_envs": 2, "hyperparams": {"learning_rate": [1e-4, 7e-4, 3e-3],
                                                               "gae_lambda": [0.9, 1.0]}}),
-        ("HyperRL-PPO-Pendulum", {"n_steps": 32, "batch_size": 16, "n_epochs": 2}),
+        ("HyperRL-PPO-Pendulum", {**fit_batch("HyperRL-PPO-Pendulum", 32), "n_epochs": 2}),
     ],
 )  # fmt: skip
 def test_hoof_models_the_learners_update_and_changes_nothing(env_id, extra):

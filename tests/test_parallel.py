@@ -13,6 +13,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # pettingzoo.test loads PettingZoo's own old-style envs
     from pettingzoo.test import api_test, parallel_api_test
 
+from conftest import fit_batch
+
 import hypergym
 from hypergym.agents import FactoredEpisodicAgent, make_agent
 from hypergym.envs.parallel import HyperRLParallelEnv
@@ -21,6 +23,8 @@ CHEAP = {
     "policy_kwargs": {"net_arch": {"pi": [8], "vf": [8]}}, "obs_mode": "random", "total_env_steps": 2000,
     "n_steps": 32, "batch_size": 16, "n_epochs": 2,
 }  # fmt: skip
+#: The preset's grid with batch sizes that fit the 32-step rollout.
+FIT = {"hyperparams": fit_batch("HyperRL-PPO-CartPole", 32)["hyperparams"]}
 GRID = {
     "learning_rate": [1e-4, 3e-4, 1e-3], "clip_range": [0.1, 0.2, 0.3],
     "gae_lambda": [0.9, 0.95], "ent_coef": [0.0, 0.01],
@@ -30,8 +34,8 @@ GRID = {
 def test_pettingzoo_parallel_and_aec_api_tests_pass():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the test's arbitrary reset option is reported, not used
-        parallel_api_test(hypergym.parallel_env("HyperRL-PPO-CartPole", **CHEAP), num_cycles=12)
-        api_test(hypergym.aec_env("HyperRL-PPO-CartPole", **CHEAP), num_cycles=12)
+        parallel_api_test(hypergym.parallel_env("HyperRL-PPO-CartPole", **CHEAP, **FIT), num_cycles=12)
+        api_test(hypergym.aec_env("HyperRL-PPO-CartPole", **CHEAP, **FIT), num_cycles=12)
 
 
 def test_agents_spaces_and_state():

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import fit_batch
 
 import hypergym  # noqa: F401
 from hypergym.agents.pb2 import PB2Agent, gp_ucb_suggest, grid_points
@@ -17,7 +18,8 @@ from hypergym.agents.population import make_population_agent
 TINY_NET = {"net_arch": {"pi": [8], "vf": [8]}}
 SMALL_A2C = {"total_env_steps": 4000, "n_envs": 2, "policy_kwargs": TINY_NET, "updates_per_phase": 2}
 SMALL_PPO = {
-    "total_env_steps": 2048, "n_steps": 32, "batch_size": 16, "n_epochs": 2, "policy_kwargs": TINY_NET,
+    "total_env_steps": 2048, "batch_size": 16, "n_epochs": 2, "policy_kwargs": TINY_NET,
+    **fit_batch("HyperRL-PPO-Pendulum", 32),
     "normalize": True,
 }  # fmt: skip
 

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_NET
+from conftest import TINY_NET, fit_batch
 from gymnasium.vector import AutoresetMode
 from reference import A2CLearner, PPOLearner
 from stable_baselines3.common.buffers import RolloutBuffer
@@ -27,7 +27,8 @@ from hypergym.learners.optim import BatchedAdam, BatchedRMSprop
 from hypergym.seeding import derive_seeds
 
 SMALL_A2C = {"total_env_steps": 400, "n_envs": 2, "policy_kwargs": TINY_NET}
-SMALL_PPO = {"total_env_steps": 256, "n_steps": 32, "batch_size": 16, "n_epochs": 2, "policy_kwargs": TINY_NET}
+SMALL_PPO = {"total_env_steps": 256, "batch_size": 16, "n_epochs": 2, "policy_kwargs": TINY_NET,
+             **fit_batch("HyperRL-PPO-Pendulum", 32)}  # fmt: skip
 
 
 def _samples(batch: dict[str, torch.Tensor], member: int) -> RolloutBufferSamples:
@@ -449,27 +450,27 @@ def test_torch_acting_path_runs_and_is_deterministic():
 
 
 def test_a_population_of_one_schedules_batch_size_and_n_epochs_as_a_single_run():
-    kwargs = {**SMALL_PPO, "obs_mode": "random", "hyperparams": {"batch_size": [16, 64], "n_epochs": [1, 2]}}
+    kwargs = {**SMALL_PPO, "obs_mode": "random", "hyperparams": {"batch_size": [16, 32], "n_epochs": [1, 2]}}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is pinned for one member
         env = gym.make_vec("HyperRL-PPO-CartPole", num_envs=1, **kwargs)
     assert tuple(env.space.names) == ("batch_size", "n_epochs")
     env.reset(seed=0)
-    # A rollout is 32 samples (T 32 x 1 env): b = 64 takes a whole pass in one step, b = 16 two steps.
+    # A rollout is 32 samples (T 32 x 1 env): b = 32 takes a whole pass in one step, b = 16 two steps.
     small = env.space.encode({"batch_size": 16, "n_epochs": 1})
-    large = env.space.encode({"batch_size": 64, "n_epochs": 1})
+    large = env.space.encode({"batch_size": 32, "n_epochs": 1})
     _, _, _, _, info = env.step(np.array([small]))
     assert info["losses"]["n_samples"].tolist() == [16.0] and info["hyperparams"]["batch_size"].tolist() == [16]
     _, _, terminated, _, info = env.step(np.array([large]))
     assert info["losses"]["n_samples"].tolist() == [16.0]  # the rest of the pass: 16 samples left
-    assert info["hyperparams"]["batch_size"].tolist() == [64]
+    assert info["hyperparams"]["batch_size"].tolist() == [32]
     # The first rollout was collected with the default n_epochs (the configured 2): a second pass follows.
     assert not terminated[0]
     _, _, terminated, _, info = env.step(np.array([small]))
     assert info["hyperparams"]["n_epochs"].tolist() == [2]
     _, _, terminated, _, _ = env.step(np.array([small]))
     assert terminated[0]  # 2 passes of 32 samples: 16 + 16 + 16 + 16
-    # The next rollout was collected after n_epochs = 1 was chosen: one pass, one step of b = 64.
+    # The next rollout was collected after n_epochs = 1 was chosen: one pass, one step of b = 32.
     env.reset()
     _, _, terminated, _, info = env.step(np.array([large]))
     assert info["hyperparams"]["n_epochs"].tolist() == [1] and info["losses"]["n_samples"].tolist() == [32.0]
