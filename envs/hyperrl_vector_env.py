@@ -17,6 +17,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from hypergym.checkpoint import Checkpointable
+from hypergym.devices import check_population_memory
 from hypergym.envs.hyperrl_env import SettingsView
 from hypergym.envs.runs import InnerRuns, objects
 from hypergym.envs.settings import HyperRLSettings
@@ -62,7 +63,8 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
             overrides): A2C, PPO or ACKTR, on any task (vector observations or Atari frames).
 
     Raises:
-        ValueError: For ``num_envs < 1``, or any invalid ``HyperRLEnv`` argument.
+        ValueError: For ``num_envs < 1``, a population larger than the device's memory holds (before any
+            allocation), or any invalid ``HyperRLEnv`` argument.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}  # noqa: RUF012
@@ -72,6 +74,7 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
             raise ValueError(f"num_envs (the population size) must be a positive integer, got {num_envs!r}")
         self.pinned: dict[str, float | int] = {}
         self.settings = HyperRLSettings.from_kwargs(**kwargs)  # every argument checked, the full grid included
+        check_population_memory(int(num_envs), self.settings.member_bytes, self.settings.device)
         if num_envs > 1 and any(p.name in WORK_HYPERPARAMS for p in self.settings.space.params):
             # Several members keep the work hyperparameters the same (see Lockstep); one schedules them freely.
             self.settings = HyperRLSettings.from_kwargs(**self._pin_work_hyperparams(dict(kwargs)))

@@ -88,6 +88,9 @@ class HyperRLSettings:
     """One run's action space."""
     observation_space: gym.spaces.Box
     """One run's observation space (the encoder's, with the extras)."""
+    member_bytes: int
+    """A lower bound of one run's memory: its parameters with their gradient, optimiser state, gradient
+    history and rollback snapshots, and its rollout and batch (inner envs and encoder not counted)."""
 
     @property
     def n_orders(self) -> int:
@@ -183,6 +186,11 @@ class HyperRLSettings:
             policy = build_policy(observation_space, inner_action_space, config)
         BatchedActorCritic([policy], resolve_device("cpu"))
         _, layers = policy_layers(policy)
+        n_params = sum(p.numel() for p in policy.parameters())
+        obs_bytes = int(np.prod(observation_space.shape or (1,))) * (1 if observation_space.dtype == np.uint8 else 4)
+        # Parameters, gradient, two optimiser moments, two snapshots, the history; rollout and batch copies.
+        member_bytes = 4 * n_params * (6 + int(kwargs.get("n_orders", 2)))
+        member_bytes += 2 * config.n_steps * int(envs) * (obs_bytes + 4 * 6)  # type: ignore[operator]
         encoded = observation_space_of(obs_mode, layers, **kwargs)
         n_extra = ("progress" in obs_extras) + len(space.params) * ("hyperparams" in obs_extras)
         if n_extra:
@@ -210,4 +218,5 @@ class HyperRLSettings:
             layers=tuple(layers),
             action_space=space.gym_space(action_mode),
             observation_space=encoded,
+            member_bytes=int(member_bytes),
         )

@@ -1,10 +1,29 @@
-"""Torch devices: ``"auto"`` falls back to the CPU; an explicit accelerator that is absent is an error."""
+"""Torch devices: ``"auto"`` falls back to the CPU; an explicit accelerator that is absent is an error.
+
+Importing this module also makes torch safe in forked children (see :func:`one_thread_after_fork`).
+"""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["check_population_memory", "device_memory", "one_thread_after_fork", "resolve_device"]
+
+
+def one_thread_after_fork() -> None:
+    """Run torch on one CPU thread in a process forked from one that has used torch's thread pool.
+
+    A forked child inherits the parent's OpenMP pool in a state it cannot use: its first parallel region
+    deadlocks. ``gym.make_vec(id, vectorization_mode="async")`` forks its workers after building one env in
+    the parent, so every worker hung in its policy's weight initialisation. One thread never enters a
+    parallel region; the parent keeps its threads (PyTorch's DataLoader workers do the same).
+    """
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=one_thread_after_fork)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -35,3 +54,27 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={str(device)!r} but MPS is not available here; use 'cpu' or 'auto'")
     return resolved
+
+
+def device_memory(device: str | torch.device = "auto") -> int:
+    """Bytes of memory on ``device``: the GPU's total memory, or this machine's physical memory for the CPU."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        return int(torch.cuda.get_device_properties(resolved).total_memory)
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_population_memory(n_members: int, member_bytes: int, device: str | torch.device = "auto") -> None:
+    """Refuse, before anything is allocated, a population whose runs cannot fit in the device's memory.
+
+    Raises:
+        ValueError: If ``n_members * member_bytes`` exceeds the memory of ``device``, with both figures.
+    """
+    need, have = n_members * member_bytes, device_memory(device)
+    if need > have:
+        raise ValueError(
+            f"a population of {n_members:,} members needs at least {need / 2**30:,.1f} GiB "
+            f"({member_bytes / 2**20:,.2f} MiB per member: parameters, optimiser state and rollout), but "
+            f"{resolve_device(device)} has {have / 2**30:,.1f} GiB: even by this count at most "
+            f"{max(1, have // member_bytes):,} members fit"
+        )

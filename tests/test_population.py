@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -273,6 +275,29 @@ def test_make_vec_returns_the_population_env_with_gymnasium_conventions():
     with pytest.raises(ValueError, match="3 seeds"):
         env.reset(seed=[1, 2])
     env.close()
+
+
+ASYNC_SCRIPT = """
+import gymnasium as gym, numpy as np, hypergym
+env = gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, vectorization_mode="async", obs_mode="random",
+                   n_steps=5, total_env_steps=200, policy_kwargs={"net_arch": [8]})
+obs, _ = env.reset(seed=0)
+_, reward, *_ = env.step(np.zeros(2, dtype=np.int64))
+env.close()
+print("ok", obs.shape)
+"""
+
+
+def test_async_make_vec_runs_instead_of_hanging():
+    """Forked workers used to deadlock in torch's weight init: each runs on one thread after the fork."""
+    done = subprocess.run([sys.executable, "-c", ASYNC_SCRIPT], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok (2, 32)" in done.stdout
+
+
+def test_an_absurd_population_is_refused_with_the_memory_it_needs_before_allocating():
+    with pytest.raises(ValueError, match=r"1,000,000,000 members needs at least [\d,.]+ GiB .* MiB per member"):
+        gym.make_vec("HyperRL-A2C-CartPole", num_envs=10**9)
 
 
 def test_run_finish_starts_new_runs_in_the_same_step():
