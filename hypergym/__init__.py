@@ -21,6 +21,7 @@ __all__ = [
     "RunResult",
     "__version__",
     "aec_env",
+    "load",
     "parallel_env",
     "preset",
     "register_envs",
@@ -55,6 +56,10 @@ def __getattr__(name: str) -> object:
         from hypergym import runner
 
         return getattr(runner, name)
+    if name == "load":
+        from hypergym.checkpoint import load
+
+        return load
     if name in ("parallel_env", "aec_env"):
         from hypergym.envs import parallel
 

@@ -16,6 +16,9 @@ Torch modules, optimisers, generators, NumPy generators, Gymnasium classic-contr
 pickle as they are. The file starts with a header (format name, format version, hypergym version);
 reading a file of another format version, a truncated or corrupt file, or the wrong kind of object
 raises :class:`CheckpointError` before anything is changed.
+
+A checkpoint is a pickle: loading one runs whatever code its writer put in it. Load only checkpoints
+from sources you trust (your own runs).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = [
     "Checkpointable",
     "clear_unrestored",
     "is_unrestored",
+    "load",
     "read_checkpoint",
     "write_checkpoint",
 ]
@@ -135,7 +139,13 @@ def write_checkpoint(path: str | Path, payload: Any) -> Path:
     Raises:
         CheckpointError: If something in ``payload`` cannot be saved (nothing is written then).
     """
+    given = str(path)
     path = Path(path)
+    if given.endswith(("/", os.sep)) or path.is_dir():
+        raise CheckpointError(
+            f"cannot save a checkpoint to {given!r}: it names a directory; give a file path, e.g. "
+            f"{str(path / 'run.ckpt')!r}"
+        )
     buffer = io.BytesIO()
     buffer.write(FORMAT)
 
@@ -155,14 +165,20 @@ def write_checkpoint(path: str | Path, payload: Any) -> Path:
             UserWarning,
             stacklevel=2,
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(f"cannot write a checkpoint to {given!r}: {err.strerror or err}") from err
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buffer.getvalue())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write a checkpoint to {given!r}: {err.strerror or err}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -219,6 +235,15 @@ class Checkpointable:
         """
         return write_checkpoint(path, {"kind": type(self).__name__, "env": self})
 
+    def identity(self) -> tuple[str | None, str]:
+        """The env's id (``None`` if not made by id) and what else a checkpoint loaded into it must match."""
+        inner: Any = self
+        spec, settings = getattr(inner, "spec", None), inner.settings
+        return spec.id if spec is not None else None, (
+            f"{settings.algo} on {settings.task}, {getattr(inner, 'num_envs', 1)} member(s), actions "
+            f"{settings.action_space}, observations {settings.observation_space.shape}"
+        )
+
     def load(self, path: str | Path) -> None:
         """Put this env at the point :meth:`save` wrote to ``path`` (mid-episode if saved there).
 
@@ -227,12 +252,42 @@ class Checkpointable:
 
         Raises:
             CheckpointError: If the file is missing, corrupt, of another format version, or holds another
-                kind of env; this env is then unchanged.
+                kind of env, or another id, learner, task, population size or spaces; this env is then
+                unchanged. A checkpoint is a pickle: load only files you trust.
         """
         payload = read_checkpoint(path)
         loaded = payload.get("env") if isinstance(payload, dict) else None
         if not isinstance(loaded, type(self)):
             raise CheckpointError(f"{path} holds no {type(self).__name__} (it holds {type(loaded).__name__})")
+        (theirs, their_kind), (ours, our_kind) = loaded.identity(), self.identity()
+        if their_kind != our_kind or (None not in (theirs, ours) and theirs != ours):
+            raise CheckpointError(
+                f"{path} holds {theirs or type(self).__name__} ({their_kind}), but this env is "
+                f"{ours or type(self).__name__} ({our_kind}): load it into an env made with the same id and "
+                "settings, or with hypergym.load(path)"
+            )
         self.close()  # type: ignore[attr-defined]
         self.__dict__.clear()
         self.__dict__.update(loaded.__dict__)
+
+
+def load(path: str | Path) -> Any:
+    """The env that ``env.save(path)`` wrote, ready to ``step`` where it was saved (``hypergym.load``).
+
+    Returns the ``HyperRLEnv`` or ``HyperRLVectorEnv`` itself (no ``gym.make`` wrappers around it). A
+    checkpoint is a pickle: load only files you trust.
+
+    Raises:
+        CheckpointError: If the file is missing, corrupt or of another format version, or holds no env (a
+            run checkpoint of ``hypergym run`` is resumed by running the same command again).
+    """
+    payload = read_checkpoint(path)
+    if isinstance(payload, dict) and payload.get("kind") == "run":
+        raise CheckpointError(
+            f"{path} is a run checkpoint (env, agent and records of hypergym run / compare): resume it by running "
+            "the same command, or hypergym.run(..., out=its folder, checkpoint_every=K), again"
+        )
+    env = payload.get("env") if isinstance(payload, dict) else None
+    if not isinstance(env, Checkpointable):
+        raise CheckpointError(f"{path} holds no hypergym env (it holds {type(env).__name__})")
+    return env

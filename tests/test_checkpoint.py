@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import fit_batch
 
-import hypergym  # noqa: F401
+import hypergym
 from hypergym.checkpoint import FORMAT, CheckpointError, read_checkpoint, write_checkpoint
 
 TINY = {"policy_kwargs": {"net_arch": {"pi": [8], "vf": [8]}}, "total_env_steps": 4000}
@@ -89,6 +89,53 @@ def test_a_corrupt_truncated_or_foreign_checkpoint_is_refused_and_changes_nothin
     write_checkpoint(tmp_path / "list.ckpt", [1, 2, 3])
     with pytest.raises(CheckpointError, match="holds no HyperRLEnv"):
         env.load(tmp_path / "list.ckpt")
+
+
+def test_a_checkpoint_of_another_id_or_population_size_is_refused_naming_both(tmp_path):
+    small = {"obs_mode": "random", "n_steps": 5, "policy_kwargs": {"net_arch": [8]}}
+    env = gym.make("HyperRL-A2C-CartPole", **small).unwrapped
+    env.reset(seed=0)
+    path = env.save(tmp_path / "cartpole.ckpt")
+    other = gym.make("HyperRL-A2C-Acrobot", **small).unwrapped
+    with pytest.raises(
+        CheckpointError, match=r"holds HyperRL-A2C-CartPole \(A2C on CartPole.*this env is HyperRL-A2C-Acrobot"
+    ):
+        other.load(path)
+    assert other.task == "Acrobot"  # unchanged
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        two = gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, **small)
+        three = gym.make_vec("HyperRL-A2C-CartPole", num_envs=3, **small)
+    two.reset(seed=0)
+    pair = two.save(tmp_path / "pair.ckpt")
+    with pytest.raises(CheckpointError, match=r"2 member\(s\).*but this env is .*3 member\(s\)"):
+        three.load(pair)
+    with pytest.raises(CheckpointError, match="holds no HyperRLVectorEnv"):
+        three.load(path)
+
+
+def test_save_names_the_path_it_cannot_write_and_hypergym_load_returns_an_env_ready_to_step(tmp_path):
+    env = _make("a2c-cartpole-vae")
+    env.reset(seed=0)
+    env.step(0)
+    for bad, match in [(tmp_path, "names a directory"), (f"{tmp_path}/sub/", "names a directory"),
+                       ("/proc/no/such.ckpt", "cannot write a checkpoint to '/proc/no/such.ckpt'")]:  # fmt: skip
+        with pytest.raises(CheckpointError, match=match):
+            env.save(bad)
+    assert list(tmp_path.iterdir()) == []  # no hidden temporary file left behind
+    path = env.save(tmp_path / "run.ckpt")
+    expected = _play(env, [1, 2, 3])
+    loaded = hypergym.load(path)
+    assert type(loaded) is type(env)
+    for a, b in zip(expected, _play(loaded, [1, 2, 3]), strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)  # the natural next call: step, where the saved env was
+    write_checkpoint(tmp_path / "list.ckpt", [1, 2, 3])
+    with pytest.raises(CheckpointError, match="holds no hypergym env"):
+        hypergym.load(tmp_path / "list.ckpt")
+    write_checkpoint(tmp_path / "runs.ckpt", {"kind": "run"})
+    with pytest.raises(CheckpointError, match="run checkpoint"):
+        hypergym.load(tmp_path / "runs.ckpt")
 
 
 def test_another_format_version_is_refused(tmp_path, monkeypatch):
