@@ -10,7 +10,14 @@ from typing import Any
 
 import gymnasium as gym
 
-from hypergym.agents.base import EpsilonGreedyAgent, HyperAgent, Transition, check_agent
+from hypergym.agents.base import (
+    POPULATION_AGENT_NAMES,
+    EpsilonGreedyAgent,
+    HyperAgent,
+    Transition,
+    check_agent,
+    check_single_env,
+)
 from hypergym.agents.dqn import DQNAgent
 from hypergym.agents.episodic import EpisodicAgent, paper_capacity
 from hypergym.agents.factored import FactoredEpisodicAgent
@@ -83,6 +90,7 @@ def make_agent(name: str, env: gym.Env, seed: int | None = None, **kwargs: Any) 
         ValueError: On an unknown name (the message lists the valid ones) or a class that cannot be imported.
         TypeError: If a user's class does not make a hyper-agent.
     """
+    check_single_env(env, f"agent {name!r}")
     if ":" in name:
         cls = load_agent_class(name)
         params = inspect.signature(cls).parameters
@@ -94,6 +102,11 @@ def make_agent(name: str, env: gym.Env, seed: int | None = None, **kwargs: Any) 
     if name in ("static-min", "static-max"):
         return StaticAgent(env, action=name.split("-")[1], seed=seed, **kwargs)
     if name not in AGENTS:
+        if name in POPULATION_AGENT_NAMES:
+            raise ValueError(
+                f"{name!r} is a population agent (its members are the runs): build it with "
+                f"make_population_agent({name!r}, gym.make_vec(id, num_envs=N)) from hypergym.agents.population"
+            )
         raise ValueError(f"unknown agent {name!r}; choose from {[*sorted(AGENTS), 'static-max', 'static-min']}")
     if name == "random":
         return RandomAgent(env.action_space, seed=seed, **kwargs)

@@ -65,6 +65,24 @@ def check_agent(agent: Any) -> None:
         )
 
 
+#: The population agents' names (``make_population_agent``), for the errors that point there.
+POPULATION_AGENT_NAMES = ("episodic", "pb2", "pbt", "random", "static", "static-max", "static-min")
+
+
+def check_single_env(env: Any, agent: str) -> None:
+    """Refuse a population where a single-run agent needs one run.
+
+    Raises:
+        ValueError: If ``env`` is a vector env, saying what to use instead.
+    """
+    if isinstance(env, gym.vector.VectorEnv):
+        raise ValueError(
+            f"{agent} is a single-run agent, but got a population ({type(env).__name__} of {env.num_envs} "
+            "members): give it gym.make(id), run it per member with PerMemberAgent(venv, [...]), or use a "
+            f"population agent (make_population_agent: {', '.join(POPULATION_AGENT_NAMES)})"
+        )
+
+
 def env_schedule_length(env: gym.Env) -> int | None:
     """The inner env-step budget of a ``HyperRLEnv`` (``None`` for any other env)."""
     return getattr(env.unwrapped, "total_env_steps", None)
@@ -124,6 +142,7 @@ class EpsilonGreedyAgent(HyperAgent):
     """
 
     def __init__(self, env: gym.Env, total_steps: int | None = None, seed: int | None = None) -> None:
+        check_single_env(env, type(self).__name__)
         super().__init__(env.action_space, seed)
         self.budget = env_schedule_length(env)
         if self.budget is None and total_steps is None:
@@ -151,6 +170,11 @@ class PopulationAgent:
     name = "agent"
 
     def __init__(self, venv: gym.vector.VectorEnv, seed: int | None = None) -> None:
+        if not isinstance(venv, gym.vector.VectorEnv):
+            raise ValueError(
+                f"{type(self).__name__} is a population agent, but got a single env ({venv!r}): make the population "
+                "with gym.make_vec(id, num_envs=N), or use make_agent(name, env) for a single run"
+            )
         self.num_envs = venv.num_envs
         self.single_action_space = venv.single_action_space
         self.seed = seed

@@ -39,7 +39,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from hypergym.agents.base import HyperAgent
+from hypergym.agents.base import HyperAgent, check_single_env
 from hypergym.learners.gae import batched_gae
 from hypergym.learners.records import select_rows
 
@@ -131,7 +131,13 @@ class HOOFAgent(HyperAgent):
         self, env: gym.Env, max_kl: float | None = 0.03, n_trajectories: int = 32, seed: int | None = None
     ) -> None:
         super().__init__(env.action_space, seed)
+        check_single_env(env, "HOOFAgent")
         inner: Any = env.unwrapped  # a HyperRLEnv (checked below)
+        if isinstance(inner, gym.vector.VectorEnv):  # one member of a population, through PerMemberAgent
+            raise ValueError(
+                "HOOF scores candidate updates of one learner and has no population form: run it on single runs "
+                "(gym.make; hypergym compare without --population)"
+            )
         space = getattr(inner, "space", None)
         if space is None or not hasattr(inner, "algo"):
             raise ValueError(f"HOOF needs a HyperRLEnv (gym.make of a HyperRL id), got {env!r}")

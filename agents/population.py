@@ -203,5 +203,13 @@ def make_population_agent(
         return PopulationStaticAgent(venv, action=name.split("-")[1], seed=seed)
     if name not in POPULATION_AGENTS:
         valid = [*sorted(POPULATION_AGENTS), "static-max", "static-min"]
+        if name == "hoof":
+            raise ValueError("'hoof' scores candidate updates of one learner and has no population form: run it on "
+                             "single runs (gym.make; hypergym compare without --population)")  # fmt: skip
+        if name in ("dqn", "episodic-factored"):
+            raise ValueError(
+                f"{name!r} has no population form: run it per member with PerMemberAgent(venv, "
+                f"[make_agent({name!r}, PerMemberAgent.member_view(venv), seed=s) for s in seeds]), or as single runs"
+            )
         raise ValueError(f"unknown population agent {name!r}; choose from {valid}")
     return POPULATION_AGENTS[name](venv, seed=seed, **kwargs)

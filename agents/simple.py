@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from hypergym.agents.base import HyperAgent
+from hypergym.agents.base import HyperAgent, check_single_env
 
 __all__ = ["RandomAgent", "StaticAgent"]
 
@@ -40,6 +40,7 @@ class StaticAgent(HyperAgent):
     name = "static"
 
     def __init__(self, env: gym.Env, action: Any = "default", seed: int | None = None) -> None:
+        check_single_env(env, "StaticAgent")
         super().__init__(env.action_space, seed)
         space = getattr(env.unwrapped, "space", None)
         mode = getattr(env.unwrapped, "action_mode", "discrete")

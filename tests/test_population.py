@@ -447,8 +447,10 @@ def test_population_static_and_random_act_on_the_batch():
     assert make_population_agent("static-max", env).act(obs, info).tolist() == [4, 4, 4]
     actions = make_population_agent("random", env, seed=1).act(obs, info)
     assert actions.shape == (3,) and env.action_space.contains(actions)
-    with pytest.raises(ValueError, match="choose from"):
+    with pytest.raises(ValueError, match="'dqn' has no population form: run it per member with PerMemberAgent"):
         make_population_agent("dqn", env)
+    with pytest.raises(ValueError, match="choose from"):
+        make_population_agent("dqm", env)
 
 
 def test_torch_acting_path_runs_and_is_deterministic():
