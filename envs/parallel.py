@@ -110,6 +110,7 @@ class HyperRLParallelEnv(ParallelEnv):
         Raises:
             RuntimeError: If no learning episode is running (``reset`` first).
             ValueError: If an agent's action is missing, unknown or outside its space.
+            TypeError: If an agent's action is not an integer (``1.5``, ``"1"``, ``None``, an array).
         """
         if not self.agents:
             raise RuntimeError("no learning episode is running: call reset() first")
@@ -117,6 +118,16 @@ class HyperRLParallelEnv(ParallelEnv):
         unknown = sorted(set(actions) - set(self.agents))
         if missing or unknown:
             raise ValueError(f"actions needed for {self.agents}; missing {missing}, unknown {unknown}")
+        for agent in self.possible_agents:
+            # As the joint env: an integer of the agent's Discrete space, nothing rounded or parsed.
+            value = np.asarray(actions[agent]) if actions[agent] is not None else np.asarray(None, dtype=object)
+            if value.ndim != 0 or not np.issubdtype(value.dtype, np.integer):
+                raise TypeError(
+                    f"action {actions[agent]!r} of agent {agent!r} is not an integer (its space is "
+                    f"{self.action_space(agent)})"
+                )
+            if not self.action_space(agent).contains(np.int64(value)):
+                raise ValueError(f"action {int(value)} of agent {agent!r} is outside {self.action_space(agent)}")
         idx = np.array([int(actions[a]) for a in self.possible_agents], dtype=np.int64)
         obs, reward, terminated, truncated, info = self.hyper_env.step(idx)
         self._obs = np.array(obs, copy=True)

@@ -50,6 +50,17 @@ def test_agents_spaces_and_state():
         env.step({"learning_rate": 0, "clip_range": 0, "gae_lambda": 0})
     with pytest.raises(KeyError, match="unknown agent"):
         env.action_space("gamma")
+    # Non-integer actions are refused as the joint env refuses them, never rounded or parsed.
+    joint = gym.make("HyperRL-PPO-CartPole", hyperparams=GRID, **CHEAP)
+    joint.reset(seed=0)
+    for bad in (1.5, "1", None, np.array([1, 0])):
+        with pytest.raises(TypeError, match="not an integer"):
+            env.step({"learning_rate": bad, "clip_range": 0, "gae_lambda": 0, "ent_coef": 0})
+        with pytest.raises(TypeError, match="not an integer"):
+            joint.unwrapped.step(bad)
+    with pytest.raises(ValueError, match=r"action 3 of agent 'learning_rate' is outside Discrete\(3\)"):
+        env.step({"learning_rate": 3, "clip_range": 0, "gae_lambda": 0, "ent_coef": 0})
+    obs, *_ = env.step({"learning_rate": np.int64(1), "clip_range": 0, "gae_lambda": 0, "ent_coef": 0})  # still runs
     with pytest.raises(ValueError, match="action_mode is fixed"):
         HyperRLParallelEnv("HyperRL-PPO-CartPole", action_mode="discrete")
 
