@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hypergym.checkpoint import CheckpointError
 from hypergym.study import (
     DEFAULT_CHECKPOINT_EVERY,
     CLIError,
     RunSpec,
+    check_agents,
     check_names,
     compare,
     default_workers,
@@ -78,6 +80,8 @@ def cmd_list(_: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     env_kwargs = parse_assignments(args.set)
     check_names(args.env_id, [args.agent], env_kwargs)
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0 (seeds are non-negative integers), got {args.seed}")
     from hypergym.agents import AGENTS
 
     if args.agent not in AGENTS and args.agent not in ("static-max", "static-min") and ":" not in args.agent:
@@ -86,8 +90,10 @@ def cmd_run(args: argparse.Namespace) -> None:
             f"{args.agent} --seeds N (the N seeds are its members)"
         )
     out = Path(args.out or Path("runs") / args.env_id / args.agent / f"seed{args.seed}")
+    agent_kwargs = parse_assignments(args.agent_set)
+    check_agents(args.env_id, [args.agent], [], 1, env_kwargs, agent_kwargs)
     spec = RunSpec(
-        args.env_id, args.agent, args.seed, str(out), env_kwargs, parse_assignments(args.agent_set), True,
+        args.env_id, args.agent, args.seed, str(out), env_kwargs, agent_kwargs, True,
         _checkpoint_every(args.checkpoint_every),
     )  # fmt: skip
     summary = execute(spec)
@@ -208,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except CLIError as err:
+        print(f"hypergym: error: {err}", file=sys.stderr)
+        return 2
+    except (CheckpointError, ConnectionError) as err:  # a checkpoint of other settings; an unreachable cluster
         print(f"hypergym: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -12,7 +12,40 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["map_on_ray"]
+__all__ = ["CONNECT_TIMEOUT_S", "check_reachable", "map_on_ray"]
+
+#: Seconds to wait for a Ray cluster's address to answer before giving up with a message.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout`` seconds if nothing listens at a Ray cluster's ``host:port`` address.
+
+    ``"auto"`` and ``"local"`` are left to Ray (it looks on this node and fails at once). Without this
+    check, ``ray.init`` keeps retrying an unreachable address for minutes.
+
+    Raises:
+        ConnectionError: If the address does not parse or nothing answers there in time, with both.
+    """
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    _, sep, rest = address.partition("://")
+    target = rest if sep else address
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectionError(
+            f"Ray address {address!r} is not host:port, ray://host:port, 'auto' or 'local' (e.g. 10.0.0.5:6379)"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ConnectionError(
+            f"cannot reach the Ray cluster at {address!r} within {timeout:g} s ({err}): start it with "
+            "`ray start --head` there, or check the address (or drop --address for a local cluster)"
+        ) from err
 
 
 def _import_ray() -> Any:
@@ -51,12 +84,17 @@ def map_on_ray(
         num_gpus: GPUs each task reserves.
         on_result: Called with ``(job index, result)`` as each task finishes.
 
+    Raises:
+        ConnectionError: If ``address`` cannot be reached within :data:`CONNECT_TIMEOUT_S` seconds.
+
     Returns:
         The results, in the order of ``jobs``.
     """
     ray = _import_ray()
     started = False
     if not ray.is_initialized():
+        if address is not None:
+            check_reachable(address)
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
         started = True
     try:

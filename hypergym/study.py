@@ -22,6 +22,8 @@ __all__ = [
     "DEFAULT_CHECKPOINT_EVERY",
     "CLIError",
     "RunSpec",
+    "agent_arguments",
+    "check_agents",
     "check_names",
     "compare",
     "default_workers",
@@ -92,6 +94,73 @@ def check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) 
     unknown = sorted(set(env_kwargs) - set(valid))
     if unknown:
         raise CLIError(f"unknown setting(s) {unknown} for {env_id}; valid are: {', '.join(valid)}")
+
+
+def check_agents(
+    env_id: str,
+    single: Sequence[str],
+    population: Sequence[str],
+    seeds: int,
+    env_kwargs: dict[str, Any],
+    agent_kwargs: dict[str, Any],
+) -> None:
+    """Build every agent on its env (single runs and populations of ``seeds``) before any run starts.
+
+    Raises:
+        CLIError: On settings the env refuses, or an agent that cannot be built on it (another learner,
+            the wrong kind of env, an unknown agent argument), naming the agent and what is valid.
+    """
+    import warnings
+
+    import gymnasium as gym
+
+    from hypergym.agents import make_agent
+    from hypergym.agents.population import make_population_agent
+
+    def build(name: str, make: Any, env: Any) -> None:
+        try:
+            make(name, env, seed=0, **agent_kwargs)
+        except TypeError as err:
+            if "unexpected keyword" not in str(err):
+                raise CLIError(f"{name} on {env_id}: {err}") from err
+            raise CLIError(
+                f"{name} on {env_id}: --agent-set {sorted(agent_kwargs)} holds an argument it does not take "
+                f"({err}); its arguments are: {', '.join(agent_arguments(name)) or 'none'}"
+            ) from err
+        except ValueError as err:
+            raise CLIError(f"{name} on {env_id}: {err}") from err
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the runs themselves say it (e.g. a population's pinned settings)
+            if single:
+                env = gym.make(env_id, **env_kwargs)
+                for name in single:
+                    build(name, make_agent, env)
+                env.close()
+            if population:
+                venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
+                for name in population:
+                    build(name, make_population_agent, venv)
+                venv.close()
+    except ValueError as err:  # the env's own refusal of a setting
+        raise CLIError(f"{env_id}: {err}") from err
+
+
+def agent_arguments(name: str) -> list[str]:
+    """The keyword arguments (``--agent-set`` keys) of the agent named ``name``."""
+    import inspect
+
+    from hypergym.agents import AGENTS, StaticAgent, load_agent_class
+    from hypergym.agents.population import POPULATION_AGENTS
+
+    if ":" in name:
+        cls: Any = load_agent_class(name)
+    else:
+        cls = AGENTS.get(name) or POPULATION_AGENTS.get(name) or StaticAgent
+    skip = {"self", "env", "venv", "seed", "action_space"}
+    params = inspect.signature(cls).parameters.values()
+    return [p.name for p in params if p.name not in skip and p.kind != p.VAR_KEYWORD]
 
 
 def execute(spec: RunSpec) -> dict[str, Any]:
@@ -206,6 +275,25 @@ def compare(
         )
     if backend not in ("process", "ray"):
         raise CLIError(f"unknown backend {backend!r}; choose from ['process', 'ray']")
+    if address is not None and backend != "ray":
+        raise CLIError(f"--address {address} names a Ray cluster: add --backend ray, or drop --address")
+    if address is not None:
+        from hypergym.ray_backend import check_reachable
+
+        try:
+            check_reachable(address)
+        except ConnectionError as err:
+            raise CLIError(str(err)) from err
+    if not agents:
+        raise CLIError("--agents names no agent; give a comma-separated list, e.g. --agents episodic,random,static")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise CLIError(f"--seeds must be an integer >= 1, got {seeds!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise CLIError(f"--workers must be an integer >= 1, got {workers!r}")
+    few = [a for a in as_population if a in ("pbt", "pb2")] if seeds < 2 else []
+    if few:
+        raise CLIError(f"{few} exploit the other members of a population: give --seeds 2 or more (got {seeds})")
+    check_agents(env_id, [a for a in agents if a not in as_population], as_population, seeds, env_kwargs, agent_kwargs)
     if as_population:
         run_populations(env_id, as_population, seeds, out, env_kwargs, agent_kwargs, backend, address, checkpoint_every)
     every = checkpoint_every
@@ -264,21 +352,11 @@ def run_populations(
     checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
 ) -> None:
     """Each agent's seeds ``0..seeds-1`` as one population, recorded per seed like single runs."""
-    import gymnasium as gym
-
-    from hypergym.agents.population import make_population_agent
-
     todo = []
     for agent_name in agents:
         if all((out / agent_name / f"seed{s}" / "summary.json").is_file() for s in range(seeds)):
             print(f"{agent_name}: population of {seeds} already finished")
             continue
-        try:  # fail fast, here, on settings the population refuses
-            venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
-            make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
-            venv.close()
-        except ValueError as err:
-            raise CLIError(str(err)) from err
         todo.append(agent_name)
 
     def report(i: int, results: list[dict[str, Any]]) -> None:

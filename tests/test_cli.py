@@ -64,11 +64,44 @@ def test_run_writes_a_run_directory(tmp_path, capsys):
         (["run", "HyperRL-A2C-CartPole", "--agent", "random", "--set", "lr=0.1"], "valid are"),
         (["compare", "HyperRL-A2C-CartPole", "--agents", "random,oracle"], "choose from"),
         (["run", "HyperRL-A2C-CartPole", "--agent", "random", "--set", "lr"], "key=value"),
+        (["compare", "HyperRL-A2C-CartPole", "--agents", "random", "--seeds", "0"], "--seeds must be an integer >= 1"),
+        (["compare", "HyperRL-A2C-CartPole", "--agents", ","], "--agents names no agent"),
+        (["compare", "HyperRL-A2C-CartPole", "--agents", "pbt", "--seeds", "1"], "give --seeds 2 or more"),
+        (["compare", "HyperRL-A2C-CartPole", "--agents", "random", "--workers", "0"], "--workers must be"),
+        (["compare", "HyperRL-A2C-CartPole", "--agents", "random", "--address", "auto"], "add --backend ray"),
+        (
+            ["compare", "HyperRL-A2C-CartPole", "--agents", "random", "--backend", "ray", "--address", "127.0.0.1:1"],
+            "cannot reach the Ray cluster at '127.0.0.1:1' within 10 s",
+        ),
+        (["run", "HyperRL-A2C-CartPole", "--agent", "random", "--seed", "-1"], "--seed must be >= 0"),
+        (
+            ["run", "HyperRL-A2C-CartPole", "--agent", "static", "--agent-set", "index=annoy"],
+            "its arguments are: action",
+        ),
+        (
+            ["compare", "HyperRL-A2C-CartPole", "--agents", "episodic,random", "--agent-set", "capacity=8"],
+            "random on HyperRL-A2C-CartPole: --agent-set ['capacity'] holds an argument it does not take",
+        ),
+        (
+            ["compare", "HyperRL-A2C-CartPole", "--agents", "episodic", "--agent-set", "write_every=0"],
+            "episodic on HyperRL-A2C-CartPole: write_every must be a positive integer",
+        ),
+        (["run", "HyperRL-ACKTR-CartPole", "--agent", "hoof"], "HOOF supports A2C and PPO"),
+        (["compare", "HyperRL-A2C-CartPole", "--agents", "random", "--set", "n_envs=0"], "n_envs must be"),
     ],
 )
 def test_errors_list_the_valid_choices_and_exit_non_zero(argv, match, capsys):
     assert main(argv) == 2
     assert match in capsys.readouterr().err
+
+
+def test_a_resume_with_other_settings_exits_2_with_the_reason(tmp_path, capsys):
+    from hypergym.checkpoint import write_checkpoint
+
+    write_checkpoint(tmp_path / "checkpoint.ckpt", {"kind": "run", "config": "{}", "env": None, "agent": None})
+    argv = ["run", "HyperRL-A2C-CartPole", "--agent", "random", "--set", "total_env_steps=100", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "was written by a run with other settings" in capsys.readouterr().err
 
 
 def test_list_prints_every_registered_id(capsys):
