@@ -95,6 +95,14 @@ def test_errors_list_the_valid_choices_and_exit_non_zero(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
+def test_compare_checks_every_agent_on_its_env_before_any_run_starts(tmp_path, capsys):
+    argv = ["compare", "HyperRL-ACKTR-CartPole", "--agents", "random,pbt,hoof", "--seeds", "2", "--out", str(tmp_path),
+            "--set", "total_env_steps=200"]  # fmt: skip
+    assert main(argv) == 2
+    assert "hoof on HyperRL-ACKTR-CartPole: HOOF supports A2C and PPO" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither random's runs nor pbt's population started
+
+
 def test_a_resume_with_other_settings_exits_2_with_the_reason(tmp_path, capsys):
     from hypergym.checkpoint import write_checkpoint
 
