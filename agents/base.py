@@ -126,9 +126,13 @@ class HyperAgent(ABC):
 
 
 class EpsilonGreedyAgent(HyperAgent):
-    """Base of the learning hyper-agents: epsilon falls linearly from 1 to 0 over the run.
+    """Base of the learning hyper-agents: epsilon falls linearly from 1 to ``floor`` over part of the run.
 
-    On a ``HyperRLEnv`` the schedule follows the fraction of the inner env-step budget spent
+    ``epsilon = floor + (1 - floor) * max(0, 1 - progress / decay_fraction)``. The paper's text (B.2) is
+    ``decay_fraction=1, floor=0``: 1 to 0 over the whole run (the default). The authors' released code
+    decays to 0.01 over the first half and stays there: ``decay_fraction=0.5, floor=0.01``.
+
+    On a ``HyperRLEnv`` the progress is the fraction of the inner env-step budget spent
     (``info["env_steps"] / total_env_steps``); on any other env it runs over ``total_steps`` hyper-steps
     (counted in ``self.steps``, which subclasses advance in ``observe``).
 
@@ -136,13 +140,28 @@ class EpsilonGreedyAgent(HyperAgent):
         env: The env.
         total_steps: Schedule length in hyper-steps, for envs without an env-step budget.
         seed: Seed of the agent's own randomness.
+        decay_fraction: Fraction of the run over which epsilon falls, in (0, 1].
+        floor: Epsilon after the decay, in [0, 1).
 
     Raises:
-        ValueError: If the env has no budget and ``total_steps`` is not given.
+        ValueError: If the env has no budget and ``total_steps`` is not given, or on a schedule outside
+            those ranges.
     """
 
-    def __init__(self, env: gym.Env, total_steps: int | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        total_steps: int | None = None,
+        seed: int | None = None,
+        decay_fraction: float = 1.0,
+        floor: float = 0.0,
+    ) -> None:
         check_single_env(env, type(self).__name__)
+        if not 0 < decay_fraction <= 1:
+            raise ValueError(f"decay_fraction must lie in (0, 1], got {decay_fraction!r}")
+        if not 0 <= floor < 1:
+            raise ValueError(f"floor must lie in [0, 1), got {floor!r}")
+        self.decay_fraction, self.floor = float(decay_fraction), float(floor)
         super().__init__(env.action_space, seed)
         self.budget = env_schedule_length(env)
         if self.budget is None and total_steps is None:
@@ -151,12 +170,16 @@ class EpsilonGreedyAgent(HyperAgent):
         self.steps = 0
 
     def epsilon(self, info: dict[str, Any]) -> float:
-        """The exploration rate now: 1 at the start of the run, 0 at its end."""
+        """The exploration rate now: 1 at the start of the run, ``floor`` from ``decay_fraction`` of it on."""
         if self.budget is not None and "env_steps" in info:
             progress = info["env_steps"] / self.budget
         else:
             progress = self.steps / max(1, self.total_steps or 1)
-        return float(np.clip(1.0 - progress, 0.0, 1.0))
+        return self.floor + (1.0 - self.floor) * float(np.clip(1.0 - progress / self.decay_fraction, 0.0, 1.0))
+
+    def config(self) -> dict[str, Any]:
+        """Settings, with the epsilon schedule."""
+        return {**super().config(), "decay_fraction": self.decay_fraction, "floor": self.floor}
 
 
 class PopulationAgent:

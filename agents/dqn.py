@@ -38,6 +38,8 @@ class DQNAgent(EpsilonGreedyAgent):
         total_steps: Epsilon schedule length in hyper-steps, for envs without an env-step budget.
         device: Torch device of the networks.
         seed: Seed of the agent.
+        decay_fraction: Fraction of the run over which epsilon falls to ``floor`` (paper: 1).
+        floor: Epsilon after the decay (paper: 0).
         **dqn_kwargs: Any other ``stable_baselines3.DQN`` argument.
     """
 
@@ -55,11 +57,13 @@ class DQNAgent(EpsilonGreedyAgent):
         total_steps: int | None = None,
         device: str = "cpu",
         seed: int | None = None,
+        decay_fraction: float = 1.0,
+        floor: float = 0.0,
         **dqn_kwargs: Any,
     ) -> None:
         from stable_baselines3 import DQN
 
-        super().__init__(env, total_steps, seed)
+        super().__init__(env, total_steps, seed, decay_fraction, floor)
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise TypeError(f"DQNAgent needs a Discrete action space, got {env.action_space}")
         if target_update_interval < 1:

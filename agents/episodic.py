@@ -45,9 +45,10 @@ class EpisodicAgent(EpsilonGreedyAgent):
 
     - Act: with probability epsilon a uniformly random action; otherwise an action with no memory yet
       (tried first, uniformly among them), else ``argmax_a Q(obs, a)`` (ties: lowest index).
-    - Epsilon falls linearly from 1 at the start of the run to 0 at its end: on a ``HyperRLEnv`` by the
-      fraction of the inner env-step budget spent (``info["env_steps"]``); on any other env over
-      ``total_steps`` hyper-steps.
+    - Epsilon falls linearly from 1 at the start of the run to 0 at its end (the paper's text; the released
+      code's ``decay_fraction=0.5, floor=0.01``: see :class:`~hypergym.agents.EpsilonGreedyAgent`): on a
+      ``HyperRLEnv`` by the fraction of the inner env-step budget spent (``info["env_steps"]``); on any
+      other env over ``total_steps`` hyper-steps.
     - Uniform writing: every ``write_every``-th hyper-step's ``(obs, action)`` is kept; at the end of each
       learning episode, each kept step's hyper-return (the sum of the episode's rewards from that step on)
       is written to the memory (paper Eq. 4).
@@ -63,6 +64,8 @@ class EpisodicAgent(EpsilonGreedyAgent):
         index_kwargs: Backend arguments (annoy: ``n_trees``, ``search_k``).
         total_steps: Hyper-steps of the epsilon schedule on an env without an env-step budget.
         seed: Seed of exploration and tie-breaking.
+        decay_fraction: Fraction of the run over which epsilon falls (paper 1, released code 0.5).
+        floor: Epsilon after the decay (paper 0, released code 0.01).
     """
 
     name = "episodic"
@@ -78,8 +81,10 @@ class EpisodicAgent(EpsilonGreedyAgent):
         index_kwargs: dict[str, Any] | None = None,
         total_steps: int | None = None,
         seed: int | None = None,
+        decay_fraction: float = 1.0,
+        floor: float = 0.0,
     ) -> None:
-        super().__init__(env, total_steps, seed)
+        super().__init__(env, total_steps, seed, decay_fraction, floor)
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise TypeError(
                 f"EpisodicAgent needs a Discrete action space, got {env.action_space} "

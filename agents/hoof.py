@@ -253,7 +253,7 @@ class HOOFAgent(HyperAgent):
             if (gamma, lam) not in directions:
                 directions[(gamma, lam)] = self._direction(learner, self._batch(learner, float(gamma), float(lam)))
             lr = float(values["learning_rate"][idx[position["learning_rate"]]])
-            steps.append(learner.flat[0] + lr * directions[(gamma, lam)][0])
+            steps.append(learner.flat[0] + lr * learner.lr_scale * directions[(gamma, lam)][0])
         scores_a, kls_a = self._scores(learner, torch.stack(steps))
         allowed = np.isfinite(scores_a) & (kls_a <= self.max_kl if self.max_kl is not None else True)
         if not allowed.any():

@@ -128,7 +128,9 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
     ## Rewards
     0 on every step but the last of an update phase, which gets G (``reward``): ``episode_return``
     (mean raw return of inner episodes completed in the environment phase, else of the last 10 completed)
-    or ``rollout_return`` (mean over envs of the discounted raw return of the rollout). A diverged update
+    or ``rollout_return`` (mean over envs of the discounted raw return of the rollout), or the released
+    code's ``critic_return`` (the rollout's mean lambda-return from the critic, on the training rewards,
+    with the preset's gamma and lambda; ``critic_return_chosen``: with the chosen ones). A diverged update
     adds ``divergence_penalty``.
 
     ## Starting State
@@ -158,13 +160,19 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
         obs_mode: Hyper-state encoder (``"vae"``, ``"random"``, ``"raw"``, ``"stats"``).
         obs_extras: Extras appended to the observation: any of ``"progress"``, ``"hyperparams"``.
         action_mode: ``"discrete"`` or ``"multi_discrete"``.
-        reward: ``"episode_return"`` or ``"rollout_return"`` (or a ``HyperReward``).
+        reward: ``"episode_return"``, ``"rollout_return"``, ``"critic_return"`` (the released code's: the
+            rollout's mean lambda-return from the critic, preset gamma and lambda) or
+            ``"critic_return_chosen"`` (with the chosen ones), or a ``HyperReward``.
         updates_per_phase: U for A2C and ACKTR (update steps per phase). PPO's phase is always one rollout.
         phases_per_episode: Update phases per learning episode; ``None``: the whole run.
         n_envs: Parallel inner envs.
         normalize: Wrap the inner env in ``VecNormalize``.
         device: Torch device of the learner (``"auto"``: CUDA when present).
         divergence_penalty: Added to the reward of a step whose update diverged.
+        lr_decay: ``"none"``, or ``"linear"``: each update's step size is the chosen learning rate times
+            ``1 - env steps / total_env_steps`` (counted before its rollout; ``info["lr_scale"]``), so a grid
+            of multipliers of the default (:func:`hypergym.spaces.eq5_grid`) acts on a decaying base rate
+            as in the authors' released code; a static agent then follows the same decay.
         encoder_kwargs: Extra arguments of the encoder (``d``, ``n_orders``, ``h``; VAE: ``hidden``,
             ``learning_rate``, ``train_every``, ``batch_size``, ``kl_weight``, ``freeze_after``).
         **learner_kwargs: Learner settings (``learning_rate``, ``n_steps``, ``batch_size``, ``n_epochs``,

@@ -133,7 +133,14 @@ class InnerRuns:
         self.phase.start_run()
         self.hp_indices = self._default_indices()
         stats, _ = learner.collect_rollout()
+        self._schedule_lr(0)
         return [list(st.episode_returns) for st in stats]
+
+    def _schedule_lr(self, steps_before: int) -> None:
+        """The learning-rate factor of the rollout just collected, from the env steps done before it."""
+        if self.settings.lr_decay == "linear":
+            assert self.learner is not None
+            self.learner.lr_scale = max(0.0, 1.0 - steps_before / self.settings.total_env_steps)
 
     @property
     def started(self) -> bool:
@@ -189,7 +196,9 @@ class InnerRuns:
         }
         terminated = truncated = False
         if learner.rollout_exhausted:
+            steps_before = learner.env_steps
             stats, rolled_back = learner.collect_rollout()
+            self._schedule_lr(steps_before)
             diverged |= rolled_back
             for i, st in enumerate(stats):
                 info["episode_returns"][i] = list(st.episode_returns)
@@ -204,6 +213,7 @@ class InnerRuns:
             updates=np.full(m, learner.updates),
             diverged=diverged,
             run_finished=np.full(m, self.phase.run_finished),
+            lr_scale=np.full(m, learner.lr_scale),
         )
         return rewards, terminated, truncated, info
 

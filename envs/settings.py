@@ -27,12 +27,14 @@ from hypergym.rewards import REWARDS, HyperReward, make_reward
 from hypergym.seeding import TorchRNG
 from hypergym.spaces import Hyperparameter, HyperparamSpace, check_value
 
-__all__ = ["ACTION_MODES", "OBS_EXTRAS", "HyperRLSettings"]
+__all__ = ["ACTION_MODES", "LR_DECAYS", "OBS_EXTRAS", "HyperRLSettings"]
 
 #: Valid ``action_mode`` values.
 ACTION_MODES = ("discrete", "multi_discrete")
 #: Valid entries of ``obs_extras``.
 OBS_EXTRAS = ("progress", "hyperparams")
+#: Valid ``lr_decay`` values: none, or the learning rate in force times ``1 - env steps done / budget``.
+LR_DECAYS = ("none", "linear")
 
 
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
@@ -80,6 +82,9 @@ class HyperRLSettings:
     """Torch device of the learner."""
     divergence_penalty: float
     """Added to the reward of a step whose update diverged."""
+    lr_decay: str
+    """``"linear"``: each update's step size is the chosen learning rate times ``1 - env steps / budget``
+    counted before its rollout (the released EPGT code's ``--use-linear-lr-decay``); ``"none"``: as chosen."""
     encoder_kwargs: Mapping[str, Any]
     """Extra arguments of the encoder."""
     layers: tuple[LayerInfo, ...]
@@ -115,6 +120,7 @@ class HyperRLSettings:
         device: str = "auto",
         divergence_penalty: float = 0.0,
         encoder_kwargs: Mapping[str, Any] | None = None,
+        lr_decay: str = "none",
         **learner_kwargs: Any,
     ) -> HyperRLSettings:
         """Check the arguments of :class:`~hypergym.envs.HyperRLEnv` and return its settings.
@@ -145,7 +151,7 @@ class HyperRLSettings:
             )
         rollouts_per_phase = _positive_int("updates_per_phase", updates_per_phase, allow_none=True) or 1
         per_episode = _positive_int("phases_per_episode", phases_per_episode, allow_none=True)
-        envs = _positive_int("n_envs", n_envs)
+        envs = int(_positive_int("n_envs", n_envs) or 0)  # never None: None is refused
         kwargs = dict(encoder_kwargs or {})
         check_encoder_kwargs(obs_mode, kwargs)
         resolve_device(device)  # fail now, not at the first reset, on a device this machine lacks
@@ -156,6 +162,8 @@ class HyperRLSettings:
                 check_value(name, getattr(config, name))
             except (TypeError, ValueError) as err:
                 raise ValueError(f"learner setting {name}={getattr(config, name)!r}: {err}") from err
+        if lr_decay not in LR_DECAYS:
+            raise ValueError(f"unknown lr_decay {lr_decay!r}; choose from {list(LR_DECAYS)}")
         if not math.isfinite(float(divergence_penalty)):
             raise ValueError(f"divergence_penalty must be a finite number, got {divergence_penalty!r}")
         defaults = {name: getattr(config, name) for name in learner_class.supported_hyperparams()}
@@ -168,8 +176,8 @@ class HyperRLSettings:
             grid = hyperparams
         space = HyperparamSpace(grid, learner_class.supported_hyperparams(), defaults)
         if "batch_size" in defaults:
-            rollout = config.n_steps * int(envs)  # type: ignore[operator]
-            sizes = space.values.get("batch_size", (config.batch_size,))
+            rollout = config.n_steps * envs
+            sizes = space.values.get("batch_size", (defaults["batch_size"],))
             too_big = sorted({int(b) for b in sizes if b > rollout})
             if too_big:
                 raise ValueError(
@@ -190,7 +198,7 @@ class HyperRLSettings:
         obs_bytes = int(np.prod(observation_space.shape or (1,))) * (1 if observation_space.dtype == np.uint8 else 4)
         # Parameters, gradient, two optimiser moments, two snapshots, the history; rollout and batch copies.
         member_bytes = 4 * n_params * (6 + int(kwargs.get("n_orders", 2)))
-        member_bytes += 2 * config.n_steps * int(envs) * (obs_bytes + 4 * 6)  # type: ignore[operator]
+        member_bytes += 2 * config.n_steps * envs * (obs_bytes + 4 * 6)
         encoded = observation_space_of(obs_mode, layers, **kwargs)
         n_extra = ("progress" in obs_extras) + len(space.params) * ("hyperparams" in obs_extras)
         if n_extra:
@@ -207,13 +215,14 @@ class HyperRLSettings:
             obs_mode=obs_mode,
             obs_extras=tuple(obs_extras),
             action_mode=action_mode,
-            reward_fn=make_reward(reward, gamma=config.gamma),
+            reward_fn=make_reward(reward, gamma=config.gamma, gae_lambda=config.gae_lambda),
             rollouts_per_phase=rollouts_per_phase,
             phases_per_episode=per_episode,
-            n_envs=int(envs),  # type: ignore[arg-type]
+            n_envs=envs,
             normalize=bool(normalize),
             device=device,
             divergence_penalty=float(divergence_penalty),
+            lr_decay=lr_decay,
             encoder_kwargs=kwargs,
             layers=tuple(layers),
             action_space=space.gym_space(action_mode),

@@ -28,6 +28,8 @@ __all__ = [
     "Hyperparameter",
     "around_default",
     "check_value",
+    "eq5_grid",
+    "eq5_multipliers",
     "log_uniform",
     "uniform",
 ]
@@ -70,6 +72,43 @@ def around_default(default: float, n_values: int, factor: float = 2.0) -> tuple[
         raise ValueError(f"around_default needs factor > 1, got {factor!r}")
     low = -((n_values - 1) // 2)
     return tuple(float(default * factor**j) for j in range(low, low + n_values))
+
+
+def eq5_multipliers(n_values: int, scale: float = 1.0) -> tuple[float, ...]:
+    """The multipliers of the default that the authors' released EPGT code quantises to, default first.
+
+    ``[1, 1 + 1/s, 1/(1 + 1/s), 1 + 2/s, 1/(1 + 2/s), ...]`` for ``i = 1 .. (B - 1) / 2``. With
+    ``scale=1`` this is the paper's Eq. 5 read as B values: ``{a/((B+1)/2), ..., a/2, a, 2a, ...,
+    a(B+1)/2}`` (B = 3: ``[1, 2, 0.5]``; B = 7: x1/4 ... x4). The released classic-control setting is
+    ``scale=2`` (B = 7: ``[1, 1.5, 0.667, 2, 0.5, 2.5, 0.4]``); Fig. 2a's range ``[4e-5, 1e-2]`` around
+    7e-4 is B = 15 with ``scale=0.5`` (x1/15 ... x15).
+
+    Args:
+        n_values: B, odd and >= 1.
+        scale: s > 0: how finely the multipliers step away from 1.
+
+    Raises:
+        ValueError: If B is even or < 1, or ``scale <= 0``.
+    """
+    if isinstance(n_values, bool) or not isinstance(n_values, int) or n_values < 1 or n_values % 2 == 0:
+        raise ValueError(f"Eq. 5 grids have an odd number of values (default, then pairs), got {n_values!r}")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    out = [1.0]
+    for i in range(1, (n_values - 1) // 2 + 1):
+        out += [1.0 + i / scale, 1.0 / (1.0 + i / scale)]
+    return tuple(out)
+
+
+def eq5_grid(default: float, n_values: int, scale: float = 1.0) -> tuple[float, ...]:
+    """``default`` times :func:`eq5_multipliers`: the default is the first value (index 0).
+
+    Raises:
+        ValueError: If ``default <= 0``, or on the multipliers' conditions.
+    """
+    if not default > 0:
+        raise ValueError(f"eq5_grid needs a positive default, got {default!r}")
+    return tuple(float(default * m) for m in eq5_multipliers(n_values, scale))
 
 
 def uniform(low: float, high: float, n_values: int) -> tuple[float, ...]:

@@ -91,7 +91,7 @@ class ACKTRLearner(A2CLearner):
 
     def _optimizer_step(self) -> torch.Tensor | None:
         hp = self._step_hp
-        return self.optimizer.step(hp["learning_rate"], hp["kl_clip"], hp["damping"])
+        return self.optimizer.step(hp["learning_rate"] * self.lr_scale, hp["kl_clip"], hp["damping"])
 
     def update_step(self) -> UpdateResult:
         """One K-FAC update of every member; ``losses["kl_scale"]`` is each member's trust-region factor nu."""

@@ -122,6 +122,8 @@ class Learner(RolloutCollector):
 
         self.env_steps = 0
         self.updates = 0
+        #: Factor on every member's learning rate at its optimiser step (a schedule's decay; 1: none).
+        self.lr_scale = 1.0
         self._recent: list[deque[float]] = [deque(maxlen=RECENT_EPISODES) for _ in range(m)]
         self._last_obs = venv.reset()
         self._last_starts = np.ones((m, self.n_envs), dtype=bool)
@@ -324,7 +326,7 @@ class Learner(RolloutCollector):
 
     def _optimizer_step(self) -> torch.Tensor | None:
         """Step every member's parameters with its gradient; ``[M]`` members whose step failed, if any can."""
-        self.optimizer.step(self._step_hp["learning_rate"])
+        self.optimizer.step(self._step_hp["learning_rate"] * self.lr_scale)
         return None
 
     def _coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,6 +41,11 @@ class RolloutStats:
     """``[n_steps, n_envs]`` raw rewards of the rollout (before normalisation or clipping)."""
     recent_returns: tuple[float, ...]
     """Returns of the episodes completed so far in the run (the most recent ones)."""
+    critic: RolloutArrays | None = None
+    """This member's GAE inputs, ``[T, 1, E]`` (training rewards and the critic's values), for rewards
+    that recompute the rollout's lambda-returns (``critic_return``)."""
+    lambda_returns: np.ndarray | None = None
+    """``[T, E]`` the lambda-returns the learner trains on (GAE with the chosen gamma and lambda)."""
 
 
 #: Hyperparameters that change how much work one member's update phase is: the same for every member.

@@ -165,7 +165,14 @@ class RolloutCollector:
         stats = []
         for i in range(m):
             self._recent[i].extend(returns[i])
-            stats.append(RolloutStats(returns[i], lengths[i], raw[:, i], tuple(self._recent[i])))
+            member = slice(i, i + 1)
+            critic = RolloutArrays(
+                rewards[:, member], values[:, member], starts[:, member], last_values[member],
+                self.rollout.dones[member],
+            )  # fmt: skip
+            stats.append(
+                RolloutStats(returns[i], lengths[i], raw[:, i], tuple(self._recent[i]), critic, ret[:, i] + 0.0)
+            )
         self._exhausted = False
         self._on_new_rollout()
         return stats, rolled

@@ -1,0 +1,101 @@
+"""The released EPGT code's settings as options, each pinned to the number that code gives on a hand example."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from conftest import TINY_NET
+
+import hypergym  # noqa: F401
+from hypergym.agents import EpisodicAgent
+from hypergym.learners.records import RolloutArrays, RolloutStats
+from hypergym.rewards import CriticReturn, make_reward
+from hypergym.spaces import eq5_grid, eq5_multipliers
+
+SMALL = {"obs_mode": "random", "n_steps": 5, "n_envs": 1, "policy_kwargs": TINY_NET, "total_env_steps": 100}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ({}, {0.0: 1.0, 0.25: 0.75, 0.5: 0.5, 1.0: 0.0}),  # the paper's text: 1 -> 0 over the run
+        ({"decay_fraction": 0.5, "floor": 0.01}, {0.0: 1.0, 0.25: 0.505, 0.5: 0.01, 1.0: 0.01}),  # the code
+    ],
+)
+def test_epsilon_schedules_at_the_start_the_middle_and_the_end(schedule, expected):
+    agent = EpisodicAgent(gym.make("HyperRL-A2C-CartPole", **SMALL), seed=0, **schedule)
+    for progress, eps in expected.items():
+        assert agent.epsilon({"env_steps": progress * 100}) == pytest.approx(eps)
+    assert agent.config()["decay_fraction"] == schedule.get("decay_fraction", 1.0)
+    with pytest.raises(ValueError, match="decay_fraction must lie in"):
+        EpisodicAgent(gym.make("HyperRL-A2C-CartPole", **SMALL), decay_fraction=0)
+    with pytest.raises(ValueError, match="floor must lie in"):
+        EpisodicAgent(gym.make("HyperRL-A2C-CartPole", **SMALL), floor=1.0)
+
+
+def _stats(lambda_returns=None):
+    # T = 2, one env: rewards 1, 2; values 0.5, 1; the rollout ends mid-episode with V = 3.
+    critic = RolloutArrays(
+        np.array([[[1.0]], [[2.0]]], dtype=np.float32), np.array([[[0.5]], [[1.0]]], dtype=np.float32),
+        np.array([[[True]], [[False]]]), np.array([[3.0]], dtype=np.float32), np.array([[False]]),
+    )  # fmt: skip
+    return RolloutStats([], [], np.zeros((2, 1)), (), critic, lambda_returns)
+
+
+def test_critic_return_is_the_rollouts_mean_lambda_return_by_hand():
+    # gamma 0.5, lambda 1: delta_1 = 2 + 0.5 * 3 - 1 = 2.5, return 3.5; delta_0 = 1 + 0.5 * 1 - 0.5 = 1,
+    # A_0 = 1 + 0.5 * 2.5 = 2.25, return 2.75; mean 3.125.
+    assert CriticReturn(gamma=0.5, gae_lambda=1.0)(_stats()) == pytest.approx(3.125)
+    # lambda -> 0: one-step returns 1 + 0.5 * 1 = 1.5 and 2 + 0.5 * 3 = 3.5, mean 2.5.
+    assert CriticReturn(gamma=0.5, gae_lambda=1e-9)(_stats()) == pytest.approx(2.5)
+    # The chosen variant reads the learner's own lambda-returns.
+    chosen = make_reward("critic_return_chosen", gamma=0.5, gae_lambda=1.0)
+    assert chosen(_stats(np.array([[1.0], [4.0]]))) == pytest.approx(2.5)
+
+
+def test_critic_return_in_the_env_is_the_mean_of_the_returns_the_learner_trains_on():
+    env = gym.make(
+        "HyperRL-A2C-Pendulum", reward="critic_return", updates_per_phase=1, phases_per_episode=None, **SMALL
+    )
+    env.reset(seed=0)
+    learner = env.unwrapped.learner
+    for _ in range(3):
+        _, reward, *_, info = env.step(env.unwrapped.space.default_action)
+        # No gamma or lambda on the grid: the preset's values are the chosen ones, and G is the mean of
+        # the new rollout's returns (advantages + values), as the released code's mean(rollouts.returns).
+        assert reward == pytest.approx(float(learner.batch["returns"].mean()), rel=1e-5)
+        assert "G" in info
+
+
+def test_eq5_multipliers_are_the_released_quantiser_with_the_default_first():
+    assert eq5_multipliers(3) == (1.0, 2.0, 0.5)  # the code's quan_level 2
+    assert eq5_multipliers(7, scale=2) == pytest.approx((1, 1.5, 1 / 1.5, 2, 0.5, 2.5, 0.4))  # classic, scale 2
+    assert eq5_multipliers(7) == pytest.approx((1, 2, 1 / 2, 3, 1 / 3, 4, 1 / 4))  # Eq. 5, B = 7: x1/4 .. x4
+    fig2a = eq5_grid(7e-4, 15, scale=0.5)  # Fig. 2a: B = 15 over about [4e-5, 1e-2]
+    assert fig2a[0] == 7e-4 and min(fig2a) == pytest.approx(7e-4 / 15) and max(fig2a) == pytest.approx(7e-4 * 15)
+    with pytest.raises(ValueError, match="odd number"):
+        eq5_multipliers(4)
+    env = gym.make("HyperRL-A2C-CartPole", hyperparams={"learning_rate": eq5_grid(7e-4, 3)}, **SMALL)
+    assert env.unwrapped.space.default_action == 0  # the default is the first value
+
+
+def test_a_multiplier_learning_rate_decays_linearly_with_the_env_steps_done():
+    """After k updates of 5 env steps on a 100-step budget, the step size is 7e-4 x 2 x (1 - 5k / 100)."""
+    env = gym.make(
+        "HyperRL-A2C-CartPole", hyperparams={"learning_rate": eq5_grid(7e-4, 3)}, lr_decay="linear",
+        updates_per_phase=1, phases_per_episode=None, **SMALL,
+    )  # fmt: skip
+    env.reset(seed=0)
+    learner = env.unwrapped.learner
+    used = []
+    step = learner.optimizer.step
+    learner.optimizer.step = lambda lr, *a: (used.append(float(lr[0])), step(lr, *a))[1]
+    double = env.unwrapped.space.encode({"learning_rate": 7e-4 * 2})
+    for k in range(6):
+        _, _, _, _, info = env.step(double)
+        assert info["hyperparams"]["learning_rate"] == pytest.approx(1.4e-3)  # the chosen value, reported
+        assert info["lr_scale"] == pytest.approx(1 - 5 * (k + 1) / 100)  # for the next update's rollout
+    assert used == pytest.approx([1.4e-3 * (1 - 5 * k / 100) for k in range(6)])
+    with pytest.raises(ValueError, match="unknown lr_decay 'cosine'"):
+        gym.make("HyperRL-A2C-CartPole", lr_decay="cosine")
