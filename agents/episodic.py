@@ -11,8 +11,13 @@ import numpy as np
 
 from hypergym.agents.base import EpsilonGreedyAgent, Transition
 from hypergym.agents.memory import EpisodicMemory
+from hypergym.agents.vector_memory import VectorMemory
 
-__all__ = ["EpisodicAgent", "paper_capacity"]
+__all__ = ["MEMORY_LAYOUTS", "EpisodicAgent", "paper_capacity"]
+
+#: ``memory`` layouts: the paper's per-action memory (Eq. 3, 4), or the released code's one memory of
+#: value vectors (:class:`~hypergym.agents.vector_memory.VectorMemory`).
+MEMORY_LAYOUTS = ("per_action", "vector")
 
 #: The paper's cap on the memory size.
 MAX_CAPACITY = 10_000
@@ -66,6 +71,13 @@ class EpisodicAgent(EpsilonGreedyAgent):
         seed: Seed of exploration and tie-breaking.
         decay_fraction: Fraction of the run over which epsilon falls (paper 1, released code 0.5).
         floor: Epsilon after the decay (paper 0, released code 0.01).
+        memory: ``"per_action"`` (the paper) or ``"vector"`` (the released code: one memory of value vectors
+            over the actions, read with ``k_read`` neighbours and written with ``k``, kernel
+            ``1/(d^2 + 1e-3)``, ties to action 0, least-recently-used eviction, no untried-first rule).
+        k_read: Neighbours of a read with the ``"vector"`` memory (released code: 5).
+        key_dim: Keys are ``tanh`` of a frozen random linear map of the observation to this many dims
+            (released code: 5); ``None``: the observation itself (the paper's 32-d keys).
+        released_reshape: With the ``"vector"`` memory, read with the released code's reshape (an ablation).
     """
 
     name = "episodic"
@@ -83,8 +95,18 @@ class EpisodicAgent(EpsilonGreedyAgent):
         seed: int | None = None,
         decay_fraction: float = 1.0,
         floor: float = 0.0,
+        memory: str = "per_action",
+        k_read: int = 5,
+        key_dim: int | None = None,
+        released_reshape: bool = False,
     ) -> None:
         super().__init__(env, total_steps, seed, decay_fraction, floor)
+        if memory not in MEMORY_LAYOUTS:
+            raise ValueError(f"unknown memory {memory!r}; choose from {list(MEMORY_LAYOUTS)}")
+        if key_dim is not None and (isinstance(key_dim, bool) or not isinstance(key_dim, int) or key_dim < 1):
+            raise ValueError(f"key_dim must be a positive integer or None, got {key_dim!r}")
+        if memory == "per_action" and (k_read != 5 or released_reshape):
+            raise ValueError("k_read and released_reshape apply to memory='vector' (the per-action memory reads k)")
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise TypeError(
                 f"EpisodicAgent needs a Discrete action space, got {env.action_space} "
@@ -98,27 +120,55 @@ class EpisodicAgent(EpsilonGreedyAgent):
         self.write_every = write_every
         self.n_actions = int(env.action_space.n)
         self.capacity = capacity or paper_capacity(env, write_every) or MAX_CAPACITY
-        self.memory = EpisodicMemory(
-            self.n_actions, obs_space.shape[0], self.capacity, k=k, beta=beta, index=index, index_kwargs=index_kwargs
-        )
+        self.layout, self.k_read, self.key_dim = memory, k_read, key_dim
+        self.key_map: tuple[np.ndarray, np.ndarray] | None = None
+        width = obs_space.shape[0]
+        if key_dim is not None:
+            # A frozen random map (torch's Linear init: uniform in +-1/sqrt(fan_in)), as the released key_net.
+            bound = 1.0 / np.sqrt(width)
+            draw = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+            self.key_map = (draw.uniform(-bound, bound, (width, key_dim)), draw.uniform(-bound, bound, key_dim))
+            width = key_dim
+        self.memory: EpisodicMemory | VectorMemory
+        if memory == "vector":
+            if index != "exact" or index_kwargs:
+                raise ValueError("the 'vector' memory searches its keys exactly: index and index_kwargs do not apply")
+            self.memory = VectorMemory(
+                self.n_actions, width, self.capacity, k_read, k, beta, released_reshape=released_reshape
+            )
+        else:
+            self.memory = EpisodicMemory(
+                self.n_actions, width, self.capacity, k=k, beta=beta, index=index, index_kwargs=index_kwargs
+            )
         self._episode_rewards: list[float] = []
         self._kept: list[tuple[np.ndarray, int, int]] = []  # (key, action, position in the episode)
+
+    def key(self, obs: Any) -> np.ndarray:
+        """The memory key of an observation (through the frozen random map when ``key_dim`` is set)."""
+        x = np.asarray(obs, dtype=np.float32)
+        if self.key_map is None:
+            return x
+        weight, bias = self.key_map
+        return np.tanh(x.astype(np.float64) @ weight + bias).astype(np.float32)
 
     def act(self, obs: Any, info: dict[str, Any]) -> int:
         """Epsilon-greedy on the memory's Q values."""
         if self.rng.random() < self.epsilon(info):
             return int(self.rng.integers(self.n_actions))
+        if isinstance(self.memory, VectorMemory):
+            # The released rule: random until the memory holds two keys, then the first maximum.
+            if len(self.memory) <= 1:
+                return int(self.rng.integers(self.n_actions))
+            return int(np.argmax(self.memory.read(self.key(obs))))
         untried = [a for a in range(self.n_actions) if self.memory.size(a) == 0]
         if untried:
             return int(untried[self.rng.integers(len(untried))])
-        return int(np.argmax(self.memory.read_all(np.asarray(obs, dtype=np.float32))))
+        return int(np.argmax(self.memory.read_all(self.key(obs))))
 
     def observe(self, transition: Transition) -> None:
         """Keep every ``write_every``-th step; write the episode to memory when it ends."""
         if self.steps % self.write_every == 0:
-            self._kept.append(
-                (np.asarray(transition.obs, dtype=np.float32), int(transition.action), len(self._episode_rewards))
-            )
+            self._kept.append((self.key(transition.obs), int(transition.action), len(self._episode_rewards)))
         self.steps += 1
         self._episode_rewards.append(float(transition.reward))
         if transition.terminated or transition.truncated:
@@ -131,22 +181,28 @@ class EpisodicAgent(EpsilonGreedyAgent):
             keys = np.stack([key for key, _, _ in self._kept])
             actions = [a for _, a, _ in self._kept]
             returns = [float(to_go[i]) for _, _, i in self._kept]
-            self.memory.update(keys, actions, returns)
+            if isinstance(self.memory, VectorMemory):
+                for key, action, g in zip(keys, actions, returns, strict=True):
+                    self.memory.write(key, action, g)
+            else:
+                self.memory.update(keys, actions, returns)
         self._kept = []
         self._episode_rewards = []
 
     def config(self) -> dict[str, Any]:
         """Settings of the agent and its memory."""
         m = self.memory
-        return {
+        out = {
             **super().config(),
+            "memory": self.layout,
             "capacity": m.capacity,
-            "k": m.k,
             "beta": m.beta,
             "write_every": self.write_every,
-            "index": m.index_name,
-            "index_kwargs": m.index_kwargs,
+            "key_dim": self.key_dim,
         }
+        if isinstance(m, VectorMemory):
+            return {**out, "k": m.k_write, "k_read": m.k_read, "released_reshape": m.released_reshape}
+        return {**out, "k": m.k, "index": m.index_name, "index_kwargs": m.index_kwargs}
 
     def save(self, path: str | Path) -> None:
         """Write the settings, the step count and the memory under ``path``."""

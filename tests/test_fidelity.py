@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import TINY_NET
 
-import hypergym  # noqa: F401
+import hypergym
 from hypergym.agents import EpisodicAgent
 from hypergym.learners.records import RolloutArrays, RolloutStats
 from hypergym.rewards import CriticReturn, make_reward
@@ -99,3 +99,62 @@ def test_a_multiplier_learning_rate_decays_linearly_with_the_env_steps_done():
     assert used == pytest.approx([1.4e-3 * (1 - 5 * k / 100) for k in range(6)])
     with pytest.raises(ValueError, match="unknown lr_decay 'cosine'"):
         gym.make("HyperRL-A2C-CartPole", lr_decay="cosine")
+
+
+def test_the_vector_memory_writes_one_hot_returns_and_reads_a_squared_distance_kernel_average():
+    from hypergym.agents.vector_memory import VectorMemory
+
+    mem = VectorMemory(n_actions=3, key_dim=1, capacity=10, k_read=5, k_write=3, beta=0.5)
+    mem.write(np.array([0.0]), action=1, value=10.0)
+    np.testing.assert_allclose(mem.values, [[0.0, 10.0, 0.0]])  # a new key: one_hot(1) x 10
+    # A second key at squared distance 1: the first key moves half-way to one_hot(0) x 4 (its only neighbour).
+    mem.write(np.array([1.0]), action=0, value=4.0)
+    np.testing.assert_allclose(mem.values, [[2.0, 5.0, 0.0], [4.0, 0.0, 0.0]])
+    # Read at 0.25: squared distances 0.0625 and 0.5625, weights 1 / (d^2 + 1e-3), normalised.
+    w = 1 / (np.array([0.0625, 0.5625]) + 1e-3)
+    w /= w.sum()
+    expected = w[0] * np.array([2.0, 5.0, 0.0]) + w[1] * np.array([4.0, 0.0, 0.0])
+    np.testing.assert_allclose(mem.read(np.array([0.25])), expected)
+    # The released read reshapes the [neighbours x actions] block as [actions x neighbours].
+    bugged = VectorMemory(3, 1, 10, released_reshape=True)
+    bugged.keys, bugged.values = mem.keys.copy(), mem.values.copy()
+    block = mem.values[[0, 1]]  # nearest first: the key at 0, then the key at 1
+    np.testing.assert_allclose(bugged.read(np.array([0.25])), block.reshape(3, 2) @ w)
+
+
+def test_the_vector_memory_evicts_the_least_recently_used_key():
+    from hypergym.agents.vector_memory import VectorMemory
+
+    mem = VectorMemory(n_actions=2, key_dim=1, capacity=2, k_read=1, k_write=1)
+    mem.write(np.array([0.0]), 0, 1.0)
+    mem.write(np.array([5.0]), 1, 1.0)  # touches its neighbour, the key at 0
+    mem.read(np.array([5.0]))  # uses the key at 5: now the key at 0 is the least recently used
+    mem.write(np.array([9.0]), 0, 1.0)  # touches the key at 5, then inserts 9 and evicts 0
+    assert sorted(mem.keys[:, 0].tolist()) == [5.0, 9.0]
+
+
+def test_the_code_memory_agent_breaks_ties_towards_action_0_and_keys_through_a_5d_map():
+    env = gym.make("HyperRL-A2C-CartPole", hyperparams={"learning_rate": eq5_grid(7e-4, 3)}, **SMALL)
+    agent = EpisodicAgent(env, memory="vector", key_dim=5, k=3, capacity=10, seed=0, decay_fraction=0.5, floor=0.0)
+    obs, _ = env.reset(seed=0)
+    key = agent.key(obs)
+    assert key.shape == (5,) and np.all(np.abs(key) < 1)  # tanh of a frozen random map
+    late = {"env_steps": 100}  # epsilon 0
+    agent.memory.write(key, 2, 0.0)
+    agent.memory.write(key + 1, 1, 0.0)
+    assert agent.act(obs, late) == 0  # every value equal (0): the first action, the default, wins
+    agent.memory.write(key, 2, 8.0)
+    assert agent.act(obs, late) == 2  # now action 2's value leads at this key
+    assert agent.config()["memory"] == "vector" and agent.config()["k_read"] == 5
+    with pytest.raises(ValueError, match="unknown memory"):
+        EpisodicAgent(env, memory="dnd")
+
+
+def test_the_code_memory_agent_runs_through_the_runner_and_writes_its_memory(tmp_path):
+    env = gym.make(
+        "HyperRL-A2C-CartPole", reward="critic_return", lr_decay="linear", **{**SMALL, "total_env_steps": 400}
+    )
+    agent = EpisodicAgent(env, memory="vector", key_dim=5, write_every=1, seed=0, decay_fraction=0.5, floor=0.01)
+    result = hypergym.run(env, agent, seed=0, out=tmp_path, progress=False)
+    assert result.env_steps >= 400 and len(agent.memory) > 0
+    assert agent.memory.keys.shape[1] == 5
