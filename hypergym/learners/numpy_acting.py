@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from torch import nn
 
-if TYPE_CHECKING:
-    from hypergym.learners.policy import BatchedActorCritic
+#: A :class:`~hypergym.learners.policy.BatchedActorCritic`. Not imported, even for type checking: the
+#: policy builds its actor, and an import back would tie the two modules in a circle.
+BatchedActorCritic = Any
 
 __all__ = ["NUMPY_ACTIVATIONS", "NumpyActor"]
 
