@@ -74,7 +74,7 @@ class EpisodicAgent(EpsilonGreedyAgent):
         memory: ``"per_action"`` (the paper) or ``"vector"`` (the released code: one memory of value vectors
             over the actions, read with ``k_read`` neighbours and written with ``k``, kernel
             ``1/(d^2 + 1e-3)``, ties to action 0, least-recently-used eviction, no untried-first rule).
-        k_read: Neighbours of a read with the ``"vector"`` memory (released code: 5).
+        k_read: Neighbours of a read with the ``"vector"`` memory (default: the released code's 5).
         key_dim: Keys are ``tanh`` of a frozen random linear map of the observation to this many dims
             (released code: 5); ``None``: the observation itself (the paper's 32-d keys).
         released_reshape: With the ``"vector"`` memory, read with the released code's reshape (an ablation).
@@ -96,7 +96,7 @@ class EpisodicAgent(EpsilonGreedyAgent):
         decay_fraction: float = 1.0,
         floor: float = 0.0,
         memory: str = "per_action",
-        k_read: int = 5,
+        k_read: int | None = None,
         key_dim: int | None = None,
         released_reshape: bool = False,
     ) -> None:
@@ -105,7 +105,7 @@ class EpisodicAgent(EpsilonGreedyAgent):
             raise ValueError(f"unknown memory {memory!r}; choose from {list(MEMORY_LAYOUTS)}")
         if key_dim is not None and (isinstance(key_dim, bool) or not isinstance(key_dim, int) or key_dim < 1):
             raise ValueError(f"key_dim must be a positive integer or None, got {key_dim!r}")
-        if memory == "per_action" and (k_read != 5 or released_reshape):
+        if memory == "per_action" and (k_read is not None or released_reshape):
             raise ValueError("k_read and released_reshape apply to memory='vector' (the per-action memory reads k)")
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise TypeError(
@@ -120,7 +120,7 @@ class EpisodicAgent(EpsilonGreedyAgent):
         self.write_every = write_every
         self.n_actions = int(env.action_space.n)
         self.capacity = capacity or paper_capacity(env, write_every) or MAX_CAPACITY
-        self.layout, self.k_read, self.key_dim = memory, k_read, key_dim
+        self.layout, self.key_dim = memory, key_dim
         self.key_map: tuple[np.ndarray, np.ndarray] | None = None
         width = obs_space.shape[0]
         if key_dim is not None:
@@ -134,7 +134,7 @@ class EpisodicAgent(EpsilonGreedyAgent):
             if index != "exact" or index_kwargs:
                 raise ValueError("the 'vector' memory searches its keys exactly: index and index_kwargs do not apply")
             self.memory = VectorMemory(
-                self.n_actions, width, self.capacity, k_read, k, beta, released_reshape=released_reshape
+                self.n_actions, width, self.capacity, k_read or 5, k, beta, released_reshape=released_reshape
             )
         else:
             self.memory = EpisodicMemory(

@@ -156,6 +156,7 @@ class HOOFAgent(HyperAgent):
         #: Per step: the chosen values, their estimate and KL, how many candidates the KL limit removed, how
         #: many share the best estimate (``tied``), and every candidate's estimate.
         self.last: dict[str, Any] = {}
+        self._cut: tuple[Any, np.ndarray, np.ndarray] | None = None  # (rollout, ids, returns) of the last cut
 
     # ------------------------------------------------------------------ candidates
     def _candidates(self) -> list[np.ndarray]:
@@ -217,19 +218,31 @@ class HOOFAgent(HyperAgent):
         log_prob, _ = candidates.log_prob_entropy(params, actions.expand(k, *actions.shape[1:]))
         base_params, _ = policy.forward(obs)
         kl = policy.kl(base_params.expand_as(params), params, candidates.log_std() if not policy.discrete else None)
-        r = learner.rollout
-        t_steps, n_envs = r.rewards.shape[0], r.rewards.shape[2]
-        length = max(1, -(-t_steps // -(-self.n_trajectories // n_envs)))
-        gamma = float(learner.hyperparams_in_force()["gamma"][0])
-        ids, returns = segment_returns(
-            r.rewards[:, 0], r.values[:, 0], r.episode_starts[:, 0], r.last_values[0], r.dones[0], gamma, length
-        )
+        ids, returns = self._trajectories(learner)
         # The batch is in SB3's order (env-major: [E, T]); the trajectory ids are [T, E].
         log_ratio = (log_prob - learner.batch["old_log_prob"]).cpu().numpy().astype(np.float64)
         flat_ids = ids.T.reshape(-1)
         log_w = np.stack([np.bincount(flat_ids, weights=log_ratio[c], minlength=len(returns)) for c in range(k)])
         estimates = np.array([wis_estimate(log_w[c], returns) for c in range(k)])
         return estimates, kl.mean(1).cpu().numpy().astype(np.float64)
+
+    def _trajectories(self, learner: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The current rollout's trajectories (:func:`segment_returns`), cut once per rollout.
+
+        Every hyper-step of a PPO phase scores on the same rollout (and the same gamma, which changes only
+        with the rollout), so the cut is kept until the learner collects a new one.
+        """
+        r = learner.rollout
+        if self._cut is not None and self._cut[0] is r:
+            return self._cut[1], self._cut[2]
+        t_steps, n_envs = r.rewards.shape[0], r.rewards.shape[2]
+        length = max(1, -(-t_steps // -(-self.n_trajectories // n_envs)))
+        gamma = float(learner.hyperparams_in_force()["gamma"][0])
+        ids, returns = segment_returns(
+            r.rewards[:, 0], r.values[:, 0], r.episode_starts[:, 0], r.last_values[0], r.dones[0], gamma, length
+        )
+        self._cut = (r, ids, returns)
+        return ids, returns
 
     def act(self, obs: Any, info: dict[str, Any]) -> Any:
         """The candidate with the best WIS estimate within the KL limit."""

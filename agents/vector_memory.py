@@ -11,7 +11,8 @@ and ``epiopt.py``) keeps ONE memory instead:
 - Read (``lookup``): the kernel average of the ``k_read`` (5) nearest keys' vectors; the greedy action
   is the first maximum (action 0, the default when the grid lists it first, wins ties).
 - Kernel ``w = 1 / (d^2 + 1e-3)``: FLANN's "euclidean" distance is the squared one.
-- Capacity with least-recently-used eviction: the keys a read uses move to the back, the front goes first.
+- Capacity with least-recently-used eviction: each key remembers when a read or write last used it (or
+  inserted it), and the key used longest ago goes first.
 
 The released read gathers a ``neighbours x actions`` block and reshapes it as ``actions x neighbours``
 (``dnd.py`` line 153) instead of transposing it, which mixes the neighbours' values across actions;
@@ -66,6 +67,8 @@ class VectorMemory:
         self.released_reshape = released_reshape
         self.keys = np.zeros((0, key_dim), dtype=np.float32)
         self.values = np.zeros((0, n_actions), dtype=np.float64)
+        self.last_used = np.zeros(0, dtype=np.int64)  # the operation count at each key's last use
+        self._clock = 0
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -81,10 +84,11 @@ class VectorMemory:
     def read(self, key: np.ndarray) -> np.ndarray:
         """``[n_actions]`` kernel average of the ``k_read`` nearest value vectors (NaN when empty).
 
-        The keys read move to the back of the eviction order (most recently used).
+        The keys read count as used now (for the eviction).
         """
         if not len(self):
             return np.full(self.n_actions, np.nan)
+        self._clock += 1
         idx, w = self._nearest(key, self.k_read)
         w = w / w.sum()
         block = self.values[idx]  # [K, A]
@@ -100,30 +104,32 @@ class VectorMemory:
         target[action] = value
         key = np.asarray(key, dtype=np.float32).reshape(self.key_dim)
         exists = False
+        self._clock += 1
         if len(self):
             idx, w = self._nearest(key, self.k_write)
             exists = bool(np.all(self.keys[idx[0]] == key))
             self.values[idx] += self.beta * (w / w.sum())[:, None] * (target - self.values[idx])
             self._touch(idx)
         if not exists:
+            if len(self.keys) >= self.capacity:  # the least recently used key makes room
+                kept = np.arange(len(self.keys)) != int(np.argmin(self.last_used))
+                self.keys, self.values, self.last_used = self.keys[kept], self.values[kept], self.last_used[kept]
             self.keys = np.concatenate([self.keys, key[None]])
             self.values = np.concatenate([self.values, target[None]])
-            if len(self.keys) > self.capacity:
-                self.keys, self.values = self.keys[-self.capacity :], self.values[-self.capacity :]
+            self.last_used = np.append(self.last_used, self._clock)
 
     def _touch(self, idx: np.ndarray) -> None:
-        """Move the keys ``idx`` to the back of the eviction order, keeping the others' order."""
-        rest = np.setdiff1d(np.arange(len(self.keys)), idx)
-        order = np.concatenate([rest, np.sort(idx)])
-        self.keys, self.values = self.keys[order], self.values[order]
+        """The keys ``idx`` are used now."""
+        self.last_used[idx] = self._clock
 
     def save(self, path: str | Path) -> None:
-        """Write keys and values (in eviction order) to an ``.npz`` file."""
-        np.savez(Path(path), keys=self.keys, values=self.values)
+        """Write keys, values and their last uses to an ``.npz`` file."""
+        np.savez(Path(path), keys=self.keys, values=self.values, last_used=self.last_used, clock=self._clock)
 
     def load(self, path: str | Path) -> None:
         """Restore a memory written by :meth:`save` (same ``n_actions`` and ``key_dim``)."""
         with np.load(Path(path)) as data:
             if data["keys"].shape[1:] != (self.key_dim,) or data["values"].shape[1:] != (self.n_actions,):
                 raise ValueError(f"saved memory is not {self.key_dim}-d keys with {self.n_actions} values")
-            self.keys, self.values = data["keys"], data["values"]
+            self.keys, self.values, self.last_used = data["keys"], data["values"], data["last_used"]
+            self._clock = int(data["clock"])

@@ -259,6 +259,7 @@ def compare(
     Raises:
         CLIError: On an unknown id, agent or setting, or a single-run agent (``dqn``, ``hoof``) asked to
             run as a population.
+        ConnectionError: If the Ray cluster at ``address`` does not answer (before any run starts).
     """
     from hypergym.agents import AGENTS
     from hypergym.agents.population import POPULATION_AGENTS
@@ -277,13 +278,6 @@ def compare(
         raise CLIError(f"unknown backend {backend!r}; choose from ['process', 'ray']")
     if address is not None and backend != "ray":
         raise CLIError(f"--address {address} names a Ray cluster: add --backend ray, or drop --address")
-    if address is not None:
-        from hypergym.ray_backend import check_reachable
-
-        try:
-            check_reachable(address)
-        except ConnectionError as err:
-            raise CLIError(str(err)) from err
     if not agents:
         raise CLIError("--agents names no agent; give a comma-separated list, e.g. --agents episodic,random,static")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:

@@ -117,7 +117,8 @@ def test_the_vector_memory_writes_one_hot_returns_and_reads_a_squared_distance_k
     np.testing.assert_allclose(mem.read(np.array([0.25])), expected)
     # The released read reshapes the [neighbours x actions] block as [actions x neighbours].
     bugged = VectorMemory(3, 1, 10, released_reshape=True)
-    bugged.keys, bugged.values = mem.keys.copy(), mem.values.copy()
+    bugged.write(np.array([0.0]), action=1, value=10.0)
+    bugged.write(np.array([1.0]), action=0, value=4.0)
     block = mem.values[[0, 1]]  # nearest first: the key at 0, then the key at 1
     np.testing.assert_allclose(bugged.read(np.array([0.25])), block.reshape(3, 2) @ w)
 

@@ -10,7 +10,7 @@ import torch
 from conftest import fit_batch
 
 import hypergym  # noqa: F401
-from hypergym.agents import HOOFAgent, hoof, make_agent
+from hypergym.agents import HOOFAgent, make_agent
 from hypergym.agents.hoof import segment_returns, wis_estimate
 
 TINY = {"policy_kwargs": {"net_arch": {"pi": [8], "vf": [8]}}, "obs_mode": "random", "total_env_steps": 2000}
@@ -58,8 +58,9 @@ def test_hoof_tells_candidates_apart_with_one_env_and_its_choice_follows_the_dat
             assert agent.last["estimate"] == estimates.max()  # and the best one is taken
             chosen.append(agent.last["values"]["learning_rate"])
             # The same step scored on negated returns: the candidate HOOF now takes is the worst before.
+            cut = agent._cut  # the rollout's trajectories, cut once per rollout
             with monkeypatch.context() as patch:
-                patch.setattr(hoof, "segment_returns", lambda *a: (lambda ids, r: (ids, -r))(*segment_returns(*a)))
+                patch.setattr(agent, "_cut", (cut[0], cut[1], -cut[2]))
                 agent.act(obs, info)
             np.testing.assert_allclose(agent.last["estimates"], -estimates, rtol=1e-9, atol=1e-12)
             assert agent.last["estimate"] == pytest.approx(-estimates.min())

@@ -170,9 +170,7 @@ class RolloutCollector:
                 rewards[:, member], values[:, member], starts[:, member], last_values[member],
                 self.rollout.dones[member],
             )  # fmt: skip
-            stats.append(
-                RolloutStats(returns[i], lengths[i], raw[:, i], tuple(self._recent[i]), critic, ret[:, i] + 0.0)
-            )
+            stats.append(RolloutStats(returns[i], lengths[i], raw[:, i], tuple(self._recent[i]), critic, ret[:, i]))
         self._exhausted = False
         self._on_new_rollout()
         return stats, rolled
