@@ -24,6 +24,7 @@ from hypergym.agents.factored import FactoredEpisodicAgent
 from hypergym.agents.hoof import HOOFAgent
 from hypergym.agents.memory import AnnoyIndex, EpisodicMemory, ExactIndex, NeighborIndex
 from hypergym.agents.simple import RandomAgent, StaticAgent
+from hypergym.envs.profiles import agent_profile, check_profile
 
 __all__ = [
     "AGENTS",
@@ -79,18 +80,28 @@ def load_agent_class(reference: str) -> type:
     return cls
 
 
-def make_agent(name: str, env: gym.Env, seed: int | None = None, **kwargs: Any) -> HyperAgent:
+def make_agent(
+    name: str, env: gym.Env, seed: int | None = None, profile: str | None = None, **kwargs: Any
+) -> HyperAgent:
     """Build the agent named ``name`` for ``env``.
 
     ``"static-min"`` and ``"static-max"`` are the fixed-minimum and fixed-maximum baselines. A name
     ``"package.module:ClassName"`` is a user's class, built as ``ClassName(env, seed=seed, **kwargs)``
     (``env`` and ``seed`` only if its constructor takes them); it needs ``act`` and ``observe``.
 
+    ``profile`` (``"paper"`` or ``"code"``; default: the env's, ``gym.make(id, profile=...)``) gives the
+    built-in agents the EPGT profile's arguments (:func:`hypergym.envs.profiles.agent_profile`: the
+    released code's epsilon schedule for ``episodic`` and ``dqn``, its memory for ``episodic``); ``kwargs``
+    override them.
+
     Raises:
         ValueError: On an unknown name (the message lists the valid ones) or a class that cannot be imported.
         TypeError: If a user's class does not make a hyper-agent.
     """
     check_single_env(env, f"agent {name!r}")
+    if profile is None:
+        profile = getattr(getattr(env.unwrapped, "settings", None), "profile", "paper")
+    kwargs = {**agent_profile(check_profile(profile), name, env), **kwargs}
     if ":" in name:
         cls = load_agent_class(name)
         params = inspect.signature(cls).parameters

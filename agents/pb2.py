@@ -148,7 +148,7 @@ class PB2Agent(PBTAgent):
         self._scale = np.maximum(self.nvec - 1, 1).astype(np.float64)
 
     def _inputs(self, phase: int, indices: np.ndarray) -> np.ndarray:
-        return np.concatenate([[float(phase)], np.asarray(indices) / self._scale])
+        return np.concatenate([[float(phase)], self.ranks(indices) / self._scale])
 
     def perturb(self) -> None:
         """Record each member's score change, then exploit and explore as PBT with GP-UCB picks."""
@@ -169,12 +169,12 @@ class PB2Agent(PBTAgent):
         horizon = float(self.phases) or 1.0
         X = np.array(self.data_X).reshape(-1, 1 + len(self.nvec))
         X[:, 0] /= horizon
-        candidates = np.column_stack([np.ones(len(grid)), grid / self._scale])
+        candidates = np.column_stack([np.ones(len(grid)), grid / self._scale])  # grid points as value ranks
         keep = np.setdiff1d(np.arange(self.num_envs), members)
-        pending = np.column_stack([np.ones(len(keep)), self.indices[keep] / self._scale])
+        pending = np.column_stack([np.ones(len(keep)), self.ranks(self.indices[keep]) / self._scale])
         seed = int(self.rng.integers(2**31 - 1))
         picks = gp_ucb_suggest(X, np.array(self.data_y), candidates, len(members), self.kappa, pending, seed)
-        return grid[picks]
+        return self.from_ranks(grid[picks])
 
     def config(self) -> dict[str, Any]:
         """Settings."""

@@ -12,7 +12,8 @@ Names and rules follow Ray Tune's ``PopulationBasedTraining`` with a list of val
 the bottom ``quantile_fraction`` of members (ranked by the mean of their last ``score_window`` inner
 episode returns) each copy a member drawn uniformly from the top quantile, then each hyperparameter is
 resampled uniformly from its grid with probability ``resample_probability``, else moved to an adjacent
-grid value (one step down or up with equal chance, kept at the end of the grid when it would leave it).
+grid value (the next smaller or larger value with equal chance, kept at the end of the grid when it would
+leave it; adjacency is by value, so grids listed default first work as sorted ones).
 """
 
 from __future__ import annotations
@@ -123,6 +124,10 @@ class PBTAgent(PopulationAgent):
         self.space = env.space
         self.action_mode = env.action_mode
         self.nvec = np.asarray(self.space.nvec, dtype=np.int64)
+        # A grid need not list its values in increasing order (Eq. 5 grids put the default first): "one grid
+        # step" and PB2's GP inputs are taken in each value's rank, not its index.
+        self._rank_of = [np.argsort(np.argsort(p.values, kind="stable")) for p in self.space.params]
+        self._index_of = [np.argsort(p.values, kind="stable") for p in self.space.params]
         self.perturbation_interval, self.burn_in, self.score_window = perturbation_interval, burn_in, score_window
         self.quantile_fraction, self.resample_probability, self.initial = (
             quantile_fraction, resample_probability, initial
@@ -134,6 +139,20 @@ class PBTAgent(PopulationAgent):
         self.phases = 0
         #: One entry per exploit: ``{"phase", "member", "copied", "scores", "from", "to"}`` (grid indices).
         self.history: list[dict[str, Any]] = []
+
+    def ranks(self, indices: np.ndarray) -> np.ndarray:
+        """Grid indices ``[..., P]`` as the ranks of their values (0: the smallest value)."""
+        out = np.asarray(indices, dtype=np.int64).copy()
+        for p, rank in enumerate(self._rank_of):
+            out[..., p] = rank[out[..., p]]
+        return out
+
+    def from_ranks(self, ranks: np.ndarray) -> np.ndarray:
+        """Ranks ``[..., P]`` of values as grid indices."""
+        out = np.asarray(ranks, dtype=np.int64).copy()
+        for p, index in enumerate(self._index_of):
+            out[..., p] = index[out[..., p]]
+        return out
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Each member's current grid point, as an action."""
@@ -181,9 +200,9 @@ class PBTAgent(PopulationAgent):
 
     def explore(self, members: np.ndarray, sources: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """New grid points for ``members``, which copy ``sources`` (PBT: perturb the source's point)."""
-        return np.stack([
-            explore_adjacent(self.indices[s], self.nvec, self.resample_probability, self.rng) for s in sources
-        ])  # fmt: skip
+        moved = [explore_adjacent(self.ranks(self.indices[s]), self.nvec, self.resample_probability, self.rng)
+                 for s in sources]  # fmt: skip
+        return self.from_ranks(np.stack(moved))
 
     def _on_exploit(self, dst: int, src: int) -> None:
         """Hook for subclasses, after member ``dst`` copied ``src``."""

@@ -132,8 +132,8 @@ class MemberStep:
     """``[M, E]`` episode ended (terminated or truncated)."""
     timeouts: list[tuple[int, int, np.ndarray]]
     """``(member, env, terminal observation)`` of episodes cut by the time limit (to bootstrap from)."""
-    episodes: list[tuple[int, float, int]]
-    """``(member, raw return, length)`` of every episode that ended."""
+    episodes: list[tuple[int, int, float, int]]
+    """``(member, env, raw return, length)`` of every episode that ended."""
 
 
 class MemberVecEnv:
@@ -199,11 +199,11 @@ class MemberVecEnv:
         assert self.atari is not None
         m, e = self.n_members, self.n_envs
         obs, rewards, dones, infos = self.atari.step(actions)
-        episodes: list[tuple[int, float, int]] = []
+        episodes: list[tuple[int, int, float, int]] = []
         timeouts: list[tuple[int, int, np.ndarray]] = []
         for j, info in enumerate(infos):
             if "episode" in info:  # a finished game: its raw score
-                episodes.append((j // e, float(info["episode"]["r"]), int(info["episode"]["l"])))
+                episodes.append((j // e, j % e, float(info["episode"]["r"]), int(info["episode"]["l"])))
             if info.get("TimeLimit.truncated"):
                 timeouts.append((j // e, j % e, info["terminal_observation"]))
         self._obs = np.asarray(obs).reshape(self._obs.shape)
@@ -219,9 +219,10 @@ class MemberVecEnv:
         dones = terminated | truncated
         self._ep_return += raw
         self._ep_length += 1
-        episodes: list[tuple[int, float, int]] = []
+        episodes: list[tuple[int, int, float, int]] = []
         for j in np.flatnonzero(dones):
-            episodes.append((int(j) // self.n_envs, float(self._ep_return[j]), int(self._ep_length[j])))
+            i, k = divmod(int(j), self.n_envs)
+            episodes.append((i, k, float(self._ep_return[j]), int(self._ep_length[j])))
         self._ep_return[dones] = 0.0
         self._ep_length[dones] = 0
         timeouts = [(j // self.n_envs, j % self.n_envs, o) for j, o in sorted(final.items())]

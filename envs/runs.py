@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hypergym.encoders import Encoder, make_encoder
+from hypergym.envs.evaluation import evaluate
 from hypergym.envs.members import MemberVecEnv
 from hypergym.envs.settings import HyperRLSettings
 from hypergym.learners import Learner
@@ -113,6 +114,8 @@ class InnerRuns:
         self.phase = PhaseCounter(settings.rollouts_per_phase, settings.phases_per_episode)
         self.hp_indices = self._default_indices()
         self._values = [np.asarray(p.values) for p in settings.space.params]
+        self.eval_seeds: list[int] = []
+        self.next_eval = 0
 
     def _default_indices(self) -> np.ndarray:
         return np.tile(np.asarray(self.settings.space.default_indices(), dtype=np.float32), (self.n_members, 1))
@@ -123,7 +126,7 @@ class InnerRuns:
         s = self.settings
         self.close()
         self.run_seeds = [int(x) for x in seeds]
-        derived = [derive_seeds(x, 3) for x in self.run_seeds]
+        derived = [derive_seeds(x, 4) for x in self.run_seeds]  # envs, learner, encoder, evaluation envs
         venv = MemberVecEnv(
             s.task, [d[0] for d in derived], n_envs=s.n_envs, normalize=s.normalize, gamma=s.config.gamma
         )
@@ -132,6 +135,8 @@ class InnerRuns:
         self.encoder = make_encoder(s.obs_mode, learner, [d[2] for d in derived], **s.encoder_kwargs)
         self.phase.start_run()
         self.hp_indices = self._default_indices()
+        self.eval_seeds = [d[3] for d in derived]
+        self.next_eval = s.eval_every or 0
         stats, _ = learner.collect_rollout()
         self._schedule_lr(0)
         return [list(st.episode_returns) for st in stats]
@@ -206,6 +211,11 @@ class InnerRuns:
                 rewards = np.array([s.reward_fn(st) for st in stats], dtype=np.float64)
                 info["G"] = rewards.copy()
                 terminated, truncated = self.phase.end_phase(learner.env_steps, s.total_env_steps)
+            if s.eval_every is not None and (learner.env_steps >= self.next_eval or self.phase.run_finished):
+                # The paper's protocol: every eval_every env steps, and the final policy.
+                info["eval_return"] = evaluate(learner, s.task, self.eval_seeds, s.eval_episodes)
+                while self.next_eval <= learner.env_steps:
+                    self.next_eval += s.eval_every
         rewards = rewards + np.where(diverged, s.divergence_penalty, 0.0)
         info.update(self.encoder.metrics)
         info.update(

@@ -8,9 +8,10 @@ layer shapes, which SB3's policy gives without an environment.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -19,10 +20,12 @@ import numpy as np
 from hypergym.devices import resolve_device
 from hypergym.encoders import ENCODERS, check_encoder_kwargs, observation_space_of
 from hypergym.envs.members import check_normalize
+from hypergym.envs.profiles import apply_env_profile
 from hypergym.envs.tasks import task_spaces
 from hypergym.hyperstate import LayerInfo, policy_layers
 from hypergym.learners import LEARNERS, BatchedActorCritic, Learner, LearnerConfig, build_policy
 from hypergym.learners.networks import check_population_policy
+from hypergym.presets import preset as preset_kwargs
 from hypergym.rewards import REWARDS, HyperReward, make_reward
 from hypergym.seeding import TorchRNG
 from hypergym.spaces import Hyperparameter, HyperparamSpace, check_value
@@ -96,6 +99,12 @@ class HyperRLSettings:
     member_bytes: int
     """A lower bound of one run's memory: its parameters with their gradient, optimiser state, gradient
     history and rollback snapshots, and its rollout and batch (inner envs and encoder not counted)."""
+    eval_every: int | None = None
+    """Env steps between two deterministic evaluations (the paper's protocol; ``None``: none)."""
+    eval_episodes: int = 10
+    """Episodes of each evaluation."""
+    profile: str = "paper"
+    """The EPGT profile the settings were made with (:mod:`hypergym.envs.profiles`)."""
 
     @property
     def n_orders(self) -> int:
@@ -103,7 +112,27 @@ class HyperRLSettings:
         return int(self.encoder_kwargs.get("n_orders", 2))
 
     @classmethod
-    def from_kwargs(
+    def from_kwargs(cls, preset: str | None = None, profile: str = "paper", **kwargs: Any) -> HyperRLSettings:
+        """Check the arguments of :class:`~hypergym.envs.HyperRLEnv` and return its settings.
+
+        Args:
+            preset: A registered id whose preset the arguments start from (what ``gym.make(id)`` passes).
+            profile: ``"paper"`` or ``"code"``: the released EPGT code's env settings for every setting not
+                passed in ``kwargs`` (:mod:`hypergym.envs.profiles`).
+            **kwargs: The env's arguments (overrides of the preset).
+
+        Raises:
+            ValueError: On an invalid value, naming it and what is valid.
+            TypeError: On an unknown learner setting, listing the valid ones.
+        """
+        params = inspect.signature(cls._checked).parameters
+        defaults = {name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty}
+        base = preset_kwargs(preset) if preset is not None else {}
+        settings = cls._checked(**apply_env_profile(profile, base, kwargs, defaults))
+        return replace(settings, profile=profile)
+
+    @classmethod
+    def _checked(
         cls,
         algo: str = "PPO",
         task: str = "CartPole",
@@ -121,14 +150,10 @@ class HyperRLSettings:
         divergence_penalty: float = 0.0,
         encoder_kwargs: Mapping[str, Any] | None = None,
         lr_decay: str = "none",
+        eval_every: int | None = None,
+        eval_episodes: int = 10,
         **learner_kwargs: Any,
     ) -> HyperRLSettings:
-        """Check the arguments of :class:`~hypergym.envs.HyperRLEnv` and return its settings.
-
-        Raises:
-            ValueError: On an invalid value, naming it and what is valid.
-            TypeError: On an unknown learner setting, listing the valid ones.
-        """
         if algo not in LEARNERS:
             raise ValueError(f"unknown algo {algo!r}; choose from {sorted(LEARNERS)}")
         learner_class = LEARNERS[algo]
@@ -162,6 +187,8 @@ class HyperRLSettings:
                 check_value(name, getattr(config, name))
             except (TypeError, ValueError) as err:
                 raise ValueError(f"learner setting {name}={getattr(config, name)!r}: {err}") from err
+        every = _positive_int("eval_every", eval_every, allow_none=True)
+        episodes = int(_positive_int("eval_episodes", eval_episodes) or 0)
         if lr_decay not in LR_DECAYS:
             raise ValueError(f"unknown lr_decay {lr_decay!r}; choose from {list(LR_DECAYS)}")
         if not math.isfinite(float(divergence_penalty)):
@@ -223,6 +250,8 @@ class HyperRLSettings:
             device=device,
             divergence_penalty=float(divergence_penalty),
             lr_decay=lr_decay,
+            eval_every=every,
+            eval_episodes=episodes,
             encoder_kwargs=kwargs,
             layers=tuple(layers),
             action_space=space.gym_space(action_mode),

@@ -36,13 +36,15 @@ VECTOR_ENTRY_POINT = "hypergym.envs.hyperrl_vector_env:HyperRLVectorEnv"
 
 def register_envs() -> None:
     """Register every preset id with Gymnasium (idempotent)."""
-    for env_id, kwargs in PRESETS.items():
+    # The kwargs name the preset rather than copy it, so that the env tells the caller's overrides from the
+    # preset's values (an EPGT profile sets only what the caller does not pass).
+    for env_id in PRESETS:
         if env_id not in registry:
             register(
                 id=env_id,
                 entry_point=ENTRY_POINT,
                 vector_entry_point=VECTOR_ENTRY_POINT,
-                kwargs=kwargs,
+                kwargs={"preset": env_id},
                 order_enforce=True,
             )
 

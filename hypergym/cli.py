@@ -1,8 +1,9 @@
-"""The ``hypergym`` command: ``demo``, ``run``, ``compare``, ``plot``, ``list``.
+"""The ``hypergym`` command: ``demo``, ``run``, ``compare``, ``reproduce``, ``plot``, ``list``.
 
 hypergym demo                                   # EPGT vs static vs random, a few seeds, table + PNG
 hypergym run HyperRL-A2C-CartPole --agent episodic --seed 0 --set total_env_steps=20000
 hypergym compare HyperRL-A2C-MountainCarContinuous --agents episodic,random,static --seeds 10
+hypergym reproduce fig2a                        # one of the paper's studies, with its results section
 hypergym plot runs/compare/HyperRL-A2C-MountainCarContinuous --out mcc.png
 hypergym list
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hypergym.checkpoint import CheckpointError
+from hypergym.presets import PROFILES
 from hypergym.study import (
     DEFAULT_CHECKPOINT_EVERY,
     CLIError,
@@ -77,8 +79,24 @@ def cmd_list(_: argparse.Namespace) -> None:
         print(f"{env_id:36s} {rollout:>10s} {u:>6s} {preset['total_env_steps']:>11,d}  {grid}")
 
 
+PROFILE_HELP = (
+    "EPGT profile: 'paper' (the paper's text) or 'code' (the authors' released code's settings, env and agents; "
+    "--set and --agent-set still override)"
+)
+
+
+def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--set`` overrides, with ``--profile`` (which the agents then follow: ``make_agent`` reads the env's)."""
+    out = parse_assignments(args.set)
+    if args.profile is not None:
+        if "profile" in out:
+            raise CLIError("give the profile once: --profile or --set profile=..., not both")
+        out["profile"] = args.profile
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    env_kwargs = parse_assignments(args.set)
+    env_kwargs = _env_kwargs(args)
     check_names(args.env_id, [args.agent], env_kwargs)
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0 (seeds are non-negative integers), got {args.seed}")
@@ -110,7 +128,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         args.seeds,
         out,
         args.workers,
-        parse_assignments(args.set),
+        _env_kwargs(args),
         parse_assignments(args.agent_set),
         Path(args.png) if args.png else None,
         population=args.population,
@@ -145,6 +163,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
     compare(args.env_id, agents, args.seeds, out, args.workers, env_kwargs, {}, out / "demo.png")
 
 
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from hypergym.reproduce import reproduce
+
+    out = Path(args.out or Path("runs") / "reproduce" / args.name)
+    seeds = f" --seeds {args.seeds}" if args.seeds else ""
+    command = f"hypergym reproduce {args.name}{seeds} --out {out}"
+    path = reproduce(args.name, out, args.workers, args.seeds, command)
+    print(path.read_text())
+    print(f"wrote {path} and its .csv and .png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``hypergym`` command."""
     parser = argparse.ArgumentParser(
@@ -171,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agent-set", nargs="*", metavar="KEY=VALUE", help="agent arguments, e.g. index=annoy")
     run.add_argument("--out", help="run directory (default runs/ID/AGENT/seedN)")
     run.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
+    run.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
     run.set_defaults(func=cmd_run)
 
     cmp = sub.add_parser("compare", help="many agents x seeds in parallel, then a table and a PNG")
@@ -183,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", help="folder of the runs (default runs/compare/ID)")
     cmp.add_argument("--png", help="figure path (default OUT/comparison.png)")
     cmp.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
+    cmp.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
     cmp.add_argument(
         "--backend", choices=("process", "ray"), default="process",
         help="where runs execute: local worker processes, or one Ray task per run (pip install 'hypergym[ray]')",
@@ -195,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--population", action="store_true", help="run each agent's seeds as one batched population (make_vec)"
     )
     cmp.set_defaults(func=cmd_compare)
+
+    rep = sub.add_parser("reproduce", help="run (or resume) one of the paper's studies and write its results section")
+    rep.add_argument("name", help="the study: fig2a")
+    rep.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, as the paper)")
+    rep.add_argument("--workers", type=int, default=default_workers())
+    rep.add_argument("--out", help="folder of the runs and the report (default runs/reproduce/NAME)")
+    rep.set_defaults(func=cmd_reproduce)
 
     plot = sub.add_parser("plot", help="table and figure of finished runs")
     plot.add_argument("dirs", nargs="+", help="run directories or folders holding them")

@@ -200,18 +200,25 @@ def _by_label(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 
 def summary_table(runs: Sequence[Run]) -> str:
-    """A text table: per agent, the mean and std over seeds of the final return, and more."""
-    lines = [
-        f"{'agent':>12s} {'seeds':>5s} {'final return':>20s} {'best G':>10s} {'env steps/s':>12s} {'diverged':>8s}",
-    ]
+    """A text table: per agent, the mean and std over seeds of the final return, and more.
+
+    Runs with evaluations (``eval_every``) add the best evaluation's mean and std over seeds (the paper's
+    metric) beside the final training return.
+    """
+    evaluated = any(math.isfinite(float(r.summary.get("best_eval_return", math.nan))) for r in runs)
+    head = f"{'agent':>12s} {'seeds':>5s} {'final return':>20s}"
+    head += f" {'best eval':>20s}" if evaluated else ""
+    lines = [f"{head} {'best G':>10s} {'env steps/s':>12s} {'diverged':>8s}"]
     for label, group in _by_label(runs).items():
         finals = np.array([r.summary["final_return"] for r in group], dtype=np.float64)
         best = np.array([r.summary["best_G"] for r in group], dtype=np.float64)
         speed = np.array([r.summary["env_steps_per_second"] for r in group], dtype=np.float64)
         diverged = sum(int(r.summary.get("diverged_steps", 0)) for r in group)
-        final = f"{np.nanmean(finals):9.2f} +- {np.nanstd(finals):7.2f}"
-        stats = f"{np.nanmean(best):10.2f} {np.nanmean(speed):12.0f} {diverged:8d}"
-        lines.append(f"{label:>12s} {len(group):5d} {final:>20s} {stats}")
+        row = f"{label:>12s} {len(group):5d} {f'{np.nanmean(finals):9.2f} +- {np.nanstd(finals):7.2f}':>20s}"
+        if evaluated:
+            evals = np.array([r.summary.get("best_eval_return", math.nan) for r in group], dtype=np.float64)
+            row += f" {f'{np.nanmean(evals):9.2f} +- {np.nanstd(evals):7.2f}':>20s}"
+        lines.append(f"{row} {np.nanmean(best):10.2f} {np.nanmean(speed):12.0f} {diverged:8d}")
     return "\n".join(lines)
 
 

@@ -12,7 +12,11 @@ from typing import Any
 from hypergym.atari_games import ATARI_GAMES
 from hypergym.spaces import around_default, log_uniform
 
-__all__ = ["PRESETS", "PRESET_SOURCES", "preset"]
+__all__ = ["PRESETS", "PRESET_SOURCES", "PROFILES", "preset"]
+
+#: The EPGT profiles every id can be made with (``gym.make(id, profile=...)``; :mod:`hypergym.envs.profiles`):
+#: the paper's text, or the authors' released code's settings.
+PROFILES = ("paper", "code")
 
 # --- PPO, "6 MuJoCo tasks" (B.3): 1 worker, T = 2048, 10 epochs, Adam 3e-4, gamma 0.99.
 _PPO_MUJOCO: dict[str, Any] = {

@@ -59,6 +59,10 @@ class RunResult:
     """Inner env steps per second, everything included."""
     run_dir: str | None
     """Where the run was recorded (``None``: not recorded)."""
+    best_eval_return: float = math.nan
+    """Best deterministic evaluation of the run (the paper's metric; NaN without ``eval_every``)."""
+    final_eval_return: float = math.nan
+    """The last evaluation, of the final policy (NaN without ``eval_every``)."""
 
 
 def scalar(x: Any) -> Any:
@@ -90,7 +94,7 @@ def step_row(step: int, episode: int, action: Any, reward: float, info: dict[str
         row[f"hp_{name}"] = value
     for name, value in info.get("losses", {}).items():
         row[f"loss_{name}"] = value
-    for name in ("encoder_loss", "encoder_kl"):
+    for name in ("encoder_loss", "encoder_kl", "eval_return"):
         if name in info:
             row[name] = info[name]
     return row

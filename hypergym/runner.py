@@ -229,6 +229,7 @@ class _Loop:
     rows: list[list[dict[str, Any]]] = field(default_factory=list)
     returns: list[list[float]] = field(default_factory=list)
     gs: list[list[float]] = field(default_factory=list)
+    evals: list[list[float]] = field(default_factory=list)
     diverged: list[int] = field(default_factory=list)
     episodes: list[int] = field(default_factory=list)
     step: int = 0
@@ -237,7 +238,7 @@ class _Loop:
     elapsed: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("rows", "returns", "gs"):
+        for name in ("rows", "returns", "gs", "evals"):
             setattr(self, name, [[] for _ in range(self.n)])
         self.diverged, self.episodes = [0] * self.n, [0] * self.n
 
@@ -289,6 +290,8 @@ def _drive(
             loop.returns[i] += list(member.get("episode_returns", []))
             if "G" in member:
                 loop.gs[i].append(float(member["G"]))
+            if "eval_return" in member:
+                loop.evals[i].append(float(member["eval_return"]))
             loop.diverged[i] += bool(member.get("diverged", False))
             loop.episodes[i] += bool(terminated[i] or truncated[i])
         loop.step += 1
@@ -312,7 +315,7 @@ def _drive(
     results = []
     for i, run_dir in enumerate(run_dirs):
         env_steps = int(members[i].get("env_steps", 0))
-        returns, gs = loop.returns[i], loop.gs[i]
+        returns, gs, evals = loop.returns[i], loop.gs[i], loop.evals[i]
         result = RunResult(
             hyper_steps=loop.step,
             learning_episodes=loop.episodes[i],
@@ -324,6 +327,8 @@ def _drive(
             wall_seconds=wall,
             env_steps_per_second=n * env_steps / wall if wall > 0 else math.nan,
             run_dir=str(run_dir) if run_dir is not None else None,
+            best_eval_return=max(evals) if evals else math.nan,
+            final_eval_return=evals[-1] if evals else math.nan,
         )
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)

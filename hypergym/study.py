@@ -89,8 +89,8 @@ def check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) 
     algo = hypergym.PRESETS[env_id]["algo"]
     import inspect
 
-    env_args = [p for p in inspect.signature(HyperRLSettings.from_kwargs).parameters if p != "learner_kwargs"]
-    valid = sorted({*env_args, *LEARNERS[algo].config_class.field_names()})
+    env_args = [p for p in inspect.signature(HyperRLSettings._checked).parameters if p != "learner_kwargs"]
+    valid = sorted({*env_args, "profile", *LEARNERS[algo].config_class.field_names()})
     unknown = sorted(set(env_kwargs) - set(valid))
     if unknown:
         raise CLIError(f"unknown setting(s) {unknown} for {env_id}; valid are: {', '.join(valid)}")
@@ -378,7 +378,17 @@ def write_summary_csv(runs: Sequence[Any], path: Path) -> None:
     """One row per run: agent label, seed and the numbers of its ``summary.json``."""
     import csv
 
-    keys = ["final_return", "best_G", "mean_G", "env_steps", "hyper_steps", "diverged_steps", "env_steps_per_second"]
+    keys = [
+        "final_return",
+        "best_eval_return",
+        "final_eval_return",
+        "best_G",
+        "mean_G",
+        "env_steps",
+        "hyper_steps",
+        "diverged_steps",
+        "env_steps_per_second",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)

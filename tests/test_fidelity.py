@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -159,3 +161,168 @@ def test_the_code_memory_agent_runs_through_the_runner_and_writes_its_memory(tmp
     result = hypergym.run(env, agent, seed=0, out=tmp_path, progress=False)
     assert result.env_steps >= 400 and len(agent.memory) > 0
     assert agent.memory.keys.shape[1] == 5
+
+
+# ---------------------------------------------------------------- the profiles
+MCC = "HyperRL-A2C-MountainCarContinuous"
+
+
+def test_the_code_profile_sets_the_released_env_settings_and_the_paper_profile_keeps_the_text():
+    code = gym.make(MCC, profile="code", obs_mode="random").unwrapped.settings
+    paper = gym.make(MCC, obs_mode="random").unwrapped.settings
+    assert code.profile == "code" and paper.profile == "paper"
+    assert isinstance(code.reward_fn, CriticReturn) and not isinstance(paper.reward_fn, CriticReturn)
+    assert code.lr_decay == "linear" and paper.lr_decay == "none"
+    assert code.rollouts_per_phase == 1 and paper.rollouts_per_phase == 10  # every update credited
+    # ikostrikov's A2C against OpenAI's
+    assert (code.normalize, code.config.gae_lambda, code.config.vf_coef) == (True, 0.95, 0.5)
+    assert (paper.normalize, paper.config.gae_lambda, paper.config.vf_coef) == (False, 1.0, 0.25)
+    # Fig. 2a's range as the code quantises it: x1 first, then x3, x1/3, ..., x15, x1/15 of 7e-4
+    lrs = code.space.values["learning_rate"]
+    assert lrs[:3] == pytest.approx((7e-4, 2.1e-3, 7e-4 / 3)) and len(lrs) == 15
+    assert (min(lrs), max(lrs)) == pytest.approx((7e-4 / 15, 1.05e-2))
+    assert code.space.decode(code.space.default_action)["learning_rate"] == pytest.approx(7e-4)
+    bw = gym.make("HyperRL-A2C-BipedalWalker", profile="code", obs_mode="random").unwrapped.settings
+    assert np.array(bw.space.values["learning_rate"]) / 7e-4 == pytest.approx([1, 1.5, 1 / 1.5, 2, 0.5, 2.5, 0.4])
+
+
+def test_under_a_profile_an_explicit_argument_always_wins():
+    s = gym.make(MCC, profile="code", obs_mode="random", vf_coef=0.25, reward="episode_return",
+                 hyperparams={"learning_rate": (1e-3, 2e-3)}).unwrapped.settings  # fmt: skip
+    assert s.config.vf_coef == 0.25 and not isinstance(s.reward_fn, CriticReturn)
+    assert s.space.values["learning_rate"] == (1e-3, 2e-3)
+    assert s.normalize and s.lr_decay == "linear"  # what was not passed follows the profile
+    # a learning rate passed without a grid: the code's grid is built around it
+    s = gym.make(MCC, profile="code", obs_mode="random", learning_rate=1e-3).unwrapped.settings
+    assert s.space.values["learning_rate"][:2] == pytest.approx((1e-3, 3e-3))
+    # an env built without a preset
+    s = hypergym.envs.HyperRLEnv(algo="A2C", task="CartPole", profile="code", **SMALL).settings
+    assert s.rollouts_per_phase == 1 and s.config.gae_lambda == 0.95
+    with pytest.raises(ValueError, match=r"unknown profile 'released'; choose from \['paper', 'code'\]"):
+        gym.make(MCC, profile="released")
+
+
+def test_make_agent_follows_the_envs_profile_unless_told_otherwise():
+    from hypergym.agents import make_agent
+
+    env = gym.make(MCC, profile="code", obs_mode="random")
+    cfg = make_agent("episodic", env, seed=0).config()
+    assert (cfg["memory"], cfg["k_read"], cfg["k"], cfg["key_dim"]) == ("vector", 5, 3, 5)
+    assert (cfg["decay_fraction"], cfg["floor"], cfg["write_every"], cfg["capacity"]) == (0.5, 0.01, 1, 5000)
+    assert make_agent("episodic", env, seed=0, k_read=7).config()["k_read"] == 7  # kwargs override
+    assert make_agent("episodic", env, seed=0, profile="paper").config()["memory"] == "per_action"
+    assert make_agent("dqn", env, seed=0).config()["decay_fraction"] == 0.5
+    paper_env = gym.make(MCC, obs_mode="random")
+    assert make_agent("episodic", paper_env, seed=0).config()["memory"] == "per_action"
+    assert make_agent("episodic", paper_env, seed=0, profile="code").config()["memory"] == "vector"
+    cheetah = gym.make("HyperRL-PPO-HalfCheetah", profile="code", obs_mode="random")
+    assert make_agent("episodic", cheetah, seed=0).config()["capacity"] == 10_000
+    with pytest.raises(ValueError, match="unknown profile"):
+        make_agent("random", env, profile="text")
+
+
+def test_one_cli_flag_selects_both_sides_of_the_profile(tmp_path):
+    import json
+
+    from hypergym.cli import main
+
+    out = tmp_path / "run"
+    argv = ["run", MCC, "--agent", "episodic", "--profile", "code", "--out", str(out), "--set",
+            "total_env_steps=200", "obs_mode='random'"]  # fmt: skip
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["agent"]["memory"] == "vector" and config["env_kwargs"]["profile"] == "code"
+    assert main([*argv[:-3], "--set", "profile='code'"]) == 2  # given twice
+
+
+# ---------------------------------------------------------------- the paper's evaluation protocol
+def test_evaluation_plays_the_deterministic_policy_on_separate_envs_as_a_hand_loop(tmp_path):
+    import pandas as pd
+    import torch
+
+    from hypergym.seeding import derive_seeds
+
+    env = gym.make("HyperRL-A2C-CartPole", **{**SMALL, "total_env_steps": 400, "normalize": True},
+                   eval_every=200, eval_episodes=3)  # fmt: skip
+    agent = hypergym.agents.make_agent("static", env, seed=0)
+    result = hypergym.run(env, agent, seed=3, out=tmp_path, progress=False)
+    rows = pd.read_csv(tmp_path / "steps.csv").dropna(subset=["eval_return"])
+    # every 200 env steps, and the final policy (the run ends with its update phase, at 405)
+    assert rows["env_steps"].tolist() == [200, 400, 405]
+    assert result.best_eval_return == rows["eval_return"].max()
+    assert result.final_eval_return == rows["eval_return"].iloc[-1]
+    # by hand: argmax actions, observations normalised with the training statistics, seeds apart
+    learner = env.unwrapped.learner
+    norm = learner.venv.normalizer
+    base = derive_seeds(3, 4)[3]
+    returns = []
+    for k in range(3):
+        inner = gym.make("CartPole-v1")
+        obs, _ = inner.reset(seed=base + k)
+        total, done = 0.0, False
+        while not done:
+            x = torch.as_tensor(norm.normalize_obs(obs[None, None].astype(np.float64)))
+            action = int(learner.policy.forward(x)[0].argmax(-1)[0, 0])
+            obs, r, terminated, truncated, _ = inner.step(action)
+            total, done = total + r, terminated or truncated
+        returns.append(total)
+    assert result.final_eval_return == pytest.approx(np.mean(returns))
+    from hypergym.plots import load_runs, summary_table
+
+    assert "best eval" in summary_table(load_runs([tmp_path]))
+    with pytest.raises(ValueError, match="eval_every must be a positive integer or None"):
+        gym.make("HyperRL-A2C-CartPole", eval_every=0)
+
+
+# ---------------------------------------------------------------- PBT on a grid listed default first
+def test_pbt_moves_to_value_adjacent_grid_points_on_a_default_first_grid():
+    from hypergym.agents.pbt import PBTAgent
+
+    venv = gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, profile="code", **SMALL)
+    agent = PBTAgent(venv, resample_probability=0.0, seed=0)
+    values = np.array(venv.unwrapped.space.values["learning_rate"])  # 7e-4 x [1, 2, 1/2, 3, 1/3]
+    order = np.argsort(values)
+    assert agent.ranks(np.array([[0]]))[0, 0] == 2 and (agent.from_ranks(np.arange(5)[:, None])[:, 0] == order).all()
+    for start in range(5):
+        agent.indices[1] = [start]
+        moved = {int(agent.explore(np.array([0]), np.array([1]), np.zeros(2))[0, 0]) for _ in range(40)}
+        rank = int(np.argsort(order)[start])
+        expected = {int(order[max(rank - 1, 0)]), int(order[min(rank + 1, 4)])}
+        assert moved == expected  # the next smaller or larger value, never a jump by index
+
+
+# ---------------------------------------------------------------- one command per study
+def test_bootstrap_difference_separates_shifted_samples_and_not_equal_ones():
+    from hypergym.reproduce import bootstrap_difference
+
+    a, b = [10.0, 11.0, 12.0, 13.0], [0.0, 1.0, 2.0, 3.0]
+    diff, low, high = bootstrap_difference(a, b)
+    assert diff == 10.0 and 8.0 <= low < diff < high <= 12.0  # seeds resampled: each mean spans 1.5 to 3
+    diff, low, high = bootstrap_difference(a, [*a[::-1]])
+    assert diff == 0.0 and low < 0.0 < high
+    assert bootstrap_difference(a, b) == bootstrap_difference(a, b)  # seeded
+
+
+def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path, monkeypatch):
+    import csv
+
+    from hypergym import reproduce as rep
+
+    tiny = rep.Study(
+        name="tiny", title="tiny study", env_id="HyperRL-A2C-CartPole", seeds=2,
+        arms=(rep.Arm("static (code)", "static", "code"), rep.Arm("static-max (code)", "static-max", "code"),
+              rep.Arm("static (paper)", "static", "paper")),
+        baseline="static (code)", claim="nothing",
+        env_kwargs={**SMALL, "total_env_steps": 60, "eval_every": 30, "eval_episodes": 2},
+    )  # fmt: skip
+    monkeypatch.setitem(rep.STUDIES, "tiny", tiny)
+    path = rep.reproduce("tiny", tmp_path, workers=1, command="hypergym reproduce tiny")
+    text = path.read_text()
+    assert "Command: `hypergym reproduce tiny`" in text and "| static-max (code) | 2 |" in text
+    assert "| static (code) | 2 |" in text and "baseline" in text
+    rows = list(csv.DictReader((tmp_path / "tiny.csv").open()))
+    assert sorted({r["arm"] for r in rows}) == ["static (code)", "static (paper)", "static-max (code)"]
+    assert all(r["best_eval_return"] not in ("", "nan") for r in rows) and len(rows) == 6
+    assert (tmp_path / "tiny.png").stat().st_size > 0
+    paper = json.loads((tmp_path / "paper" / "static" / "seed0" / "config.json").read_text())
+    assert paper["env_kwargs"]["profile"] == "paper"

@@ -210,7 +210,7 @@ def test_member_envs_equal_sb3_vecnormalize_per_member():
                     term = [o for (m, kk, o) in step.timeouts if m == i and kk == k]
                     np.testing.assert_allclose(term[0], info["terminal_observation"], rtol=1e-5, atol=1e-5)
                 if "episode" in info:
-                    assert any(m == i and abs(r - info["episode"]["r"]) < 1e-4 for m, r, _ in step.episodes)
+                    assert any(m == i and abs(r - info["episode"]["r"]) < 1e-4 for m, _, r, _ in step.episodes)
 
 
 @pytest.mark.parametrize("obs_mode", ["random", "raw", "stats", "vae"])

@@ -390,6 +390,11 @@ class BatchedActorCritic:
         return other
 
     @torch.no_grad()
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        """The deterministic action of every member (evaluation): the most likely class, or the Gaussian mean."""
+        return params.argmax(-1) if self.discrete else params
+
+    @torch.no_grad()
     def sample(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Sample actions for every member (noise drawn for all members at once, so members stay independent).
 

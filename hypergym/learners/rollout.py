@@ -136,7 +136,7 @@ class RolloutCollector:
                     terminal[i, k], mask[i, k] = o, True
                 _, terminal_values, _, _ = self._act(terminal)
                 r = r + np.where(mask, gamma[:, None] * terminal_values, 0.0).astype(np.float32)
-            for i, ep_return, ep_length in step.episodes:
+            for i, _, ep_return, ep_length in step.episodes:
                 returns[i].append(ep_return)
                 lengths[i].append(ep_length)
             obs_buf[t], act_buf[t], logp_buf[t], values[t] = obs, actions, log_prob, value

@@ -1,0 +1,184 @@
+"""``hypergym reproduce NAME``: one command per study of the paper, ending in a results section.
+
+A study is a set of arms (an agent under an EPGT profile, with optional env overrides) on one registered
+id, each run on the same seeds by :func:`hypergym.study.compare` (so finished runs are reused and
+unfinished ones resume from their checkpoints). :func:`report` then writes, beside the runs:
+
+- ``NAME.csv``: one row per run (arm, seed, the paper's metric, the final training return, ...);
+- ``NAME.png``: returns over env steps and the chosen hyperparameters, per arm;
+- ``NAME.md``: per arm the mean, standard error and median of both metrics over seeds, and for each
+  arm the difference of means to the study's baseline with a 95% percentile-bootstrap interval (seeds
+  resampled within each arm) and its verdict: ``better`` or ``worse`` when the interval excludes 0, else
+  ``no difference``. The section is ready for ``docs/results.md``, its command included.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["STUDIES", "Arm", "Study", "bootstrap_difference", "report", "reproduce"]
+
+#: Bootstrap resamples of a difference of means.
+BOOTSTRAP_DRAWS = 10_000
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One agent under one profile (and overrides) on the study's id."""
+
+    label: str
+    """How tables name the arm."""
+    agent: str
+    """Agent name (``make_agent`` / ``make_population_agent``)."""
+    profile: str = "paper"
+    """The EPGT profile of env and agent."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env overrides of this arm (beside the study's)."""
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Agent arguments of this arm."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A reproduction of one of the paper's experiments."""
+
+    name: str
+    title: str
+    env_id: str
+    seeds: int
+    arms: tuple[Arm, ...]
+    baseline: str
+    """Label of the arm every other is compared with."""
+    claim: str
+    """What the paper reports, in one sentence."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Overrides of every arm (budget, evaluation)."""
+
+
+def _profiled(profile: str, agents: Sequence[str]) -> tuple[Arm, ...]:
+    return tuple(Arm(f"{a} ({profile})", a, profile) for a in agents)
+
+
+#: The studies ``hypergym reproduce`` knows.
+STUDIES: dict[str, Study] = {
+    "fig2a": Study(
+        name="fig2a",
+        title="Fig. 2a: learning-rate schedules of A2C on MountainCarContinuous",
+        env_id="HyperRL-A2C-MountainCarContinuous",
+        seeds=10,
+        arms=_profiled("code", ("episodic", "random", "dqn", "static", "static-min", "static-max"))
+        + _profiled("paper", ("episodic", "random", "dqn", "static", "static-min", "static-max")),
+        baseline="static (code)",
+        claim="EPGT's return beats the fixed default, minimum and maximum learning rates, random and DQN "
+        "schedules (Fig. 2a, 10 runs, 20k steps)",
+        env_kwargs={"eval_every": 2_000, "eval_episodes": 10},
+    ),
+}
+
+
+def bootstrap_difference(
+    a: Sequence[float], b: Sequence[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0
+) -> tuple[float, float, float]:
+    """``mean(a) - mean(b)`` and its 95% percentile-bootstrap interval (each sample resampled on its own).
+
+    Returns:
+        ``(difference, low, high)``; NaNs when either sample is empty.
+    """
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if not len(x) or not len(y):
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means_x = x[rng.integers(len(x), size=(draws, len(x)))].mean(1)
+    diffs = means_x - y[rng.integers(len(y), size=(draws, len(y)))].mean(1)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(x.mean() - y.mean()), float(low), float(high)
+
+
+def _verdict(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return "better" if low > 0 else "worse" if high < 0 else "no difference"
+
+
+def _group_dir(out: Path, arm: Arm) -> Path:
+    """Where the comparison holding ``arm`` writes: one folder per profile, one more per set of overrides."""
+    if not arm.env_kwargs and not arm.agent_kwargs:
+        return out / arm.profile
+    return out / "".join(c if c.isalnum() else "-" for c in arm.label).strip("-")
+
+
+def _arm_dir(out: Path, arm: Arm) -> Path:
+    return _group_dir(out, arm) / arm.agent
+
+
+def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, command: str = "") -> Path:
+    """Run (or resume) every arm of study ``name`` under ``out``, then write its report; returns ``NAME.md``."""
+    from hypergym.study import CLIError, compare
+
+    if name not in STUDIES:
+        raise CLIError(f"unknown study {name!r}; choose from {sorted(STUDIES)}")
+    study = STUDIES[name]
+    n = seeds or study.seeds
+    groups: dict[Path, list[Arm]] = {}
+    for arm in study.arms:  # arms that share env settings run as one comparison
+        groups.setdefault(_group_dir(out, arm), []).append(arm)
+    for folder, arms in groups.items():
+        env_kwargs = {**study.env_kwargs, **arms[0].env_kwargs, "profile": arms[0].profile}
+        compare(study.env_id, [a.agent for a in arms], n, folder, workers, env_kwargs, arms[0].agent_kwargs,
+                folder / "comparison.png")  # fmt: skip
+    return report(study, out, command or f"hypergym reproduce {name} --out {out}")
+
+
+def report(study: Study, out: Path, command: str) -> Path:
+    """Write ``NAME.md``, ``NAME.csv`` and ``NAME.png`` of ``study``'s finished runs under ``out``."""
+    from hypergym.plots import load_runs, plot_runs
+
+    runs = []
+    for arm in study.arms:
+        runs += [replace(r, label=arm.label) for r in load_runs([_arm_dir(out, arm)])]
+    by_arm = {arm.label: [r for r in runs if r.label == arm.label] for arm in study.arms}
+    metrics = ("best_eval_return", "final_return")
+    with (out / f"{study.name}.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        columns = (*metrics, "env_steps", "env_steps_per_second")
+        writer.writerow(["arm", "seed", *columns])
+        for r in runs:
+            writer.writerow([r.label, r.seed, *(r.summary.get(m) for m in columns)])
+    plot_runs(runs, out / f"{study.name}.png", title=study.title)
+    base = by_arm[study.baseline]
+    lines = [
+        f"## {study.title}", "", f"Paper: {study.claim}.", "",
+        f"Command: `{command}` ({study.env_id}, {len({r.seed for r in runs})} seeds, settings "
+        f"{study.env_kwargs or 'of the preset'}). Files: `{study.name}.csv`, `{study.name}.png`.", "",
+        "Best evaluation = the paper's metric (best mean of the deterministic evaluations); final = mean of the "
+        "last 10 training episodes. Difference to the baseline "
+        f"`{study.baseline}` with a 95% bootstrap interval over seeds.", "",
+        "| arm | runs | best eval: mean ± s.e. | median | final: mean ± s.e. | median | best eval - baseline [95% CI] "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for label, group in by_arm.items():
+        cells = [label, str(len(group))]
+        for metric in metrics:
+            x = np.array([r.summary.get(metric, math.nan) for r in group], dtype=np.float64)
+            x = x[np.isfinite(x)]
+            se = x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else math.nan
+            cells += [f"{x.mean():.1f} ± {se:.1f}" if len(x) else "n/a", f"{np.median(x):.1f}" if len(x) else "n/a"]
+        diff, low, high = bootstrap_difference(
+            [r.summary.get(metrics[0], math.nan) for r in group], [r.summary.get(metrics[0], math.nan) for r in base]
+        )
+        same = label == study.baseline
+        cells.append("—" if same else f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]")
+        cells.append("baseline" if same else _verdict(low, high))
+        lines.append("| " + " | ".join(cells) + " |")
+    path = out / f"{study.name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
