@@ -1,15 +1,17 @@
-"""The hyper-agent protocol: ``act``, ``observe``, ``save``, ``load``.
+"""The hyper-agent protocol (:class:`HyperAgentProtocol`) and the base classes of the built-in agents.
 
-Any object with these methods can be driven by :func:`hypergym.run`; any Gymnasium agent (SB3, CleanRL,
+Any object with ``act(obs, info)`` and ``observe(transition)`` can be driven by :func:`hypergym.run`
+(``config``, ``save``, ``load`` and ``step_record`` are optional); any Gymnasium agent (SB3, CleanRL,
 RLlib) can also use a ``HyperRLEnv`` directly, without this protocol.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 __all__ = [
     "EpsilonGreedyAgent",
     "HyperAgent",
+    "HyperAgentProtocol",
     "PopulationAgent",
     "Transition",
     "agent_config",
@@ -44,10 +47,43 @@ class Transition(NamedTuple):
     """The env's info of the step."""
 
 
+@runtime_checkable
+class HyperAgentProtocol(Protocol):
+    """What :func:`hypergym.run` needs of a single-run hyper-agent: two methods.
+
+    Required:
+        ``act(obs, info) -> action``: the hyper-action for the hyper-state ``obs``; ``info`` is the env's
+        latest info (after ``reset``, or the last ``step``: ``env_steps``, ``hyperparams`` in force, ...).
+
+        ``observe(transition) -> None``: called after every ``env.step`` with the :class:`Transition`.
+
+    Optional (the runner's default when missing):
+        ``config() -> dict``: settings written to ``config.json`` (default ``{"name": <class name>}``).
+
+        ``step_record() -> dict``: numbers about the choice just made, written as ``agent_<key>`` columns of
+        ``steps.csv`` and ``agent/<key>`` TensorBoard scalars (default: none).
+
+        ``save(path)`` / ``load(path)``: the agent's learned state, for the user (the runner's checkpoints
+        pickle the whole agent and need neither).
+
+    A population agent has the same two methods on the batch: ``act(obs [N, ...], info) -> [N]`` actions and
+    ``observe(obs, actions, rewards, next_obs, terminated, truncated, info)`` (:class:`PopulationAgent`).
+    """
+
+    def act(self, obs: Any, info: dict[str, Any]) -> Any:
+        """The hyper-action for ``obs``."""
+        ...
+
+    def observe(self, transition: Transition) -> None:
+        """Learn from one hyper-step."""
+        ...
+
+
 def agent_config(agent: Any) -> dict[str, Any]:
     """An agent's settings for ``config.json``: its ``config()`` if it has one, else its name.
 
-    The runner needs only ``act`` and ``observe``; ``config``, ``save`` and ``load`` are optional.
+    The runner needs only ``act`` and ``observe``; ``config``, ``save``, ``load`` and ``step_record`` are
+    optional (:class:`HyperAgentProtocol`).
     """
     config = getattr(agent, "config", None)
     if callable(config):
@@ -55,13 +91,36 @@ def agent_config(agent: Any) -> dict[str, Any]:
     return {"name": getattr(agent, "name", type(agent).__name__)}
 
 
-def check_agent(agent: Any) -> None:
-    """Raise a ``TypeError`` naming what a hyper-agent lacks (``act(obs, info)``, ``observe(transition)``)."""
-    missing = [name for name in ("act", "observe") if not callable(getattr(agent, name, None))]
-    if missing:
+def _takes(method: Any, n_args: int) -> bool:
+    """Whether ``method`` can be called with ``n_args`` positional arguments."""
+    try:
+        inspect.signature(method).bind(*([None] * n_args))
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): assume it does
+        return True
+    return True
+
+
+def check_agent(agent: Any, population: bool = False) -> None:
+    """Raise a ``TypeError`` naming what a hyper-agent lacks (:class:`HyperAgentProtocol`).
+
+    Args:
+        agent: The agent.
+        population: Check a population agent's ``observe`` (seven batched arguments) instead of a single
+            run's (one :class:`Transition`).
+    """
+    required = {"act": 2, "observe": 7 if population else 1}
+    signature = {"act": "act(obs, info)", "observe": "observe(obs, actions, rewards, next_obs, terminated, "
+                 "truncated, info)" if population else "observe(transition)"}  # fmt: skip
+    missing = [name for name in required if not callable(getattr(agent, name, None))]
+    wrong = [name for name in required if name not in missing and not _takes(getattr(agent, name), required[name])]
+    if missing or wrong:
+        what = [f"lacks {signature[n]}" for n in missing] + [f"{n} must be {signature[n]}" for n in wrong]
         raise TypeError(
-            f"{type(agent).__name__} is not a hyper-agent: it lacks {missing} (required: act(obs, info) -> action "
-            "and observe(transition); optional: config() -> dict, save(path), load(path), step_record() -> dict)"
+            f"{type(agent).__name__} is not a {'population ' if population else ''}hyper-agent: {'; '.join(what)} "
+            "(required: act and observe; optional: config() -> dict, step_record() -> dict, save(path), "
+            "load(path); see hypergym.agents.HyperAgentProtocol)"
         )
 
 
@@ -168,6 +227,7 @@ class EpsilonGreedyAgent(HyperAgent):
             raise ValueError("on an env without an env-step budget, pass total_steps (the epsilon schedule length)")
         self.total_steps = total_steps
         self.steps = 0
+        self.last_epsilon = 1.0
 
     def epsilon(self, info: dict[str, Any]) -> float:
         """The exploration rate now: 1 at the start of the run, ``floor`` from ``decay_fraction`` of it on."""
@@ -175,7 +235,13 @@ class EpsilonGreedyAgent(HyperAgent):
             progress = info["env_steps"] / self.budget
         else:
             progress = self.steps / max(1, self.total_steps or 1)
-        return self.floor + (1.0 - self.floor) * float(np.clip(1.0 - progress / self.decay_fraction, 0.0, 1.0))
+        eps = self.floor + (1.0 - self.floor) * float(np.clip(1.0 - progress / self.decay_fraction, 0.0, 1.0))
+        self.last_epsilon = eps
+        return eps
+
+    def step_record(self) -> dict[str, Any]:
+        """The exploration rate of the last choice (``agent_epsilon`` in ``steps.csv``)."""
+        return {"epsilon": self.last_epsilon}
 
     def config(self) -> dict[str, Any]:
         """Settings, with the epsilon schedule."""

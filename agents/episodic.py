@@ -189,6 +189,10 @@ class EpisodicAgent(EpsilonGreedyAgent):
         self._kept = []
         self._episode_rewards = []
 
+    def step_record(self) -> dict[str, Any]:
+        """Epsilon of the last choice and the memory's size (``agent_*`` columns of ``steps.csv``)."""
+        return {**super().step_record(), "memory_size": len(self.memory)}
+
     def config(self) -> dict[str, Any]:
         """Settings of the agent and its memory."""
         m = self.memory

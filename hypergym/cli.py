@@ -95,6 +95,22 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+TENSORBOARD_HELP = (
+    "also log every hyper-step to TensorBoard under DIR/<agent>/seed<seed> (pip install 'hypergym[tensorboard]')"
+)
+
+
+def _tensorboard(folder: str | None) -> str | None:
+    """``--tensorboard DIR``, checked before any run starts."""
+    if folder is None:
+        return None
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError as err:
+        raise CLIError('--tensorboard needs the tensorboard package: pip install "hypergym[tensorboard]"') from err
+    return folder
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     env_kwargs = _env_kwargs(args)
     check_names(args.env_id, [args.agent], env_kwargs)
@@ -112,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     check_agents(args.env_id, [args.agent], [], 1, env_kwargs, agent_kwargs)
     spec = RunSpec(
         args.env_id, args.agent, args.seed, str(out), env_kwargs, agent_kwargs, True,
-        _checkpoint_every(args.checkpoint_every),
+        _checkpoint_every(args.checkpoint_every), _tensorboard(args.tensorboard),
     )  # fmt: skip
     summary = execute(spec)
     print(json.dumps({k: v for k, v in summary.items() if k != "reused"}, indent=2))
@@ -135,6 +151,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         checkpoint_every=_checkpoint_every(args.checkpoint_every),
         backend=args.backend,
         address=args.address,
+        tensorboard=_tensorboard(args.tensorboard),
     )
 
 
@@ -201,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default runs/ID/AGENT/seedN)")
     run.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
     run.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
+    run.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
     run.set_defaults(func=cmd_run)
 
     cmp = sub.add_parser("compare", help="many agents x seeds in parallel, then a table and a PNG")
@@ -214,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--png", help="figure path (default OUT/comparison.png)")
     cmp.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
     cmp.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
+    cmp.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
     cmp.add_argument(
         "--backend", choices=("process", "ray"), default="process",
         help="where runs execute: local worker processes, or one Ray task per run (pip install 'hypergym[ray]')",

@@ -42,6 +42,7 @@ def run(
     max_steps: int | None = None,
     extra_config: dict[str, Any] | None = None,
     checkpoint_every: int | None = None,
+    tensorboard: str | Path | None = None,
 ) -> RunResult | list[RunResult]:
     """Drive ``agent`` through learning episodes of ``env`` until the inner run finishes.
 
@@ -66,6 +67,9 @@ def run(
             finishes exactly as the uninterrupted run would (Box2D envs, whose worlds cannot be saved,
             start new episodes at the next rollout instead). Atari runs, whose emulators cannot be saved,
             warn once and go on without checkpoints.
+        tensorboard: Also log every hyper-step to TensorBoard (through SB3's logger) under
+            ``tensorboard/<agent>/seed<seed>`` (one folder per population member):
+            :mod:`hypergym.tensorboard_log` lists the scalars.
 
     Returns:
         The run's :class:`RunResult`; for a population, a list of them, one per member.
@@ -75,14 +79,14 @@ def run(
             or the wrong number of them.
     """
     _check_checkpoint_every(checkpoint_every)
-    check_agent(agent)
+    check_agent(agent, population=isinstance(env, gym.vector.VectorEnv))
     if isinstance(env, gym.vector.VectorEnv):
         if seed is None:
             raise ValueError("a population needs seeds: pass seed=int (seeds s..s+N-1) or one seed per member")
         seeds = [int(seed) + i for i in range(env.num_envs)] if isinstance(seed, int) else [int(s) for s in seed]
         return run_population(
             env, agent, seeds, out, extra_config, progress=progress, max_steps=max_steps,
-            checkpoint_every=checkpoint_every,
+            checkpoint_every=checkpoint_every, tensorboard=tensorboard,
         )  # fmt: skip
     if not isinstance(seed, int | None):
         raise ValueError(f"a single run takes one seed (int or None), got {seed!r}")
@@ -98,9 +102,11 @@ def run(
         if space is not None:
             config["space"] = {name: list(values) for name, values in space.values.items()}
         (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    boards = _boards(tensorboard, agent, [seed], extra_config)
     (result,) = _drive(
-        _BatchOfOne(env), _AgentOfOne(agent), [seed], [run_dir], config, progress, max_steps, checkpoint_every
-    )
+        _BatchOfOne(env), _AgentOfOne(agent), [seed], [run_dir], config, progress, max_steps, checkpoint_every,
+        boards=boards,
+    )  # fmt: skip
     return result
 
 
@@ -113,6 +119,7 @@ def run_population(
     progress: bool = False,
     max_steps: int | None = None,
     checkpoint_every: int | None = None,
+    tensorboard: str | Path | None = None,
 ) -> list[RunResult]:
     """Drive a population agent through one run of every member of a ``HyperRLVectorEnv``.
 
@@ -131,6 +138,7 @@ def run_population(
         checkpoint_every: With ``out``: save the whole population (env, agent, records) to
             ``out/checkpoint.ckpt`` every this many update phases; a later call with the same settings
             resumes from it, as :func:`run` does.
+        tensorboard: Log every member's hyper-steps to TensorBoard under ``tensorboard/<agent>/seed<seed>``.
 
     Returns:
         One summary per member.
@@ -141,8 +149,9 @@ def run_population(
     config = {"agent": agent_config(agent), "seeds": list(seeds), **(extra_config or {})}
     run_dirs = [Path(out) / f"seed{seed}" if out is not None else None for seed in seeds]
     results = _drive(
-        venv, agent, seeds, run_dirs, config, progress, max_steps, checkpoint_every, Path(out) if out else None
-    )
+        venv, agent, seeds, run_dirs, config, progress, max_steps, checkpoint_every, Path(out) if out else None,
+        boards=_boards(tensorboard, agent, seeds, extra_config),
+    )  # fmt: skip
     for seed, run_dir in zip(seeds, run_dirs, strict=True):
         if run_dir is not None:
             member_config = {
@@ -154,6 +163,16 @@ def run_population(
             member_config["space"] = {name: list(values) for name, values in venv.space.values.items()}
             (run_dir / "config.json").write_text(json.dumps(jsonable(member_config), indent=2))
     return results
+
+
+def _boards(root: str | Path | None, agent: Any, seeds: list[Any], extra: dict[str, Any] | None) -> list[Path] | None:
+    """Each run's TensorBoard folder (``None``: no logging), named by the agent's label and the seed."""
+    if root is None:
+        return None
+    from hypergym.tensorboard_log import run_folder
+
+    label = (extra or {}).get("agent_label") or agent_config(agent).get("name", type(agent).__name__)
+    return [run_folder(root, str(label), seed) for seed in seeds]
 
 
 def _check_checkpoint_every(value: Any) -> None:
@@ -253,9 +272,15 @@ def _drive(
     max_steps: int | None,
     checkpoint_every: int | None,
     checkpoint_dir: Path | None = None,
+    boards: list[Path] | None = None,
 ) -> list[RunResult]:
     """The one loop: ``env`` and ``agent`` batched (vector conventions, same-step autoreset)."""
     n = env.num_envs
+    loggers = None
+    if boards is not None:
+        from hypergym.tensorboard_log import HyperStepLogger
+
+        loggers = [HyperStepLogger(folder) for folder in boards]
     folder = checkpoint_dir if checkpoint_dir is not None else run_dirs[0]
     checkpoint = folder / CHECKPOINT_FILE if folder is not None and checkpoint_every else None
     caller_env = env
@@ -287,6 +312,8 @@ def _drive(
             if records is not None:
                 row.update({f"agent_{name}": value for name, value in records[i].items()})
             loop.rows[i].append(row)
+            if loggers is not None:
+                loggers[i].write(row)
             loop.returns[i] += list(member.get("episode_returns", []))
             if "G" in member:
                 loop.gs[i].append(float(member["G"]))
@@ -312,6 +339,8 @@ def _drive(
     wall = time.perf_counter() - start
     if bar is not None:
         bar.close()
+    for logger in loggers or []:
+        logger.close()
     results = []
     for i, run_dir in enumerate(run_dirs):
         env_steps = int(members[i].get("env_steps", 0))

@@ -59,6 +59,8 @@ class RunSpec:
     """Show the per-run progress bar."""
     checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY
     """Update phases between two checkpoints of the run (``None``: none); a rerun resumes from the last."""
+    tensorboard: str | None = None
+    """Folder of TensorBoard logs (the run writes ``<agent>/seed<seed>`` in it; ``None``: none)."""
 
 
 def check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) -> None:
@@ -178,7 +180,7 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     extra = {"agent_label": spec.agent, "env_overrides": spec.env_kwargs}
     result = run(
         env, agent, seed=spec.seed, out=spec.out, progress=spec.progress, extra_config=extra,
-        checkpoint_every=spec.checkpoint_every,
+        checkpoint_every=spec.checkpoint_every, tensorboard=spec.tensorboard,
     )  # fmt: skip
     assert not isinstance(result, list)  # one env, one result
     env.close()
@@ -248,8 +250,11 @@ def compare(
     checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
     backend: str = "process",
     address: str | None = None,
+    tensorboard: str | None = None,
 ) -> Path:
     """Run every agent on every seed (reusing finished runs), then print the table and write the PNG.
+
+    ``tensorboard`` names a folder where every run also logs its hyper-steps (``<agent>/seed<seed>``).
 
     With ``population``, each agent's seeds run as one population (``gym.make_vec``, one batched run).
     Population methods (``pbt``, ``pb2``) always do: their members are the seeds. ``backend="ray"`` runs
@@ -289,10 +294,12 @@ def compare(
         raise CLIError(f"{few} exploit the other members of a population: give --seeds 2 or more (got {seeds})")
     check_agents(env_id, [a for a in agents if a not in as_population], as_population, seeds, env_kwargs, agent_kwargs)
     if as_population:
-        run_populations(env_id, as_population, seeds, out, env_kwargs, agent_kwargs, backend, address, checkpoint_every)
-    every = checkpoint_every
+        run_populations(
+            env_id, as_population, seeds, out, env_kwargs, agent_kwargs, backend, address, checkpoint_every, tensorboard
+        )
+    every, board = checkpoint_every, tensorboard
     specs = [
-        RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs, False, every)
+        RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs, False, every, board)
         for agent in agents
         if agent not in as_population
         for seed in range(seeds)
@@ -317,6 +324,7 @@ def population_job(
     env_kwargs: dict[str, Any],
     agent_kwargs: dict[str, Any],
     checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+    tensorboard: str | None = None,
 ) -> list[dict[str, Any]]:
     """One agent's seeds ``0..seeds-1`` as one population (in this process); the members' summaries."""
     import gymnasium as gym
@@ -328,7 +336,7 @@ def population_job(
     agent = make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
     results = run_population(
         venv, agent, list(range(seeds)), Path(out) / agent_name, {"agent_label": agent_name, "env_id": env_id},
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=checkpoint_every, tensorboard=tensorboard,
     )  # fmt: skip
     venv.close()
     return [asdict(r) for r in results]
@@ -344,6 +352,7 @@ def run_populations(
     backend: str = "process",
     address: str | None = None,
     checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+    tensorboard: str | None = None,
 ) -> None:
     """Each agent's seeds ``0..seeds-1`` as one population, recorded per seed like single runs."""
     todo = []
@@ -359,7 +368,7 @@ def run_populations(
             print(f"{name:>10s} seed {seed}: final return {r['final_return']:.2f} ({r['env_steps']} env steps)")
         print(f"{name}: population of {seeds}, {results[0]['env_steps_per_second']:,.0f} env steps/s in all")
 
-    jobs = [(env_id, name, seeds, str(out), env_kwargs, agent_kwargs, checkpoint_every) for name in todo]
+    jobs = [(env_id, name, seeds, str(out), env_kwargs, agent_kwargs, checkpoint_every, tensorboard) for name in todo]
     if backend == "ray" and jobs:
         from hypergym.ray_backend import map_on_ray
 

@@ -211,8 +211,21 @@ def test_hypergym_run_drives_an_agent_with_only_act_and_observe(tmp_path):
         def act(self, obs, info):
             return 0
 
-    with pytest.raises(TypeError, match=r"lacks \['observe'\]"):
+    with pytest.raises(TypeError, match=r"ActsOnly is not a hyper-agent: lacks observe\(transition\)"):
         hypergym.run(env, ActsOnly(), seed=0)
+
+    class ActsWithoutInfo(Greedy):
+        def act(self, obs):
+            return 0
+
+    with pytest.raises(TypeError, match=r"act must be act\(obs, info\).*HyperAgentProtocol"):
+        hypergym.run(env, ActsWithoutInfo(), seed=0)
+    from hypergym.agents import HyperAgentProtocol
+
+    assert isinstance(Greedy(), HyperAgentProtocol) and not isinstance(ActsOnly(), HyperAgentProtocol)
+    venv = gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, obs_mode="random", policy_kwargs={"net_arch": [8]})
+    with pytest.raises(TypeError, match=r"not a population hyper-agent: observe must be observe\(obs, actions"):
+        hypergym.run(venv, Greedy(), seed=0)  # a single-run agent's observe on a population
 
 
 def test_agents_on_the_wrong_kind_of_env_fail_at_construction_with_what_fits():
