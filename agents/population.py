@@ -57,11 +57,7 @@ class PopulationStaticAgent(PopulationAgent):
         super().__init__(venv, seed)
         space = venv.space  # type: ignore[attr-defined]
         if isinstance(action, str):
-            if action not in ("default", "min", "max"):
-                raise ValueError(f"unknown static action {action!r}; choose from ['default', 'min', 'max']")
-            nvec = space.nvec
-            idx = {"default": space.default_indices(), "min": [0] * len(nvec), "max": list(nvec - 1)}[action]
-            action = space.from_indices(idx, venv.action_mode)  # type: ignore[attr-defined]
+            action = space.from_indices(space.named_indices(action), venv.action_mode)  # type: ignore[attr-defined]
         if not self.single_action_space.contains(np.asarray(action, dtype=np.int64)):
             raise ValueError(f"action {action!r} is outside the action space {self.single_action_space}")
         self.actions = np.stack([np.asarray(action, dtype=np.int64)] * self.num_envs)

@@ -32,8 +32,8 @@ class StaticAgent(HyperAgent):
 
     Args:
         env: The env (its ``space.default_action`` is the default choice for a ``HyperRLEnv``).
-        action: A fixed action, or one of ``"default"``, ``"min"`` (action 0: every hyperparameter at its
-            first value) and ``"max"`` (every hyperparameter at its last value).
+        action: A fixed action, or one of ``"default"``, ``"min"`` (every hyperparameter at its smallest
+            value) and ``"max"`` (every hyperparameter at its largest value).
         seed: Unused (static), kept for the common signature.
     """
 
@@ -45,15 +45,9 @@ class StaticAgent(HyperAgent):
         space = getattr(env.unwrapped, "space", None)
         mode = getattr(env.unwrapped, "action_mode", "discrete")
         if isinstance(action, str):
-            if action not in ("default", "min", "max"):
-                raise ValueError(
-                    f"unknown StaticAgent action {action!r}; choose from ['default', 'min', 'max'] or an action"
-                )
             if space is None:
                 raise ValueError(f"action={action!r} needs a HyperRLEnv (with a hyperparameter space)")
-            nvec = space.nvec
-            idx = {"default": space.default_indices(), "min": [0] * len(nvec), "max": list(nvec - 1)}[action]
-            action = space.from_indices(idx, mode)
+            action = space.from_indices(space.named_indices(action), mode)
         if not self.action_space.contains(action if not isinstance(action, int) else np.int64(action)):
             raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
         self.action = action

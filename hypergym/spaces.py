@@ -327,6 +327,25 @@ class HyperparamSpace:
             for p in self.params
         )
 
+    #: Names of the static grid points (:meth:`named_indices`).
+    STATIC_POINTS = ("default", "min", "max")
+
+    def named_indices(self, point: str) -> tuple[int, ...]:
+        """Indices of a named grid point: ``"default"``, ``"min"`` or ``"max"``.
+
+        ``"min"`` / ``"max"`` put every hyperparameter at its smallest / largest value, found by value, so
+        grids listed default first work as sorted ones.
+
+        Raises:
+            ValueError: On another name, listing the valid ones.
+        """
+        if point == "default":
+            return self.default_indices()
+        if point not in self.STATIC_POINTS:
+            raise ValueError(f"unknown static point {point!r}; choose from {list(self.STATIC_POINTS)} or an action")
+        pick = np.argmin if point == "min" else np.argmax
+        return tuple(int(pick(p.values)) for p in self.params)
+
     @property
     def default_action(self) -> int:
         """The ``Discrete`` action closest to the preset's default values."""

@@ -326,3 +326,18 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert (tmp_path / "tiny.png").stat().st_size > 0
     paper = json.loads((tmp_path / "paper" / "static" / "seed0" / "config.json").read_text())
     assert paper["env_kwargs"]["profile"] == "paper"
+
+
+def test_static_min_and_max_take_the_smallest_and_largest_values_of_a_default_first_grid():
+    from hypergym.agents import make_agent
+    from hypergym.agents.population import make_population_agent
+
+    env = gym.make(MCC, profile="code", obs_mode="random")
+    space = env.unwrapped.space
+    for name, value in (("static-min", 7e-4 / 15), ("static-max", 7e-4 * 15), ("static", 7e-4)):
+        assert space.decode(make_agent(name, env, seed=0).act(None, {}))["learning_rate"] == pytest.approx(value)
+    venv = gym.make_vec(MCC, num_envs=2, profile="code", obs_mode="random")
+    actions = make_population_agent("static-min", venv, seed=0).act(None, {})
+    assert [space.decode(int(a))["learning_rate"] for a in actions] == pytest.approx([7e-4 / 15] * 2)
+    with pytest.raises(ValueError, match=r"unknown static point 'median'; choose from \['default', 'min', 'max'\]"):
+        make_agent("static", env, action="median")
