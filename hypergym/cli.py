@@ -247,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.set_defaults(func=cmd_compare)
 
     rep = sub.add_parser("reproduce", help="run (or resume) one of the paper's studies and write its results section")
-    rep.add_argument("name", help="the study: fig2a")
+    rep.add_argument(
+        "name", help="the study: fig2a (Fig. 2a, both profiles) or ingredients (one released setting back to the text)"
+    )
     rep.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, as the paper)")
     rep.add_argument("--workers", type=int, default=default_workers())
     rep.add_argument("--out", help="folder of the runs and the report (default runs/reproduce/NAME)")

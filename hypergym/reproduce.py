@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hypergym.spaces import log_uniform
 
 __all__ = ["STUDIES", "Arm", "Study", "bootstrap_difference", "report", "reproduce"]
 
@@ -66,19 +69,49 @@ def _profiled(profile: str, agents: Sequence[str]) -> tuple[Arm, ...]:
     return tuple(Arm(f"{a} ({profile})", a, profile) for a in agents)
 
 
+_MCC = "HyperRL-A2C-MountainCarContinuous"
+#: The paper's evaluation protocol at the budget of Fig. 2a: 10 evaluations of 10 episodes.
+_MCC_EVAL = {"eval_every": 2_000, "eval_episodes": 10}
+
+#: Study 4: EPGT under the ``code`` profile with ONE difference switched back to the paper's text.
+_TEXT_VERSIONS = (
+    Arm("EPGT code, text epsilon (1 -> 0 over the run)", "episodic", "code", agent_kwargs={"decay_fraction": 1.0,
+        "floor": 0.0}),
+    Arm("EPGT code, text reward (episode_return)", "episodic", "code", env_kwargs={"reward": "episode_return"}),
+    Arm("EPGT code, text credit (U = 10, write every 10)", "episodic", "code", env_kwargs={"updates_per_phase": 10},
+        agent_kwargs={"write_every": 10}),
+    Arm("EPGT code, text actions (absolute lr grid, no decay)", "episodic", "code",
+        env_kwargs={"hyperparams": {"learning_rate": log_uniform(4e-5, 1e-2, 15)}, "lr_decay": "none"}),
+    Arm("EPGT code, text memory (per action, K 3, 32-d keys)", "episodic", "code",
+        agent_kwargs={"memory": "per_action", "key_dim": None, "k_read": None, "capacity": None}),
+    Arm("EPGT code, text A2C (OpenAI defaults)", "episodic", "code",
+        env_kwargs={"gae_lambda": 1.0, "vf_coef": 0.25, "normalize": False}),
+)  # fmt: skip
+
+
 #: The studies ``hypergym reproduce`` knows.
 STUDIES: dict[str, Study] = {
     "fig2a": Study(
         name="fig2a",
         title="Fig. 2a: learning-rate schedules of A2C on MountainCarContinuous",
-        env_id="HyperRL-A2C-MountainCarContinuous",
+        env_id=_MCC,
         seeds=10,
         arms=_profiled("code", ("episodic", "random", "dqn", "static", "static-min", "static-max"))
         + _profiled("paper", ("episodic", "random", "dqn", "static", "static-min", "static-max")),
         baseline="static (code)",
         claim="EPGT's return beats the fixed default, minimum and maximum learning rates, random and DQN "
         "schedules (Fig. 2a, 10 runs, 20k steps)",
-        env_kwargs={"eval_every": 2_000, "eval_episodes": 10},
+        env_kwargs=_MCC_EVAL,
+    ),
+    "ingredients": Study(
+        name="ingredients",
+        title="What matters: EPGT's released settings switched back to the paper's text one at a time (MCC)",
+        env_id=_MCC,
+        seeds=10,
+        arms=(Arm("episodic (code)", "episodic", "code"), *_TEXT_VERSIONS, Arm("static (code)", "static", "code")),
+        baseline="episodic (code)",
+        claim="(not a paper claim) the released code's settings produced the paper's numbers; which of them matter",
+        env_kwargs=_MCC_EVAL,
     ),
 }
 
@@ -112,7 +145,7 @@ def _group_dir(out: Path, arm: Arm) -> Path:
     """Where the comparison holding ``arm`` writes: one folder per profile, one more per set of overrides."""
     if not arm.env_kwargs and not arm.agent_kwargs:
         return out / arm.profile
-    return out / "".join(c if c.isalnum() else "-" for c in arm.label).strip("-")
+    return out / re.sub(r"[^a-z0-9]+", "-", arm.label.lower()).strip("-")
 
 
 def _arm_dir(out: Path, arm: Arm) -> Path:
@@ -120,7 +153,12 @@ def _arm_dir(out: Path, arm: Arm) -> Path:
 
 
 def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, command: str = "") -> Path:
-    """Run (or resume) every arm of study ``name`` under ``out``, then write its report; returns ``NAME.md``."""
+    """Run (or resume) every arm of study ``name`` under ``out``, then write its report; returns ``NAME.md``.
+
+    Arms without overrides run in ``out/<profile>/<agent>``, so studies given the same ``out`` share them
+    (``ingredients`` reuses ``fig2a``'s EPGT and static runs); an arm with overrides runs in a folder named
+    after its label.
+    """
     from hypergym.study import CLIError, compare
 
     if name not in STUDIES:

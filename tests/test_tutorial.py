@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -60,6 +61,7 @@ def test_the_tutorials_compare_command_runs_the_users_class(tmp_path, monkeypatc
     ucb = next(b for b in _blocks("python") if b.startswith("class UCB"))
     (tmp_path / "my_agents.py").write_text("import numpy as np\n\n\n" + ucb)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_agents", raising=False)  # another test's my_agents may be imported
     monkeypatch.chdir(tmp_path)
     args = [a.replace("total_env_steps=20000", "total_env_steps=300") for a in command[1:]]
     args[args.index("--seeds") + 1] = "1"
