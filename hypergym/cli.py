@@ -248,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="run (or resume) one of the paper's studies and write its results section")
     rep.add_argument(
-        "name", help="the study: fig2a (Fig. 2a, both profiles) or ingredients (one released setting back to the text)"
+        "name",
+        help="the study: fig2a (Fig. 2a, both profiles), ingredients (one released setting back to the text), "
+        "hyperstate (the encoders)",
     )
     rep.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, as the paper)")
     rep.add_argument("--workers", type=int, default=default_workers())

@@ -113,6 +113,22 @@ STUDIES: dict[str, Study] = {
         claim="(not a paper claim) the released code's settings produced the paper's numbers; which of them matter",
         env_kwargs=_MCC_EVAL,
     ),
+    "hyperstate": Study(
+        name="hyperstate",
+        title="The hyper-state: paper-width VAE vs a narrow VAE vs the random projection vs statistics (MCC)",
+        env_id=_MCC,
+        seeds=10,
+        arms=(
+            Arm("episodic (code)", "episodic", "code"),  # obs_mode "vae", the paper's width D/4
+            Arm("EPGT code, narrow VAE (hidden 64)", "episodic", "code", env_kwargs={"encoder_kwargs": {"hidden": 64}}),
+            Arm("EPGT code, random projection", "episodic", "code", env_kwargs={"obs_mode": "random"}),
+            Arm("EPGT code, statistics", "episodic", "code", env_kwargs={"obs_mode": "stats"}),
+            Arm("static (code)", "static", "code"),
+        ),
+        baseline="episodic (code)",
+        claim="(the paper's design) a VAE of the weights and gradients, h = 32, hidden D/4, is the hyper-state",
+        env_kwargs=_MCC_EVAL,
+    ),
 }
 
 
