@@ -20,6 +20,8 @@ from hypergym.agents.base import HyperAgent, PopulationAgent, Transition
 from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
 from hypergym.agents.pb2 import PB2Agent
 from hypergym.agents.pbt import PBTAgent
+from hypergym.agents.simple import static_action, uniform_actions
+from hypergym.envs.profiles import agent_profile, check_profile
 from hypergym.envs.runs import member_info
 
 __all__ = [
@@ -55,12 +57,7 @@ class PopulationStaticAgent(PopulationAgent):
 
     def __init__(self, venv: gym.vector.VectorEnv, action: Any = "default", seed: int | None = None) -> None:
         super().__init__(venv, seed)
-        space = venv.space  # type: ignore[attr-defined]
-        if isinstance(action, str):
-            action = space.from_indices(space.named_indices(action), venv.action_mode)  # type: ignore[attr-defined]
-        if not self.single_action_space.contains(np.asarray(action, dtype=np.int64)):
-            raise ValueError(f"action {action!r} is outside the action space {self.single_action_space}")
-        self.actions = np.stack([np.asarray(action, dtype=np.int64)] * self.num_envs)
+        self.actions = np.stack([np.asarray(static_action(venv, action), dtype=np.int64)] * self.num_envs)
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """The fixed action for every member."""
@@ -74,12 +71,7 @@ class PopulationRandomAgent(PopulationAgent):
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Uniform actions."""
-        space = self.single_action_space
-        if isinstance(space, gym.spaces.Discrete):
-            return space.start + self.rng.integers(space.n, size=self.num_envs)
-        if isinstance(space, gym.spaces.MultiDiscrete):
-            return (self.rng.random((self.num_envs, *space.nvec.shape)) * space.nvec).astype(np.int64)
-        raise TypeError(f"random needs a Discrete or MultiDiscrete action space, got {space}")
+        return uniform_actions(self.single_action_space, self.rng, self.num_envs)
 
 
 class PerMemberAgent(PopulationAgent):
@@ -188,13 +180,22 @@ POPULATION_AGENTS: dict[str, type[PopulationAgent]] = {
 
 
 def make_population_agent(
-    name: str, venv: gym.vector.VectorEnv, seed: int | None = None, **kwargs: Any
+    name: str, venv: gym.vector.VectorEnv, seed: int | None = None, profile: str | None = None, **kwargs: Any
 ) -> PopulationAgent:
     """Build the population agent named ``name`` (``static-min`` / ``static-max`` included).
 
+    ``profile`` (default: the population's, ``gym.make_vec(id, N, profile=...)``) gives ``episodic`` the EPGT
+    profile's arguments, as :func:`~hypergym.agents.make_agent` does; ``kwargs`` override them.
+
     Raises:
-        ValueError: On an unknown name (the message lists the valid ones).
+        ValueError: On an unknown name (the message lists the valid ones) or profile.
     """
+    if profile is None:
+        profile = getattr(getattr(venv.unwrapped, "settings", None), "profile", "paper")
+    if name == "episodic":
+        kwargs = {**agent_profile(check_profile(profile), name, PerMemberAgent.member_view(venv)), **kwargs}
+    else:
+        check_profile(profile)
     if name in ("static-min", "static-max"):
         return PopulationStaticAgent(venv, action=name.split("-")[1], seed=seed)
     if name not in POPULATION_AGENTS:

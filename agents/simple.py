@@ -9,7 +9,43 @@ import numpy as np
 
 from hypergym.agents.base import HyperAgent, check_single_env
 
-__all__ = ["RandomAgent", "StaticAgent"]
+__all__ = ["RandomAgent", "StaticAgent", "static_action", "uniform_actions"]
+
+
+def uniform_actions(space: gym.Space, rng: np.random.Generator, n: int | None = None) -> Any:
+    """One uniformly random action of ``space`` (``n=None``), or ``n`` of them drawn in one call.
+
+    Raises:
+        TypeError: For a space other than ``Discrete`` / ``MultiDiscrete``.
+    """
+    if isinstance(space, gym.spaces.Discrete):
+        draws = space.start + rng.integers(space.n, size=n)
+        return int(draws) if n is None else draws
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        shape = space.nvec.shape if n is None else (n, *space.nvec.shape)
+        return (rng.random(shape) * space.nvec).astype(np.int64)
+    raise TypeError(f"random actions need a Discrete or MultiDiscrete action space, got {space}")
+
+
+def static_action(env: Any, action: Any) -> Any:
+    """The fixed action that ``action`` names on ``env`` (a HyperRL env, single or population), checked.
+
+    ``action`` is ``"default"``, ``"min"``, ``"max"`` (:meth:`~hypergym.spaces.HyperparamSpace.named_indices`)
+    or an action of one run's action space.
+
+    Raises:
+        ValueError: On an unknown name, a name without a hyperparameter space, or an action outside the space.
+    """
+    hx = env.unwrapped
+    single_space = getattr(env, "single_action_space", env.action_space)
+    if isinstance(action, str):
+        space = getattr(hx, "space", None)
+        if space is None:
+            raise ValueError(f"action={action!r} needs a HyperRLEnv (with a hyperparameter space)")
+        action = space.from_indices(space.named_indices(action), getattr(hx, "action_mode", "discrete"))
+    if not single_space.contains(np.asarray(action, dtype=np.int64)):
+        raise ValueError(f"action {action!r} is outside the action space {single_space}")
+    return action
 
 
 class RandomAgent(HyperAgent):
@@ -19,12 +55,7 @@ class RandomAgent(HyperAgent):
 
     def act(self, obs: Any, info: dict[str, Any]) -> Any:
         """A uniformly random action."""
-        space = self.action_space
-        if isinstance(space, gym.spaces.Discrete):
-            return int(space.start + self.rng.integers(space.n))
-        if isinstance(space, gym.spaces.MultiDiscrete):
-            return (self.rng.random(space.nvec.shape) * space.nvec).astype(np.int64)
-        raise TypeError(f"RandomAgent needs a Discrete or MultiDiscrete action space, got {space}")
+        return uniform_actions(self.action_space, self.rng)
 
 
 class StaticAgent(HyperAgent):
@@ -42,15 +73,7 @@ class StaticAgent(HyperAgent):
     def __init__(self, env: gym.Env, action: Any = "default", seed: int | None = None) -> None:
         check_single_env(env, "StaticAgent")
         super().__init__(env.action_space, seed)
-        space = getattr(env.unwrapped, "space", None)
-        mode = getattr(env.unwrapped, "action_mode", "discrete")
-        if isinstance(action, str):
-            if space is None:
-                raise ValueError(f"action={action!r} needs a HyperRLEnv (with a hyperparameter space)")
-            action = space.from_indices(space.named_indices(action), mode)
-        if not self.action_space.contains(action if not isinstance(action, int) else np.int64(action)):
-            raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
-        self.action = action
+        self.action = static_action(env, action)
 
     def act(self, obs: Any, info: dict[str, Any]) -> Any:
         """The fixed action."""

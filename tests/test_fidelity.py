@@ -341,3 +341,17 @@ def test_static_min_and_max_take_the_smallest_and_largest_values_of_a_default_fi
     assert [space.decode(int(a))["learning_rate"] for a in actions] == pytest.approx([7e-4 / 15] * 2)
     with pytest.raises(ValueError, match=r"unknown static point 'median'; choose from \['default', 'min', 'max'\]"):
         make_agent("static", env, action="median")
+
+
+def test_a_population_follows_its_profile_too():
+    from hypergym.agents.population import make_population_agent
+
+    venv = gym.make_vec(MCC, num_envs=2, profile="code", obs_mode="random")
+    agent = make_population_agent("episodic", venv, seed=0)
+    cfg = agent.members[0].config()
+    assert (cfg["memory"], cfg["decay_fraction"], cfg["write_every"], cfg["capacity"]) == ("vector", 0.5, 1, 5000)
+    assert make_population_agent("episodic", venv, seed=0, profile="paper").members[0].config()["memory"] == (
+        "per_action"
+    )
+    with pytest.raises(ValueError, match="unknown profile"):
+        make_population_agent("random", venv, profile="released")
