@@ -188,16 +188,21 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
         env_kwargs = {**study.env_kwargs, **arms[0].env_kwargs, "profile": arms[0].profile}
         compare(study.env_id, [a.agent for a in arms], n, folder, workers, env_kwargs, arms[0].agent_kwargs,
                 folder / "comparison.png")  # fmt: skip
-    return report(study, out, command or f"hypergym reproduce {name} --out {out}")
+    return report(study, out, command or f"hypergym reproduce {name} --out {out}", n)
 
 
-def report(study: Study, out: Path, command: str) -> Path:
-    """Write ``NAME.md``, ``NAME.csv`` and ``NAME.png`` of ``study``'s finished runs under ``out``."""
+def report(study: Study, out: Path, command: str, seeds: int | None = None) -> Path:
+    """Write ``NAME.md``, ``NAME.csv`` and ``NAME.png`` of ``study``'s finished runs under ``out``.
+
+    Only seeds ``0 .. seeds - 1`` (default: the study's) count, so every arm has the same seeds even where a
+    shared folder holds more.
+    """
     from hypergym.plots import load_runs, plot_runs
 
+    n = seeds or study.seeds
     runs = []
     for arm in study.arms:
-        runs += [replace(r, label=arm.label) for r in load_runs([_arm_dir(out, arm)])]
+        runs += [replace(r, label=arm.label) for r in load_runs([_arm_dir(out, arm)]) if (r.seed or 0) < n]
     by_arm = {arm.label: [r for r in runs if r.label == arm.label] for arm in study.arms}
     metrics = ("best_eval_return", "final_return")
     with (out / f"{study.name}.csv").open("w", newline="") as f:
