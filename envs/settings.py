@@ -132,6 +132,12 @@ class HyperRLSettings:
         return replace(settings, profile=profile)
 
     @classmethod
+    def argument_names(cls) -> list[str]:
+        """The env's own arguments (besides the learner settings of its algorithm), ``preset`` and ``profile``."""
+        own = [name for name in inspect.signature(cls._checked).parameters if name != "learner_kwargs"]
+        return ["preset", "profile", *own]
+
+    @classmethod
     def _checked(
         cls,
         algo: str = "PPO",

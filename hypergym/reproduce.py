@@ -26,7 +26,7 @@ import numpy as np
 
 from hypergym.spaces import log_uniform
 
-__all__ = ["STUDIES", "Arm", "Study", "bootstrap_difference", "report", "reproduce"]
+__all__ = ["STUDIES", "Arm", "Study", "arm_dir", "bootstrap_difference", "report", "reproduce"]
 
 #: Bootstrap resamples of a difference of means.
 BOOTSTRAP_DRAWS = 10_000
@@ -164,7 +164,8 @@ def _group_dir(out: Path, arm: Arm) -> Path:
     return out / re.sub(r"[^a-z0-9]+", "-", arm.label.lower()).strip("-")
 
 
-def _arm_dir(out: Path, arm: Arm) -> Path:
+def arm_dir(out: Path, arm: Arm) -> Path:
+    """The folder of ``arm``'s runs (``seed<k>`` in it) in a study written to ``out``."""
     return _group_dir(out, arm) / arm.agent
 
 
@@ -202,7 +203,7 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     n = seeds or study.seeds
     runs = []
     for arm in study.arms:
-        runs += [replace(r, label=arm.label) for r in load_runs([_arm_dir(out, arm)]) if (r.seed or 0) < n]
+        runs += [replace(r, label=arm.label) for r in load_runs([arm_dir(out, arm)]) if (r.seed or 0) < n]
     by_arm = {arm.label: [r for r in runs if r.label == arm.label] for arm in study.arms}
     metrics = ("best_eval_return", "final_return")
     with (out / f"{study.name}.csv").open("w", newline="") as f:

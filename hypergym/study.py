@@ -89,10 +89,7 @@ def check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) 
                 "package.module:ClassName"
             )
     algo = hypergym.PRESETS[env_id]["algo"]
-    import inspect
-
-    env_args = [p for p in inspect.signature(HyperRLSettings._checked).parameters if p != "learner_kwargs"]
-    valid = sorted({*env_args, "profile", *LEARNERS[algo].config_class.field_names()})
+    valid = sorted({*HyperRLSettings.argument_names(), *LEARNERS[algo].config_class.field_names()} - {"preset"})
     unknown = sorted(set(env_kwargs) - set(valid))
     if unknown:
         raise CLIError(f"unknown setting(s) {unknown} for {env_id}; valid are: {', '.join(valid)}")
