@@ -231,12 +231,14 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
             x = np.array([r.summary.get(metric, math.nan) for r in group], dtype=np.float64)
             x = x[np.isfinite(x)]
             se = x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else math.nan
-            cells += [f"{x.mean():.1f} ± {se:.1f}" if len(x) else "n/a", f"{np.median(x):.1f}" if len(x) else "n/a"]
+            mean = f"{x.mean():.1f} ± {se:.1f}" if len(x) > 1 else f"{x.mean():.1f}" if len(x) else "n/a"
+            cells += [mean, f"{np.median(x):.1f}" if len(x) else "n/a"]
         diff, low, high = bootstrap_difference(
             [r.summary.get(metrics[0], math.nan) for r in group], [r.summary.get(metrics[0], math.nan) for r in base]
         )
         same = label == study.baseline
-        cells.append("—" if same else f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]")
+        shown = f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]" if math.isfinite(diff) else "n/a"
+        cells.append("—" if same else shown)
         cells.append("baseline" if same else _verdict(low, high))
         lines.append("| " + " | ".join(cells) + " |")
     path = out / f"{study.name}.md"
