@@ -46,6 +46,8 @@ class Arm:
     """Env overrides of this arm (beside the study's)."""
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     """Agent arguments of this arm."""
+    population: bool = False
+    """Run the arm's seeds as one batched population (``gym.make_vec``; static and random schedules)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,13 @@ _TEXT_VERSIONS = (
 )  # fmt: skip
 
 
+_BW = "HyperRL-A2C-BipedalWalker"
+#: Fig. 2b: the code profile's 7 learning rates around 7e-4 (x0.4 ... x2.5), each fixed, as populations.
+_BW_FIXED = tuple(
+    Arm(f"fixed lr x{m:.3g} (code)", "static", "code", agent_kwargs={"action": i}, population=True)
+    for i, m in enumerate((1, 1.5, 1 / 1.5, 2, 0.5, 2.5, 0.4))
+)
+
 #: The studies ``hypergym reproduce`` knows.
 STUDIES: dict[str, Study] = {
     "fig2a": Study(
@@ -112,6 +121,16 @@ STUDIES: dict[str, Study] = {
         baseline="episodic (code)",
         claim="(not a paper claim) the released code's settings produced the paper's numbers; which of them matter",
         env_kwargs=_MCC_EVAL,
+    ),
+    "fig2b": Study(
+        name="fig2b",
+        title="Fig. 2b: EPGT's learning-rate schedule of A2C on BipedalWalker against every fixed rate of its grid",
+        env_id=_BW,
+        seeds=8,
+        arms=(Arm("episodic (code)", "episodic", "code"), Arm("episodic (paper)", "episodic", "paper"), *_BW_FIXED),
+        baseline="fixed lr x1 (code)",
+        claim="EPGT's schedule beats A2C at each fixed learning rate of the grid (Fig. 2b)",
+        env_kwargs={"total_env_steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 10},
     ),
     "hyperstate": Study(
         name="hyperstate",
@@ -159,7 +178,7 @@ def _verdict(low: float, high: float) -> str:
 
 def _group_dir(out: Path, arm: Arm) -> Path:
     """Where the comparison holding ``arm`` writes: one folder per profile, one more per set of overrides."""
-    if not arm.env_kwargs and not arm.agent_kwargs:
+    if not arm.env_kwargs and not arm.agent_kwargs and not arm.population:
         return out / arm.profile
     return out / re.sub(r"[^a-z0-9]+", "-", arm.label.lower()).strip("-")
 
@@ -188,7 +207,7 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
     for folder, arms in groups.items():
         env_kwargs = {**study.env_kwargs, **arms[0].env_kwargs, "profile": arms[0].profile}
         compare(study.env_id, [a.agent for a in arms], n, folder, workers, env_kwargs, arms[0].agent_kwargs,
-                folder / "comparison.png")  # fmt: skip
+                folder / "comparison.png", population=arms[0].population)  # fmt: skip
     return report(study, out, command or f"hypergym reproduce {name} --out {out}", n)
 
 

@@ -311,7 +311,8 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     tiny = rep.Study(
         name="tiny", title="tiny study", env_id="HyperRL-A2C-CartPole", seeds=2,
         arms=(rep.Arm("static (code)", "static", "code"), rep.Arm("static-max (code)", "static-max", "code"),
-              rep.Arm("static (paper)", "static", "paper")),
+              rep.Arm("static (paper)", "static", "paper"),
+              rep.Arm("lr x2 (code)", "static", "code", agent_kwargs={"action": 1}, population=True)),
         baseline="static (code)", claim="nothing",
         env_kwargs={**SMALL, "total_env_steps": 60, "eval_every": 30, "eval_episodes": 2},
     )  # fmt: skip
@@ -321,8 +322,10 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert "Command: `hypergym reproduce tiny`" in text and "| static-max (code) | 2 |" in text
     assert "| static (code) | 2 |" in text and "baseline" in text
     rows = list(csv.DictReader((tmp_path / "tiny.csv").open()))
-    assert sorted({r["arm"] for r in rows}) == ["static (code)", "static (paper)", "static-max (code)"]
-    assert all(r["best_eval_return"] not in ("", "nan") for r in rows) and len(rows) == 6
+    assert sorted({r["arm"] for r in rows}) == ["lr x2 (code)", "static (code)", "static (paper)", "static-max (code)"]
+    assert all(r["best_eval_return"] not in ("", "nan") for r in rows) and len(rows) == 8
+    population = json.loads((tmp_path / "lr-x2-code" / "static" / "seed1" / "config.json").read_text())
+    assert population["population"] == 2 and population["agent"]["population"] == 2
     assert (tmp_path / "tiny.png").stat().st_size > 0
     paper = json.loads((tmp_path / "paper" / "static" / "seed0" / "config.json").read_text())
     assert paper["env_kwargs"]["profile"] == "paper"

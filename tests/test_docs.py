@@ -1,0 +1,37 @@
+"""Published figures stay true: cheap runs of a docs/results.md study are rerun and must give its CSV's numbers."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from hypergym.reproduce import STUDIES, arm_dir
+from hypergym.study import RunSpec, run_many
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+#: (study, arm, seed) rerun: one cheap static run and one EPGT run of Fig. 2a (about a minute on 2 cores).
+RERUN = (("fig2a", "static (code)", 0), ("fig2a", "episodic (code)", 0))
+
+
+@pytest.mark.parametrize("study_name", sorted({s for s, _, _ in RERUN}))
+def test_a_studys_csv_rows_are_what_its_runs_give_today(tmp_path, study_name):
+    study = STUDIES[study_name]
+    rows = {(r["arm"], int(r["seed"])): r for r in csv.DictReader((RESULTS / f"{study_name}.csv").open())}
+    arms = {a.label: a for a in study.arms}
+    specs, expected = [], []
+    for name, label, seed in RERUN:
+        if name != study_name:
+            continue
+        arm = arms[label]
+        out = arm_dir(tmp_path, arm) / f"seed{seed}"
+        env_kwargs = {**study.env_kwargs, **arm.env_kwargs, "profile": arm.profile}
+        specs.append(RunSpec(study.env_id, arm.agent, seed, str(out), env_kwargs, arm.agent_kwargs, False, None))
+        expected.append(rows[(label, seed)])
+    # Two worker processes, as `hypergym reproduce --workers 2` ran them (one torch thread each).
+    by_dir = {r["run_dir"]: r for r in run_many(specs, workers=2)}  # in the order they finish
+    for spec, row in zip(specs, expected, strict=True):
+        result = by_dir[spec.out]
+        for metric in ("best_eval_return", "final_return", "env_steps"):
+            assert result[metric] == pytest.approx(float(row[metric]), rel=1e-9, abs=1e-9), (spec.agent, metric)
