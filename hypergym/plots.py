@@ -267,6 +267,8 @@ def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: in
     grid = np.linspace(0, top, points)
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(5.5 * (1 + len(names)), 4.2), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(groups) > len(colors):  # more agents than the default cycle: 20 distinct colours, no repeats up to 20
+        colors = [plt.get_cmap("tab20")(k) for k in range(20)]
     for i, (label, group) in enumerate(groups.items()):
         color = colors[i % len(colors)]
         curves = []

@@ -60,7 +60,8 @@ class Study:
     seeds: int
     arms: tuple[Arm, ...]
     baseline: str
-    """Label of the arm every other is compared with."""
+    """Label of the arm every other is compared with; ``{profile}`` in it is each arm's own profile (so that
+    each arm is compared with the baseline of its profile)."""
     claim: str
     """What the paper reports, in one sentence."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -107,7 +108,7 @@ STUDIES: dict[str, Study] = {
         seeds=10,
         arms=_profiled("code", ("episodic", "random", "dqn", "static", "static-min", "static-max"))
         + _profiled("paper", ("episodic", "random", "dqn", "static", "static-min", "static-max")),
-        baseline="static (code)",
+        baseline="static ({profile})",
         claim="EPGT's return beats the fixed default, minimum and maximum learning rates, random and DQN "
         "schedules (Fig. 2a, 10 runs, 20k steps)",
         env_kwargs=_MCC_EVAL,
@@ -232,19 +233,22 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
         for r in runs:
             writer.writerow([r.label, r.seed, *(r.summary.get(m) for m in columns)])
     plot_runs(runs, out / f"{study.name}.png", title=study.title)
-    base = by_arm[study.baseline]
     lines = [
         f"## {study.title}", "", f"Paper: {study.claim}.", "",
         f"Command: `{command}` ({study.env_id}, {len({r.seed for r in runs})} seeds, settings "
         f"{study.env_kwargs or 'of the preset'}). Files: `{study.name}.csv`, `{study.name}.png`.", "",
         "Best evaluation = the paper's metric (best mean of the deterministic evaluations); final = mean of the "
         "last 10 training episodes. Difference to the baseline "
-        f"`{study.baseline}` with a 95% bootstrap interval over seeds.", "",
+        f"`{study.baseline}` with a 95% bootstrap interval over seeds (seeds resampled within each arm): the "
+        "verdict is `better` or `worse` where the interval excludes 0.", "",
         "| arm | runs | best eval: mean ± s.e. | median | final: mean ± s.e. | median | best eval - baseline [95% CI] "
         "| verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for label, group in by_arm.items():
+    for arm in study.arms:
+        label, group = arm.label, by_arm[arm.label]
+        baseline = study.baseline.format(profile=arm.profile)
+        base = by_arm[baseline]
         cells = [label, str(len(group))]
         for metric in metrics:
             x = np.array([r.summary.get(metric, math.nan) for r in group], dtype=np.float64)
@@ -255,8 +259,8 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
         diff, low, high = bootstrap_difference(
             [r.summary.get(metrics[0], math.nan) for r in group], [r.summary.get(metrics[0], math.nan) for r in base]
         )
-        same = label == study.baseline
-        shown = f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]" if math.isfinite(diff) else "n/a"
+        same = label == baseline
+        shown = f"{diff:+.3g} [{low:+.3g}, {high:+.3g}]" if math.isfinite(diff) else "n/a"
         cells.append("—" if same else shown)
         cells.append("baseline" if same else _verdict(low, high))
         lines.append("| " + " | ".join(cells) + " |")
