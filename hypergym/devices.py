@@ -6,10 +6,12 @@ Importing this module also makes torch safe in forked children (see :func:`one_t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
-__all__ = ["check_population_memory", "device_memory", "one_thread_after_fork", "resolve_device"]
+__all__ = ["check_population_memory", "device_memory", "one_thread", "one_thread_after_fork", "resolve_device"]
 
 
 def one_thread_after_fork() -> None:
@@ -24,6 +26,23 @@ def one_thread_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=one_thread_after_fork)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside the block (then restore the count).
+
+    Torch's CPU kernels split reductions across threads, so the same seed gives slightly different floats
+    under another thread count, and a learning run's choices then drift apart. The command line runs every
+    run on one thread, in a worker process or not, so that ``run``, ``compare --workers 1`` and
+    ``compare --workers 2`` give the same numbers for the same seed.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

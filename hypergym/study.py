@@ -170,15 +170,17 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     import gymnasium as gym
 
     from hypergym.agents import make_agent
+    from hypergym.devices import one_thread
     from hypergym.runner import run
 
-    env = gym.make(spec.env_id, **spec.env_kwargs)
-    agent = make_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
-    extra = {"agent_label": spec.agent, "env_overrides": spec.env_kwargs}
-    result = run(
-        env, agent, seed=spec.seed, out=spec.out, progress=spec.progress, extra_config=extra,
-        checkpoint_every=spec.checkpoint_every, tensorboard=spec.tensorboard,
-    )  # fmt: skip
+    with one_thread():  # the same floats whether the run is inline or in a worker (see one_thread)
+        env = gym.make(spec.env_id, **spec.env_kwargs)
+        agent = make_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
+        extra = {"agent_label": spec.agent, "env_overrides": spec.env_kwargs}
+        result = run(
+            env, agent, seed=spec.seed, out=spec.out, progress=spec.progress, extra_config=extra,
+            checkpoint_every=spec.checkpoint_every, tensorboard=spec.tensorboard,
+        )  # fmt: skip
     assert not isinstance(result, list)  # one env, one result
     env.close()
     return {**json.loads(summary_path.read_text()), "reused": False, "hyper_steps": result.hyper_steps}
