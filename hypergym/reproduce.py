@@ -99,6 +99,28 @@ _BW_FIXED = tuple(
     for i, m in enumerate((1, 1.5, 1 / 1.5, 2, 0.5, 2.5, 0.4))
 )
 
+
+def _table2(task: str, median: str) -> Study:
+    """Table 2 on one task: PPO with the 144-action grid, EPGT (code) against PBT, PB2 and the static default."""
+    return Study(
+        name=f"table2-{task.lower()}",
+        title=f"Table 2: PPO's 144-action schedule on {task}, EPGT against PBT and PB2",
+        env_id=f"HyperRL-PPO-{task}",
+        seeds=10,
+        arms=(
+            Arm("episodic (code)", "episodic", "code"),
+            Arm("pbt (code)", "pbt", "code", population=True),
+            Arm("pb2 (code)", "pb2", "code", population=True),
+            Arm("static (code)", "static", "code", population=True),
+        ),
+        baseline="static ({profile})",
+        claim=f"EPGT's median best evaluation ({median}) is at least PBT's and PB2's (Table 2, 1M steps, 10 runs); "
+        "populations keep batch_size at the default (members update in lockstep), so PBT and PB2 schedule the "
+        "other 48 points of the grid",
+        env_kwargs={"total_env_steps": 1_000_000, "eval_every": 50_000, "eval_episodes": 10},
+    )
+
+
 #: The studies ``hypergym reproduce`` knows.
 STUDIES: dict[str, Study] = {
     "fig2a": Study(
@@ -133,6 +155,8 @@ STUDIES: dict[str, Study] = {
         claim="EPGT's schedule beats A2C at each fixed learning rate of the grid (Fig. 2b)",
         env_kwargs={"total_env_steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 10},
     ),
+    "table2-lunarlandercontinuous": _table2("LunarLanderContinuous", "EPGT 235, PB2 223, PBT 235"),
+    "table2-bipedalwalker": _table2("BipedalWalker", "EPGT 282, PB2 280, PBT 276"),
     "hyperstate": Study(
         name="hyperstate",
         title="The hyper-state: paper-width VAE vs a narrow VAE vs the random projection vs statistics (MCC)",

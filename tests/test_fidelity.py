@@ -358,3 +358,18 @@ def test_a_population_follows_its_profile_too():
     )
     with pytest.raises(ValueError, match="unknown profile"):
         make_population_agent("random", venv, profile="released")
+
+
+@pytest.mark.parametrize("name", sorted(__import__("hypergym.reproduce", fromlist=["STUDIES"]).STUDIES))
+def test_every_registered_study_builds_every_arm(name):
+    """A study that cannot start would only fail hours into a reproduction: build each arm's env and agent now."""
+    from hypergym.reproduce import STUDIES
+    from hypergym.study import check_agents
+
+    study = STUDIES[name]
+    assert study.baseline.format(profile="code") in {a.label for a in study.arms}
+    for arm in study.arms:
+        fast = {} if "encoder_kwargs" in arm.env_kwargs else {"obs_mode": "random"}  # the VAE's is slow to build
+        env_kwargs = {**study.env_kwargs, **fast, **arm.env_kwargs, "profile": arm.profile}
+        single, population = ([], [arm.agent]) if arm.population else ([arm.agent], [])
+        check_agents(study.env_id, single, population, 2, env_kwargs, arm.agent_kwargs)
