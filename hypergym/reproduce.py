@@ -201,24 +201,24 @@ def _verdict(low: float, high: float) -> str:
     return "better" if low > 0 else "worse" if high < 0 else "no difference"
 
 
-def _group_dir(out: Path, arm: Arm) -> Path:
-    """Where the comparison holding ``arm`` writes: one folder per profile, one more per set of overrides."""
+def _group_dir(out: Path, env_id: str, arm: Arm) -> Path:
+    """Where the comparison holding ``arm`` writes: per id, one folder per profile, one more per set of overrides."""
     if not arm.env_kwargs and not arm.agent_kwargs and not arm.population:
-        return out / arm.profile
-    return out / re.sub(r"[^a-z0-9]+", "-", arm.label.lower()).strip("-")
+        return out / env_id / arm.profile
+    return out / env_id / re.sub(r"[^a-z0-9]+", "-", arm.label.lower()).strip("-")
 
 
-def arm_dir(out: Path, arm: Arm) -> Path:
-    """The folder of ``arm``'s runs (``seed<k>`` in it) in a study written to ``out``."""
-    return _group_dir(out, arm) / arm.agent
+def arm_dir(out: Path, env_id: str, arm: Arm) -> Path:
+    """The folder of ``arm``'s runs (``seed<k>`` in it) in a study of ``env_id`` written to ``out``."""
+    return _group_dir(out, env_id, arm) / arm.agent
 
 
 def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, command: str = "") -> Path:
     """Run (or resume) every arm of study ``name`` under ``out``, then write its report; returns ``NAME.md``.
 
-    Arms without overrides run in ``out/<profile>/<agent>``, so studies given the same ``out`` share them
-    (``ingredients`` reuses ``fig2a``'s EPGT and static runs); an arm with overrides runs in a folder named
-    after its label.
+    Arms without overrides run in ``out/<id>/<profile>/<agent>``, so studies of one id given the same ``out``
+    share them (``ingredients`` reuses ``fig2a``'s EPGT and static runs); an arm with overrides runs in a
+    folder named after its label. A finished run is reused only if it was made with the same settings.
     """
     from hypergym.study import CLIError, compare
 
@@ -228,7 +228,7 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
     n = seeds or study.seeds
     groups: dict[Path, list[Arm]] = {}
     for arm in study.arms:  # arms that share env settings run as one comparison
-        groups.setdefault(_group_dir(out, arm), []).append(arm)
+        groups.setdefault(_group_dir(out, study.env_id, arm), []).append(arm)
     for folder, arms in groups.items():
         env_kwargs = {**study.env_kwargs, **arms[0].env_kwargs, "profile": arms[0].profile}
         compare(study.env_id, [a.agent for a in arms], n, folder, workers, env_kwargs, arms[0].agent_kwargs,
@@ -247,7 +247,7 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     n = seeds or study.seeds
     runs = []
     for arm in study.arms:
-        runs += [replace(r, label=arm.label) for r in load_runs([arm_dir(out, arm)]) if (r.seed or 0) < n]
+        runs += [replace(r, label=arm.label) for r in load_runs([arm_dir(out, study.env_id, arm)]) if (r.seed or 0) < n]
     by_arm = {arm.label: [r for r in runs if r.label == arm.label] for arm in study.arms}
     metrics = ("best_eval_return", "final_return")
     with (out / f"{study.name}.csv").open("w", newline="") as f:

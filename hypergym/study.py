@@ -162,10 +162,31 @@ def agent_arguments(name: str) -> list[str]:
     return [p.name for p in params if p.name not in skip and p.kind != p.VAR_KEYWORD]
 
 
+def check_finished(run_dir: Path, env_id: str, seed: int, agent: str, env_kwargs: dict[str, Any] | None) -> None:
+    """Refuse to reuse a finished run directory written with another id, seed, agent or overrides.
+
+    Raises:
+        CLIError: Naming the directory and what differs.
+    """
+    from hypergym.rundir import jsonable
+
+    config = json.loads((run_dir / "config.json").read_text())
+    wanted = {"env_id": env_id, "seed": seed, "agent_label": agent}
+    if env_kwargs is not None:
+        wanted["env_overrides"] = jsonable(env_kwargs)
+    differ = sorted(key for key, value in wanted.items() if key in config and config[key] != value)
+    if differ:
+        raise CLIError(
+            f"{run_dir} holds a finished run with other {differ} ({', '.join(f'{k}={config[k]!r}' for k in differ)}); "
+            "give another --out, or delete it to run again"
+        )
+
+
 def execute(spec: RunSpec) -> dict[str, Any]:
-    """Run one spec (in this process) and return its summary; reuse a finished run directory."""
+    """Run one spec (in this process) and return its summary; reuse a finished run directory of the same spec."""
     summary_path = Path(spec.out) / "summary.json"
     if summary_path.is_file():
+        check_finished(Path(spec.out), spec.env_id, spec.seed, spec.agent, spec.env_kwargs)
         return {**json.loads(summary_path.read_text()), "reused": True}
     import gymnasium as gym
 
@@ -357,6 +378,8 @@ def run_populations(
     todo = []
     for agent_name in agents:
         if all((out / agent_name / f"seed{s}" / "summary.json").is_file() for s in range(seeds)):
+            for s in range(seeds):
+                check_finished(out / agent_name / f"seed{s}", env_id, s, agent_name, None)
             print(f"{agent_name}: population of {seeds} already finished")
             continue
         todo.append(agent_name)

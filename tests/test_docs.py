@@ -25,7 +25,7 @@ def test_a_studys_csv_rows_are_what_its_runs_give_today(tmp_path, study_name):
         if name != study_name:
             continue
         arm = arms[label]
-        out = arm_dir(tmp_path, arm) / f"seed{seed}"
+        out = arm_dir(tmp_path, study.env_id, arm) / f"seed{seed}"
         env_kwargs = {**study.env_kwargs, **arm.env_kwargs, "profile": arm.profile}
         specs.append(RunSpec(study.env_id, arm.agent, seed, str(out), env_kwargs, arm.agent_kwargs, False, None))
         expected.append(rows[(label, seed)])

@@ -324,11 +324,20 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     rows = list(csv.DictReader((tmp_path / "tiny.csv").open()))
     assert sorted({r["arm"] for r in rows}) == ["lr x2 (code)", "static (code)", "static (paper)", "static-max (code)"]
     assert all(r["best_eval_return"] not in ("", "nan") for r in rows) and len(rows) == 8
-    population = json.loads((tmp_path / "lr-x2-code" / "static" / "seed1" / "config.json").read_text())
+    population = json.loads(
+        (tmp_path / "HyperRL-A2C-CartPole" / "lr-x2-code" / "static" / "seed1" / "config.json").read_text()
+    )
     assert population["population"] == 2 and population["agent"]["population"] == 2
     assert (tmp_path / "tiny.png").stat().st_size > 0
-    paper = json.loads((tmp_path / "paper" / "static" / "seed0" / "config.json").read_text())
+    paper = json.loads((tmp_path / "HyperRL-A2C-CartPole" / "paper" / "static" / "seed0" / "config.json").read_text())
     assert paper["env_kwargs"]["profile"] == "paper"
+    # a finished run is reused only with its own settings: another id in the same folder is refused
+    from hypergym.study import CLIError, RunSpec, execute
+
+    spec = RunSpec("HyperRL-PPO-CartPole", "static", 0, str(tmp_path / "HyperRL-A2C-CartPole" / "paper" / "static" /
+                   "seed0"), {"profile": "paper"})  # fmt: skip
+    with pytest.raises(CLIError, match=r"holds a finished run with other \['env_id', 'env_overrides'\]"):
+        execute(spec)
 
 
 def test_static_min_and_max_take_the_smallest_and_largest_values_of_a_default_first_grid():
