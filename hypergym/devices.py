@@ -34,8 +34,9 @@ def one_thread() -> Iterator[None]:
 
     Torch's CPU kernels split reductions across threads, so the same seed gives slightly different floats
     under another thread count, and a learning run's choices then drift apart. The command line runs every
-    run on one thread, in a worker process or not, so that ``run``, ``compare --workers 1`` and
-    ``compare --workers 2`` give the same numbers for the same seed.
+    run and every population on one thread, inline, in a worker process or in a Ray task, so that ``run``,
+    ``compare --workers 1``, ``compare --workers 2`` and ``--backend ray`` give the same numbers for the
+    same seed.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)

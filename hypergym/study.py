@@ -350,15 +350,17 @@ def population_job(
     import gymnasium as gym
 
     from hypergym.agents.population import make_population_agent
+    from hypergym.devices import one_thread
     from hypergym.runner import run_population
 
-    venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
-    agent = make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
-    results = run_population(
-        venv, agent, list(range(seeds)), Path(out) / agent_name, {"agent_label": agent_name, "env_id": env_id},
-        checkpoint_every=checkpoint_every, tensorboard=tensorboard,
-    )  # fmt: skip
-    venv.close()
+    with one_thread():  # the same floats in this process and in a Ray task (see one_thread)
+        venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
+        agent = make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
+        results = run_population(
+            venv, agent, list(range(seeds)), Path(out) / agent_name, {"agent_label": agent_name, "env_id": env_id},
+            checkpoint_every=checkpoint_every, tensorboard=tensorboard,
+        )  # fmt: skip
+        venv.close()
     return [asdict(r) for r in results]
 
 

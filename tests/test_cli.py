@@ -246,3 +246,38 @@ def test_compare_runs_a_users_agent_class_beside_the_built_in_ones(tmp_path, mon
     assert learning_rates == {str(max(hypergym.PRESETS["HyperRL-A2C-CartPole"]["hyperparams"]["learning_rate"]))}
     assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "my_agents:Missing", "--seeds", "1"]) == 2
     assert "cannot import agent class 'my_agents:Missing'" in capsys.readouterr().err
+
+
+def test_every_command_line_run_uses_one_torch_thread_inline_or_in_a_worker(tmp_path, monkeypatch):
+    """Torch's reductions depend on the thread count: a run must not get other floats under --workers 1."""
+    import torch
+
+    from hypergym.study import RunSpec, execute, population_job
+
+    (tmp_path / "thread_probe.py").write_text(
+        "import torch\n"
+        "class Probe:\n"
+        "    threads = set()\n"
+        "    def act(self, obs, info):\n"
+        "        Probe.threads.add(torch.get_num_threads())\n"
+        "        return 0\n"
+        "    def observe(self, transition):\n"
+        "        pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import thread_probe
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        settings = {"total_env_steps": 100, "obs_mode": "random", "policy_kwargs": {"net_arch": [8]}}
+        execute(RunSpec("HyperRL-A2C-CartPole", "thread_probe:Probe", 0, str(tmp_path / "run"), settings))
+        assert thread_probe.Probe.threads == {1} and torch.get_num_threads() == 2  # restored afterwards
+        seen = []
+        monkeypatch.setattr(
+            "hypergym.runner.run_population", lambda *a, **k: seen.append(torch.get_num_threads()) or []
+        )
+        population_job("HyperRL-A2C-CartPole", "random", 2, str(tmp_path / "pop"), settings, {})
+        assert seen == [1]
+    finally:
+        torch.set_num_threads(before)
