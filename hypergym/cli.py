@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         args.env_id, args.agent, args.seed, str(out), env_kwargs, agent_kwargs, True,
         _checkpoint_every(args.checkpoint_every), _tensorboard(args.tensorboard),
     )  # fmt: skip
-    summary = execute(spec)
+    (summary,) = execute(spec)
     print(json.dumps({k: v for k, v in summary.items() if k != "reused"}, indent=2))
     print(f"run directory: {out}{' (reused)' if summary.get('reused') else ''}")
 

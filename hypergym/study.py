@@ -1,7 +1,7 @@
 """Studies of many runs: every agent on every seed of one id, in worker processes, as populations or on Ray.
 
 :func:`compare` is what ``hypergym compare`` and ``hypergym demo`` run: it checks every name first, runs
-what is not finished yet (single runs through :func:`execute`, populations through :func:`population_job`),
+what is not finished yet (each run, or each population, one :class:`RunSpec` that :func:`execute` runs),
 reuses what is, and writes the table, the figure and the per-run CSV.
 """
 
@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,7 @@ __all__ = [
     "compare",
     "default_workers",
     "execute",
-    "population_job",
     "run_many",
-    "run_populations",
     "write_summary_csv",
 ]
 
@@ -41,7 +39,7 @@ class CLIError(Exception):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a comparison: everything a worker process needs."""
+    """One job of a comparison (a run, or a population of runs): everything a worker process needs."""
 
     env_id: str
     """Registered id."""
@@ -61,6 +59,9 @@ class RunSpec:
     """Update phases between two checkpoints of the run (``None``: none); a rerun resumes from the last."""
     tensorboard: str | None = None
     """Folder of TensorBoard logs (the run writes ``<agent>/seed<seed>`` in it; ``None``: none)."""
+    members: int = 0
+    """0: one run seeded ``seed`` in ``out``. N >= 1: a population (``gym.make_vec``) of the seeds ``seed ..
+    seed + N - 1`` run as one batched run by a population agent, member ``s`` in ``out/seed<s>``."""
 
 
 def check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) -> None:
@@ -182,29 +183,43 @@ def check_finished(run_dir: Path, env_id: str, seed: int, agent: str, env_kwargs
         )
 
 
-def execute(spec: RunSpec) -> dict[str, Any]:
-    """Run one spec (in this process) and return its summary; reuse a finished run directory of the same spec."""
-    summary_path = Path(spec.out) / "summary.json"
-    if summary_path.is_file():
-        check_finished(Path(spec.out), spec.env_id, spec.seed, spec.agent, spec.env_kwargs)
-        return {**json.loads(summary_path.read_text()), "reused": True}
+def execute(spec: RunSpec) -> list[dict[str, Any]]:
+    """Run one spec (a run, or a population) in this process; one summary per run, finished runs reused.
+
+    A finished run directory (or a population whose members all finished) is reused when it was written
+    with the spec's settings (:func:`check_finished`); a population runs and resumes as one.
+    """
+    seeds = list(range(spec.seed, spec.seed + spec.members)) if spec.members else [spec.seed]
+    dirs = [Path(spec.out) / f"seed{s}" for s in seeds] if spec.members else [Path(spec.out)]
+    if all((d / "summary.json").is_file() for d in dirs):
+        for seed, d in zip(seeds, dirs, strict=True):
+            check_finished(d, spec.env_id, seed, spec.agent, spec.env_kwargs)
+        return [{**json.loads((d / "summary.json").read_text()), "reused": True} for d in dirs]
     import gymnasium as gym
 
     from hypergym.agents import make_agent
+    from hypergym.agents.population import make_population_agent
     from hypergym.devices import one_thread
     from hypergym.runner import run
 
-    with one_thread():  # the same floats whether the run is inline or in a worker (see one_thread)
-        env = gym.make(spec.env_id, **spec.env_kwargs)
-        agent = make_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
-        extra = {"agent_label": spec.agent, "env_overrides": spec.env_kwargs}
-        result = run(
-            env, agent, seed=spec.seed, out=spec.out, progress=spec.progress, extra_config=extra,
-            checkpoint_every=spec.checkpoint_every, tensorboard=spec.tensorboard,
+    extra = {"agent_label": spec.agent, "env_overrides": spec.env_kwargs, "env_id": spec.env_id}
+    with one_thread():  # the same floats inline, in a worker process or in a Ray task (see one_thread)
+        if spec.members:
+            env: Any = gym.make_vec(spec.env_id, num_envs=spec.members, **spec.env_kwargs)
+            agent: Any = make_population_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
+        else:
+            env = gym.make(spec.env_id, **spec.env_kwargs)
+            agent = make_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
+        results = run(
+            env, agent, seed=seeds if spec.members else spec.seed, out=spec.out, progress=spec.progress,
+            extra_config=extra, checkpoint_every=spec.checkpoint_every, tensorboard=spec.tensorboard,
         )  # fmt: skip
-    assert not isinstance(result, list)  # one env, one result
-    env.close()
-    return {**json.loads(summary_path.read_text()), "reused": False, "hyper_steps": result.hyper_steps}
+        env.close()
+    results = results if isinstance(results, list) else [results]
+    return [
+        {**json.loads((d / "summary.json").read_text()), "reused": False, "hyper_steps": r.hyper_steps}
+        for d, r in zip(dirs, results, strict=True)
+    ]
 
 
 def _init_worker() -> None:
@@ -217,44 +232,43 @@ def _init_worker() -> None:
 def run_many(
     specs: Sequence[RunSpec], workers: int, backend: str = "process", address: str | None = None
 ) -> list[dict[str, Any]]:
-    """Execute specs in ``workers`` processes (inline when 1) or as Ray tasks, printing a line per finished run."""
-    todo = [s for s in specs if not (Path(s.out) / "summary.json").is_file()]
+    """Execute specs in ``workers`` processes (inline when 1) or as Ray tasks; one summary per run.
+
+    Prints a line per finished run (a population's members when it finishes).
+    """
+    runs = sum(max(1, s.members) for s in specs)
+    todo = [s for s in specs if not (Path(s.out) / (f"seed{s.seed}" if s.members else "") / "summary.json").is_file()]
     where = "Ray" if backend == "ray" else f"{workers} worker(s)"
-    print(f"{len(specs)} runs: {len(specs) - len(todo)} already finished, {len(todo)} to run on {where}")
+    print(f"{runs} runs: {runs - sum(max(1, s.members) for s in todo)} already finished, "
+          f"{sum(max(1, s.members) for s in todo)} to run on {where}")  # fmt: skip
     results: list[dict[str, Any]] = []
+
+    def report(spec: RunSpec, summaries: list[dict[str, Any]]) -> None:
+        for offset, summary in enumerate(summaries):
+            results.append(summary)
+            state = "reused" if summary.get("reused") else f"{summary['wall_seconds']:.0f}s"
+            print(
+                f"[{len(results)}/{runs}] {spec.agent:>10s} seed {spec.seed + offset}: final return "
+                f"{summary['final_return']:.2f} ({summary['env_steps']} env steps, {state})",
+                flush=True,
+            )
+        if spec.members and not summaries[0].get("reused"):
+            print(f"{spec.agent}: population of {spec.members}, "
+                  f"{summaries[0]['env_steps_per_second']:,.0f} env steps/s in all", flush=True)  # fmt: skip
+
     if backend == "ray":
         from hypergym.ray_backend import map_on_ray
 
-        def report(i: int, summary: dict[str, Any]) -> None:
-            results.append(summary)
-            _report(len(results), len(specs), specs[i], summary)
-
-        map_on_ray(execute, [(spec,) for spec in specs], address=address, on_result=report)
-        return results
-    if workers <= 1 or len(todo) <= 1:
-        for i, spec in enumerate(specs, 1):
-            summary = execute(spec)
-            results.append(summary)
-            _report(i, len(specs), spec, summary)
-        return results
-    done = 0
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-        futures = {pool.submit(execute, spec): spec for spec in specs}
-        for future in as_completed(futures):
-            done += 1
-            summary = future.result()
-            results.append(summary)
-            _report(done, len(specs), futures[future], summary)
+        map_on_ray(execute, [(spec,) for spec in specs], address=address, on_result=lambda i, r: report(specs[i], r))
+    elif workers <= 1 or len(todo) <= 1:
+        for spec in specs:
+            report(spec, execute(spec))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+            futures = {pool.submit(execute, spec): spec for spec in specs}
+            for future in as_completed(futures):
+                report(futures[future], future.result())
     return results
-
-
-def _report(i: int, n: int, spec: RunSpec, summary: dict[str, Any]) -> None:
-    state = "reused" if summary.get("reused") else f"{summary['wall_seconds']:.0f}s"
-    print(
-        f"[{i}/{n}] {spec.agent:>10s} seed {spec.seed}: final return {summary['final_return']:.2f} "
-        f"({summary['env_steps']} env steps, {state})",
-        flush=True,
-    )
 
 
 def compare(
@@ -277,9 +291,9 @@ def compare(
     ``tensorboard`` names a folder where every run also logs its hyper-steps (``<agent>/seed<seed>``).
 
     With ``population``, each agent's seeds run as one population (``gym.make_vec``, one batched run).
-    Population methods (``pbt``, ``pb2``) always do: their members are the seeds. ``backend="ray"`` runs
-    every run (or population) as one task on the Ray cluster at ``address`` (see
-    :func:`hypergym.ray_backend.map_on_ray`).
+    Population methods (``pbt``, ``pb2``) always do: their members are the seeds. Runs and populations
+    share the ``workers`` processes; ``backend="ray"`` runs each as one task on the Ray cluster at
+    ``address`` (see :func:`hypergym.ray_backend.map_on_ray`).
 
     Raises:
         CLIError: On an unknown id, agent or setting, or a single-run agent (``dqn``, ``hoof``) asked to
@@ -313,19 +327,14 @@ def compare(
     if few:
         raise CLIError(f"{few} exploit the other members of a population: give --seeds 2 or more (got {seeds})")
     check_agents(env_id, [a for a in agents if a not in as_population], as_population, seeds, env_kwargs, agent_kwargs)
-    if as_population:
-        run_populations(
-            env_id, as_population, seeds, out, env_kwargs, agent_kwargs, backend, address, checkpoint_every, tensorboard
-        )
-    every, board = checkpoint_every, tensorboard
-    specs = [
-        RunSpec(env_id, agent, seed, str(out / agent / f"seed{seed}"), env_kwargs, agent_kwargs, False, every, board)
-        for agent in agents
-        if agent not in as_population
-        for seed in range(seeds)
-    ]
-    if specs:
-        run_many(specs, workers, backend, address)
+    specs: list[RunSpec] = []
+    for agent in agents:
+        common = (env_kwargs, agent_kwargs, False, checkpoint_every, tensorboard)
+        if agent in as_population:  # one job of all the seeds
+            specs.append(RunSpec(env_id, agent, 0, str(out / agent), *common, members=seeds))
+        else:
+            specs += [RunSpec(env_id, agent, s, str(out / agent / f"seed{s}"), *common) for s in range(seeds)]
+    run_many(specs, workers, backend, address)
     from hypergym.plots import load_runs, plot_runs, summary_table
 
     runs = load_runs([out])
@@ -334,72 +343,6 @@ def compare(
     plot_runs(runs, png, title=env_id)
     print(f"wrote {png}")
     return png
-
-
-def population_job(
-    env_id: str,
-    agent_name: str,
-    seeds: int,
-    out: str,
-    env_kwargs: dict[str, Any],
-    agent_kwargs: dict[str, Any],
-    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
-    tensorboard: str | None = None,
-) -> list[dict[str, Any]]:
-    """One agent's seeds ``0..seeds-1`` as one population (in this process); the members' summaries."""
-    import gymnasium as gym
-
-    from hypergym.agents.population import make_population_agent
-    from hypergym.devices import one_thread
-    from hypergym.runner import run_population
-
-    with one_thread():  # the same floats in this process and in a Ray task (see one_thread)
-        venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
-        agent = make_population_agent(agent_name, venv, seed=0, **agent_kwargs)
-        results = run_population(
-            venv, agent, list(range(seeds)), Path(out) / agent_name, {"agent_label": agent_name, "env_id": env_id},
-            checkpoint_every=checkpoint_every, tensorboard=tensorboard,
-        )  # fmt: skip
-        venv.close()
-    return [asdict(r) for r in results]
-
-
-def run_populations(
-    env_id: str,
-    agents: Sequence[str],
-    seeds: int,
-    out: Path,
-    env_kwargs: dict[str, Any],
-    agent_kwargs: dict[str, Any],
-    backend: str = "process",
-    address: str | None = None,
-    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
-    tensorboard: str | None = None,
-) -> None:
-    """Each agent's seeds ``0..seeds-1`` as one population, recorded per seed like single runs."""
-    todo = []
-    for agent_name in agents:
-        if all((out / agent_name / f"seed{s}" / "summary.json").is_file() for s in range(seeds)):
-            for s in range(seeds):
-                check_finished(out / agent_name / f"seed{s}", env_id, s, agent_name, None)
-            print(f"{agent_name}: population of {seeds} already finished")
-            continue
-        todo.append(agent_name)
-
-    def report(i: int, results: list[dict[str, Any]]) -> None:
-        name = todo[i]
-        for seed, r in enumerate(results):
-            print(f"{name:>10s} seed {seed}: final return {r['final_return']:.2f} ({r['env_steps']} env steps)")
-        print(f"{name}: population of {seeds}, {results[0]['env_steps_per_second']:,.0f} env steps/s in all")
-
-    jobs = [(env_id, name, seeds, str(out), env_kwargs, agent_kwargs, checkpoint_every, tensorboard) for name in todo]
-    if backend == "ray" and jobs:
-        from hypergym.ray_backend import map_on_ray
-
-        map_on_ray(population_job, jobs, on_result=report, address=address)
-        return
-    for i, job in enumerate(jobs):
-        report(i, population_job(*job))
 
 
 def default_workers() -> int:

@@ -252,7 +252,7 @@ def test_every_command_line_run_uses_one_torch_thread_inline_or_in_a_worker(tmp_
     """Torch's reductions depend on the thread count: a run must not get other floats under --workers 1."""
     import torch
 
-    from hypergym.study import RunSpec, execute, population_job
+    from hypergym.study import RunSpec, execute
 
     (tmp_path / "thread_probe.py").write_text(
         "import torch\n"
@@ -274,10 +274,17 @@ def test_every_command_line_run_uses_one_torch_thread_inline_or_in_a_worker(tmp_
         execute(RunSpec("HyperRL-A2C-CartPole", "thread_probe:Probe", 0, str(tmp_path / "run"), settings))
         assert thread_probe.Probe.threads == {1} and torch.get_num_threads() == 2  # restored afterwards
         seen = []
-        monkeypatch.setattr(
-            "hypergym.runner.run_population", lambda *a, **k: seen.append(torch.get_num_threads()) or []
-        )
-        population_job("HyperRL-A2C-CartPole", "random", 2, str(tmp_path / "pop"), settings, {})
+
+        class Probed(Exception):
+            pass
+
+        def probe(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            raise Probed
+
+        monkeypatch.setattr("hypergym.runner.run_population", probe)
+        with pytest.raises(Probed):
+            execute(RunSpec("HyperRL-A2C-CartPole", "random", 0, str(tmp_path / "pop"), settings, members=2))
         assert seen == [1]
     finally:
         torch.set_num_threads(before)
