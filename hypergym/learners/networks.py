@@ -24,7 +24,7 @@ from torch import nn
 
 from hypergym.learners.config import LearnerConfig
 
-__all__ = ["ACKTRCNN", "CNNS", "build_policy", "check_population_policy"]
+__all__ = ["ACKTRCNN", "CNNS", "build_policy", "check_population_policy", "image_trunk", "mlp_layers"]
 
 
 class ACKTRCNN(BaseFeaturesExtractor):
@@ -103,3 +103,51 @@ def check_population_policy(observation_space: spaces.Space, action_space: space
         isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
     ):
         raise ValueError(f"populations support Discrete and flat Box actions, got {action_space}")
+
+
+def image_trunk(extractor: nn.Module) -> list[tuple[str, Any]]:
+    """An image features extractor as the operations a batched forward runs, in order.
+
+    Returns:
+        ``("conv" | "linear", layer name)``, ``("act", module)`` and one ``("flatten", None)``.
+
+    Raises:
+        ValueError: For a module other than Conv2d, Linear, Flatten or a parameter-free activation.
+    """
+    ops: list[tuple[str, Any]] = []
+    for name, module in extractor.named_modules(prefix="features_extractor"):
+        if isinstance(module, nn.Sequential) or module is extractor:
+            continue
+        if isinstance(module, nn.Conv2d):
+            ops.append(("conv", name))
+        elif isinstance(module, nn.Linear):
+            ops.append(("linear", name))
+        elif isinstance(module, nn.Flatten):
+            ops.append(("flatten", None))
+        elif not list(module.children()) and not list(module.parameters()):
+            ops.append(("act", module))
+        else:
+            raise ValueError(f"unsupported module {name}: {module} in the features extractor")
+    if [kind for kind, _ in ops].count("flatten") != 1:
+        raise ValueError("populations need an image features extractor with exactly one Flatten")
+    return ops
+
+
+def mlp_layers(seq: nn.Module, prefix: str) -> tuple[list[str], list[nn.Module]]:
+    """Names of a Sequential's Linear layers (prefixed with ``prefix``) and the activation module after each.
+
+    Raises:
+        ValueError: Unless every Linear layer is followed by exactly one activation.
+    """
+    names: list[str] = []
+    acts: list[nn.Module] = []
+    for child_name, child in seq.named_children():
+        if isinstance(child, nn.Linear):
+            names.append(f"{prefix}.{child_name}")
+        elif names and len(acts) < len(names):
+            acts.append(child)
+        else:
+            raise ValueError(f"unsupported module {child} in {prefix} (Linear layers, each followed by one activation)")
+    if len(acts) != len(names):
+        raise ValueError(f"{prefix}: every Linear layer needs an activation after it")
+    return names, acts

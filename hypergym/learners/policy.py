@@ -36,7 +36,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from hypergym.hyperstate import LayerInfo, policy_layers
-from hypergym.learners.networks import check_population_policy
+from hypergym.learners.networks import check_population_policy, image_trunk, mlp_layers
 from hypergym.learners.numpy_acting import NumpyActor
 from hypergym.learners.records import LayerRecording
 
@@ -126,10 +126,10 @@ class BatchedActorCritic:
             self.log_std_slice = slice(offset, offset + self.action_dim)
             offset += self.action_dim
         self.n_params = offset
-        self.trunk = self._trunk(ref.features_extractor) if self.images else []
+        self.trunk = image_trunk(ref.features_extractor) if self.images else []
         """The shared image features: ``("conv" | "linear", name)``, ``("act", module)``, ``("flatten", None)``."""
-        self.pi_layers, self.pi_acts = self._mlp(ref.mlp_extractor.policy_net, "mlp_extractor.policy_net")
-        self.vf_layers, self.vf_acts = self._mlp(ref.mlp_extractor.value_net, "mlp_extractor.value_net")
+        self.pi_layers, self.pi_acts = mlp_layers(ref.mlp_extractor.policy_net, "mlp_extractor.policy_net")
+        self.vf_layers, self.vf_acts = mlp_layers(ref.mlp_extractor.value_net, "mlp_extractor.value_net")
         trunk_layers = {name for kind, name in self.trunk if kind in ("conv", "linear")}
         expected = {*trunk_layers, *self.pi_layers, *self.vf_layers, "action_net", "value_net"}
         if set(self.blocks) != expected:
@@ -169,44 +169,6 @@ class BatchedActorCritic:
         self.__dict__.update(state)
         self._build_views()
         self.flat_grad.copy_(grad)  # zero_grad in _build_views cleared it; the last gradient is kept
-
-    # ------------------------------------------------------------------ construction
-    def _trunk(self, extractor: nn.Module) -> list[tuple[str, Any]]:
-        """The image features extractor as a sequence of operations (its Sequentials' children, in order)."""
-        ops: list[tuple[str, Any]] = []
-        for name, module in extractor.named_modules(prefix="features_extractor"):
-            if isinstance(module, nn.Sequential) or module is extractor:
-                continue
-            if isinstance(module, nn.Conv2d):
-                ops.append(("conv", name))
-            elif isinstance(module, nn.Linear):
-                ops.append(("linear", name))
-            elif isinstance(module, nn.Flatten):
-                ops.append(("flatten", None))
-            elif not list(module.children()) and not list(module.parameters()):
-                ops.append(("act", module))
-            else:
-                raise ValueError(f"unsupported module {name}: {module} in the features extractor")
-        if [kind for kind, _ in ops].count("flatten") != 1:
-            raise ValueError("populations need an image features extractor with exactly one Flatten")
-        return ops
-
-    def _mlp(self, seq: nn.Module, prefix: str) -> tuple[list[str], list[nn.Module]]:
-        """Names of a Sequential's Linear layers and the activation module after each."""
-        names: list[str] = []
-        acts: list[nn.Module] = []
-        for child_name, child in seq.named_children():
-            if isinstance(child, nn.Linear):
-                names.append(f"{prefix}.{child_name}")
-            elif names and len(acts) < len(names):
-                acts.append(child)
-            else:
-                raise ValueError(
-                    f"unsupported module {child} in {prefix} (Linear layers, each followed by one activation)"
-                )
-        if len(acts) != len(names):
-            raise ValueError(f"{prefix}: every Linear layer needs an activation after it")
-        return names, acts
 
     def row_of(self, policy: ActorCriticPolicy, grad: bool = False) -> torch.Tensor:
         """A single-run policy's parameters (or, with ``grad``, their gradients) as a row of ``flat``."""
@@ -286,6 +248,10 @@ class BatchedActorCritic:
     # ------------------------------------------------------------------ forward
     def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
         out = torch.baddbmm(self.bias(name).unsqueeze(1), x, self.weight(name).transpose(1, 2))
+        return self._recorded(name, x, out)
+
+    def _recorded(self, name: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out`` of layer ``name`` on input ``x``, its input and output gradient recorded while recording."""
         recording = self._recording
         if recording is not None and torch.is_grad_enabled():
             recording.inputs[name] = x.detach()
@@ -312,11 +278,7 @@ class BatchedActorCritic:
         block, m = self.blocks[name], self.n_members
         weight = self.weight(name).reshape(m * block.out_features, *block.weight_shape[1:])
         out = F.conv2d(x, weight, self.bias(name).reshape(-1), groups=m, **(block.conv or {}))
-        recording = self._recording
-        if recording is not None and torch.is_grad_enabled():
-            recording.inputs[name] = x.detach()
-            out.register_hook(recording.hook(name))
-        return out
+        return self._recorded(name, x, out)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """``[M, B, F]`` features of ``obs [M, B, ...]``: the flattened observation, or the shared CNN's output."""
