@@ -220,19 +220,21 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
     share them (``ingredients`` reuses ``fig2a``'s EPGT and static runs); an arm with overrides runs in a
     folder named after its label. A finished run is reused only if it was made with the same settings.
     """
-    from hypergym.study import CLIError, compare
+    from hypergym.study import CLIError, plan, run_many
 
     if name not in STUDIES:
         raise CLIError(f"unknown study {name!r}; choose from {sorted(STUDIES)}")
     study = STUDIES[name]
     n = seeds or study.seeds
     groups: dict[Path, list[Arm]] = {}
-    for arm in study.arms:  # arms that share env settings run as one comparison
+    for arm in study.arms:  # arms that share env settings share a folder
         groups.setdefault(_group_dir(out, study.env_id, arm), []).append(arm)
+    specs = []
     for folder, arms in groups.items():
         env_kwargs = {**study.env_kwargs, **arms[0].env_kwargs, "profile": arms[0].profile}
-        compare(study.env_id, [a.agent for a in arms], n, folder, workers, env_kwargs, arms[0].agent_kwargs,
-                folder / "comparison.png", population=arms[0].population)  # fmt: skip
+        specs += plan(study.env_id, [a.agent for a in arms], n, folder, env_kwargs, arms[0].agent_kwargs,
+                      population=arms[0].population)  # fmt: skip
+    run_many(specs, workers)  # every arm's runs and populations share the workers
     return report(study, out, command or f"hypergym reproduce {name} --out {out}", n)
 
 

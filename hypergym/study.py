@@ -28,6 +28,7 @@ __all__ = [
     "compare",
     "default_workers",
     "execute",
+    "plan",
     "run_many",
     "write_summary_csv",
 ]
@@ -300,6 +301,43 @@ def compare(
             run as a population.
         ConnectionError: If the Ray cluster at ``address`` does not answer (before any run starts).
     """
+    if backend not in ("process", "ray"):
+        raise CLIError(f"unknown backend {backend!r}; choose from ['process', 'ray']")
+    if address is not None and backend != "ray":
+        raise CLIError(f"--address {address} names a Ray cluster: add --backend ray, or drop --address")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise CLIError(f"--workers must be an integer >= 1, got {workers!r}")
+    specs = plan(env_id, agents, seeds, out, env_kwargs, agent_kwargs, population, checkpoint_every, tensorboard)
+    run_many(specs, workers, backend, address)
+    from hypergym.plots import load_runs, plot_runs, summary_table
+
+    runs = load_runs([out])
+    print(summary_table(runs))
+    png = png or out / "comparison.png"
+    plot_runs(runs, png, title=env_id)
+    print(f"wrote {png}")
+    return png
+
+
+def plan(
+    env_id: str,
+    agents: Sequence[str],
+    seeds: int,
+    out: Path,
+    env_kwargs: dict[str, Any],
+    agent_kwargs: dict[str, Any],
+    population: bool = False,
+    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+    tensorboard: str | None = None,
+) -> list[RunSpec]:
+    """The jobs of a comparison (``out/<agent>/seed<s>``), every name and agent checked before any runs.
+
+    A single-run agent gets one job per seed; a population agent (or any agent, with ``population``) one
+    job of all the seeds.
+
+    Raises:
+        CLIError: As :func:`compare`.
+    """
     from hypergym.agents import AGENTS
     from hypergym.agents.population import POPULATION_AGENTS
 
@@ -313,16 +351,10 @@ def compare(
             f"{single_only} run one inner run each and have no population version; drop --population "
             f"(population agents: {', '.join(sorted(POPULATION_AGENTS))})"
         )
-    if backend not in ("process", "ray"):
-        raise CLIError(f"unknown backend {backend!r}; choose from ['process', 'ray']")
-    if address is not None and backend != "ray":
-        raise CLIError(f"--address {address} names a Ray cluster: add --backend ray, or drop --address")
     if not agents:
         raise CLIError("--agents names no agent; give a comma-separated list, e.g. --agents episodic,random,static")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise CLIError(f"--seeds must be an integer >= 1, got {seeds!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise CLIError(f"--workers must be an integer >= 1, got {workers!r}")
     few = [a for a in as_population if a in ("pbt", "pb2")] if seeds < 2 else []
     if few:
         raise CLIError(f"{few} exploit the other members of a population: give --seeds 2 or more (got {seeds})")
@@ -334,15 +366,7 @@ def compare(
             specs.append(RunSpec(env_id, agent, 0, str(out / agent), *common, members=seeds))
         else:
             specs += [RunSpec(env_id, agent, s, str(out / agent / f"seed{s}"), *common) for s in range(seeds)]
-    run_many(specs, workers, backend, address)
-    from hypergym.plots import load_runs, plot_runs, summary_table
-
-    runs = load_runs([out])
-    print(summary_table(runs))
-    png = png or out / "comparison.png"
-    plot_runs(runs, png, title=env_id)
-    print(f"wrote {png}")
-    return png
+    return specs
 
 
 def default_workers() -> int:
