@@ -382,3 +382,30 @@ def test_every_registered_study_builds_every_arm(name):
         env_kwargs = {**study.env_kwargs, **fast, **arm.env_kwargs, "profile": arm.profile}
         single, population = ([], [arm.agent]) if arm.population else ([arm.agent], [])
         check_agents(study.env_id, single, population, 2, env_kwargs, arm.agent_kwargs)
+
+
+def test_the_hyper_state_encoder_leaves_the_learner_alone_so_blind_arms_may_use_the_cheap_one():
+    """Studies run static, PBT and PB2 arms (which never read the hyper-state) with obs_mode="random"."""
+    import gymnasium as gym
+
+    from hypergym.reproduce import STUDIES
+
+    finals = {}
+    for mode in ("vae", "random"):
+        small = {"policy_kwargs": {"net_arch": [8]}, "encoder_kwargs": {"hidden": 16} if mode == "vae" else {}}
+        venv = gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, obs_mode=mode, total_env_steps=2000, **small)
+        venv.reset(seed=3)
+        actions, gs, trained = np.array([venv.space.default_action, 0]), [], False
+        while True:
+            _, _, _, _, info = venv.step(actions)
+            gs += [info["G"].tolist()] if "G" in info else []
+            trained |= "encoder_loss" in info
+            if info["run_finished"].all():
+                break
+        assert trained == (mode == "vae")  # the VAE trained (and drew from its stream) during the run
+        finals[mode] = (gs, venv.learner.flat.clone())
+        venv.close()
+    assert finals["vae"][0] == finals["random"][0] and len(finals["vae"][0]) >= 10
+    assert (finals["vae"][1] == finals["random"][1]).all()
+    blind = [a for s in STUDIES.values() for a in s.arms if a.population and a.env_kwargs.get("obs_mode") == "random"]
+    assert len(blind) == 3 + 3 + 7 and {a.agent for a in blind} == {"static", "pbt", "pb2"}
