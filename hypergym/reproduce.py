@@ -106,7 +106,15 @@ _BW_FIXED = tuple(
 
 
 def _table2(task: str, median: str) -> Study:
-    """Table 2 on one task: PPO with the 144-action grid, EPGT (code) against PBT, PB2 and the static default."""
+    """Table 2 on one task: PPO with the 144-action grid, EPGT (code) against PBT, PB2 and the static default.
+
+    A second EPGT arm searches only the populations' 48 points (``batch_size`` at its default), so that EPGT
+    and the population methods choose from the same grid.
+    """
+    from hypergym.presets import PRESETS
+
+    grid = PRESETS[f"HyperRL-PPO-{task}"]["hyperparams"]
+    lockstep = {"hyperparams": {name: list(values) for name, values in grid.items() if name != "batch_size"}}
     return Study(
         name=f"table2-{task.lower()}",
         title=f"Table 2: PPO's 144-action schedule on {task}, EPGT against PBT and PB2",
@@ -114,6 +122,7 @@ def _table2(task: str, median: str) -> Study:
         seeds=10,
         arms=(
             Arm("episodic (code)", "episodic", "code"),
+            Arm("EPGT code, the populations' 48 points (batch size 128)", "episodic", "code", lockstep),
             Arm("pbt (code)", "pbt", "code", _BLIND, population=True),
             Arm("pb2 (code)", "pb2", "code", _BLIND, population=True),
             Arm("static (code)", "static", "code", _BLIND, population=True),
