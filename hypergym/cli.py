@@ -29,7 +29,6 @@ from hypergym.study import (
     compare,
     default_workers,
     execute,
-    write_summary_csv,
 )
 
 __all__ = ["main", "parse_assignments"]
@@ -156,7 +155,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from hypergym.plots import load_runs, plot_runs, summary_table
+    from hypergym.plots import load_runs, plot_runs, summary_table, write_summary_csv
 
     runs = load_runs([Path(d) for d in args.dirs])
     if not runs:

@@ -22,7 +22,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["Embeddings", "Run", "collect_embeddings", "load_runs", "plot_runs", "plot_tsne", "summary_table", "tsne_2d"]
+__all__ = [
+    "Embeddings",
+    "Run",
+    "collect_embeddings",
+    "load_runs",
+    "plot_runs",
+    "plot_tsne",
+    "summary_table",
+    "tsne_2d",
+    "write_summary_csv",
+]
 
 
 @dataclass(frozen=True)
@@ -347,3 +357,29 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+#: The ``summary.json`` numbers ``hypergym plot --csv`` writes, one column each.
+SUMMARY_KEYS = (
+    "final_return",
+    "best_eval_return",
+    "final_eval_return",
+    "best_G",
+    "mean_G",
+    "env_steps",
+    "hyper_steps",
+    "diverged_steps",
+    "env_steps_per_second",
+)
+
+
+def write_summary_csv(
+    runs: Sequence[Run], path: Path, keys: Sequence[str] = SUMMARY_KEYS, label: str = "agent"
+) -> None:
+    """One row per run: its label (column ``label``), seed and the ``keys`` of its ``summary.json``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([label, "seed", *keys])
+        for run in runs:
+            writer.writerow([run.label, run.seed, *(run.summary.get(k) for k in keys)])

@@ -14,7 +14,6 @@ unfinished ones resume from their checkpoints). :func:`report` then writes, besi
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Sequence
@@ -258,7 +257,7 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     Only seeds ``0 .. seeds - 1`` (default: the study's) count, so every arm has the same seeds even where a
     shared folder holds more.
     """
-    from hypergym.plots import load_runs, plot_runs
+    from hypergym.plots import load_runs, plot_runs, write_summary_csv
 
     n = seeds or study.seeds
     runs = []
@@ -266,12 +265,7 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
         runs += [replace(r, label=arm.label) for r in load_runs([arm_dir(out, study.env_id, arm)]) if (r.seed or 0) < n]
     by_arm = {arm.label: [r for r in runs if r.label == arm.label] for arm in study.arms}
     metrics = ("best_eval_return", "final_return")
-    with (out / f"{study.name}.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        columns = (*metrics, "env_steps", "env_steps_per_second")
-        writer.writerow(["arm", "seed", *columns])
-        for r in runs:
-            writer.writerow([r.label, r.seed, *(r.summary.get(m) for m in columns)])
+    write_summary_csv(runs, out / f"{study.name}.csv", (*metrics, "env_steps", "env_steps_per_second"), label="arm")
     plot_runs(runs, out / f"{study.name}.png", title=study.title)
     lines = [
         f"## {study.title}", "", f"Paper: {study.claim}.", "",

@@ -25,12 +25,12 @@ __all__ = [
     "agent_arguments",
     "check_agents",
     "check_names",
+    "check_pool",
     "compare",
     "default_workers",
     "execute",
     "plan",
     "run_many",
-    "write_summary_csv",
 ]
 
 
@@ -63,6 +63,14 @@ class RunSpec:
     members: int = 0
     """0: one run seeded ``seed`` in ``out``. N >= 1: a population (``gym.make_vec``) of the seeds ``seed ..
     seed + N - 1`` run as one batched run by a population agent, member ``s`` in ``out/seed<s>``."""
+
+    def seeds(self) -> list[int]:
+        """The seed of each run of the job."""
+        return list(range(self.seed, self.seed + self.members)) if self.members else [self.seed]
+
+    def run_dirs(self) -> list[Path]:
+        """The run directory of each run of the job."""
+        return [Path(self.out) / f"seed{s}" for s in self.seeds()] if self.members else [Path(self.out)]
 
 
 def check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) -> None:
@@ -190,8 +198,7 @@ def execute(spec: RunSpec) -> list[dict[str, Any]]:
     A finished run directory (or a population whose members all finished) is reused when it was written
     with the spec's settings (:func:`check_finished`); a population runs and resumes as one.
     """
-    seeds = list(range(spec.seed, spec.seed + spec.members)) if spec.members else [spec.seed]
-    dirs = [Path(spec.out) / f"seed{s}" for s in seeds] if spec.members else [Path(spec.out)]
+    seeds, dirs = spec.seeds(), spec.run_dirs()
     if all((d / "summary.json").is_file() for d in dirs):
         for seed, d in zip(seeds, dirs, strict=True):
             check_finished(d, spec.env_id, seed, spec.agent, spec.env_kwargs)
@@ -223,11 +230,18 @@ def execute(spec: RunSpec) -> list[dict[str, Any]]:
     ]
 
 
-def _init_worker() -> None:
-    # Each worker gets one core's worth of torch threads: W workers x 2 threads on 2 cores would thrash.
-    import torch
+def check_pool(workers: int, backend: str, address: str | None) -> None:
+    """Refuse a worker count below 1, an unknown backend, or a Ray address without the Ray backend.
 
-    torch.set_num_threads(1)
+    Raises:
+        CLIError: Saying what is valid.
+    """
+    if backend not in ("process", "ray"):
+        raise CLIError(f"unknown backend {backend!r}; choose from ['process', 'ray']")
+    if address is not None and backend != "ray":
+        raise CLIError(f"--address {address} names a Ray cluster: add --backend ray, or drop --address")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise CLIError(f"--workers must be an integer >= 1, got {workers!r}")
 
 
 def run_many(
@@ -237,11 +251,12 @@ def run_many(
 
     Prints a line per finished run (a population's members when it finishes).
     """
-    runs = sum(max(1, s.members) for s in specs)
-    todo = [s for s in specs if not (Path(s.out) / (f"seed{s.seed}" if s.members else "") / "summary.json").is_file()]
+    check_pool(workers, backend, address)
+    runs = sum(len(s.run_dirs()) for s in specs)
+    todo = [s for s in specs if not all((d / "summary.json").is_file() for d in s.run_dirs())]
+    left = sum(len(s.run_dirs()) for s in todo)
     where = "Ray" if backend == "ray" else f"{workers} worker(s)"
-    print(f"{runs} runs: {runs - sum(max(1, s.members) for s in todo)} already finished, "
-          f"{sum(max(1, s.members) for s in todo)} to run on {where}")  # fmt: skip
+    print(f"{runs} runs: {runs - left} already finished, {left} to run on {where}")
     results: list[dict[str, Any]] = []
 
     def report(spec: RunSpec, summaries: list[dict[str, Any]]) -> None:
@@ -265,7 +280,7 @@ def run_many(
         for spec in specs:
             report(spec, execute(spec))
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(execute, spec): spec for spec in specs}
             for future in as_completed(futures):
                 report(futures[future], future.result())
@@ -301,12 +316,7 @@ def compare(
             run as a population.
         ConnectionError: If the Ray cluster at ``address`` does not answer (before any run starts).
     """
-    if backend not in ("process", "ray"):
-        raise CLIError(f"unknown backend {backend!r}; choose from ['process', 'ray']")
-    if address is not None and backend != "ray":
-        raise CLIError(f"--address {address} names a Ray cluster: add --backend ray, or drop --address")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise CLIError(f"--workers must be an integer >= 1, got {workers!r}")
+    check_pool(workers, backend, address)  # before plan builds every agent's env
     specs = plan(env_id, agents, seeds, out, env_kwargs, agent_kwargs, population, checkpoint_every, tensorboard)
     run_many(specs, workers, backend, address)
     from hypergym.plots import load_runs, plot_runs, summary_table
@@ -372,26 +382,3 @@ def plan(
 def default_workers() -> int:
     """Worker processes by default: one per core, at most 4."""
     return max(1, min(os.cpu_count() or 1, 4))
-
-
-def write_summary_csv(runs: Sequence[Any], path: Path) -> None:
-    """One row per run: agent label, seed and the numbers of its ``summary.json``."""
-    import csv
-
-    keys = [
-        "final_return",
-        "best_eval_return",
-        "final_eval_return",
-        "best_G",
-        "mean_G",
-        "env_steps",
-        "hyper_steps",
-        "diverged_steps",
-        "env_steps_per_second",
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["agent", "seed", *keys])
-        for run in runs:
-            writer.writerow([run.label, run.seed, *(run.summary.get(k) for k in keys)])

@@ -288,3 +288,16 @@ def test_every_command_line_run_uses_one_torch_thread_inline_or_in_a_worker(tmp_
         assert seen == [1]
     finally:
         torch.set_num_threads(before)
+
+
+def test_every_pool_of_runs_checks_its_workers_and_backend_itself():
+    """``reproduce`` reaches run_many without compare's checks: the pool refuses bad settings on its own."""
+    from hypergym.study import CLIError, run_many
+
+    with pytest.raises(CLIError, match="--workers must be an integer >= 1, got 0"):
+        run_many([], workers=0)
+    with pytest.raises(CLIError, match="unknown backend 'dask'"):
+        run_many([], workers=1, backend="dask")
+    with pytest.raises(CLIError, match="add --backend ray"):
+        run_many([], workers=1, address="auto")
+    assert run_many([], workers=1) == []
