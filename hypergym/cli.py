@@ -21,7 +21,7 @@ from typing import Any
 from hypergym.checkpoint import CheckpointError
 from hypergym.presets import PROFILES
 from hypergym.study import (
-    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_CHECKPOINT_MINUTES,
     CLIError,
     RunSpec,
     check_agents,
@@ -33,13 +33,29 @@ from hypergym.study import (
 
 __all__ = ["main", "parse_assignments"]
 
-CHECKPOINT_HELP = "update phases between checkpoints of each run (0: none); rerunning resumes unfinished runs"
+CHECKPOINT_HELP = (
+    f"minutes (wall clock) between checkpoints of each run (default {DEFAULT_CHECKPOINT_MINUTES:g}; 0: none); "
+    "rerunning resumes unfinished runs"
+)
+CHECKPOINT_EVERY_HELP = "checkpoint every K update phases instead of every --checkpoint-minutes (0: none)"
 
 
-def _checkpoint_every(value: int) -> int | None:
-    if value < 0:
-        raise CLIError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got {value}")
-    return value or None
+def _cadence(args: argparse.Namespace) -> tuple[int | None, float | None]:
+    """``(checkpoint_every, checkpoint_minutes)`` of the command line: one of them, or neither."""
+    every, minutes = args.checkpoint_every, args.checkpoint_minutes
+    if every is not None and minutes is not None:
+        raise CLIError(
+            f"--checkpoint-every {every} (update phases) and --checkpoint-minutes {minutes:g} (wall clock) both "
+            "say when to checkpoint: give one"
+        )
+    if every is not None:
+        if every < 0:
+            raise CLIError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got {every}")
+        return every or None, None
+    minutes = DEFAULT_CHECKPOINT_MINUTES if minutes is None else minutes
+    if not 0 <= minutes < float("inf"):
+        raise CLIError(f"--checkpoint-minutes must be a finite number >= 0 (0: no checkpoints), got {minutes}")
+    return None, minutes or None
 
 
 #: The demo's defaults: a small registered task, three agents, a few seeds (well under 10 minutes on 2 cores).
@@ -125,9 +141,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     out = Path(args.out or Path("runs") / args.env_id / args.agent / f"seed{args.seed}")
     agent_kwargs = parse_assignments(args.agent_set)
     check_agents(args.env_id, [args.agent], [], 1, env_kwargs, agent_kwargs)
+    every, minutes = _cadence(args)
     spec = RunSpec(
-        args.env_id, args.agent, args.seed, str(out), env_kwargs, agent_kwargs, True,
-        _checkpoint_every(args.checkpoint_every), _tensorboard(args.tensorboard),
+        args.env_id, args.agent, args.seed, str(out), env_kwargs, agent_kwargs, True, every,
+        _tensorboard(args.tensorboard), checkpoint_minutes=minutes,
     )  # fmt: skip
     (summary,) = execute(spec)
     print(json.dumps({k: v for k, v in summary.items() if k != "reused"}, indent=2))
@@ -137,6 +154,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
     out = Path(args.out or Path("runs") / "compare" / args.env_id)
+    every, minutes = _cadence(args)
     compare(
         args.env_id,
         agents,
@@ -147,10 +165,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
         parse_assignments(args.agent_set),
         Path(args.png) if args.png else None,
         population=args.population,
-        checkpoint_every=_checkpoint_every(args.checkpoint_every),
+        checkpoint_every=every,
         backend=args.backend,
         address=args.address,
         tensorboard=_tensorboard(args.tensorboard),
+        checkpoint_minutes=minutes,
     )
 
 
@@ -215,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="preset overrides, e.g. total_env_steps=20000")
     run.add_argument("--agent-set", nargs="*", metavar="KEY=VALUE", help="agent arguments, e.g. index=annoy")
     run.add_argument("--out", help="run directory (default runs/ID/AGENT/seedN)")
-    run.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
+    run.add_argument("--checkpoint-minutes", type=float, help=CHECKPOINT_HELP)
+    run.add_argument("--checkpoint-every", type=int, metavar="K", help=CHECKPOINT_EVERY_HELP)
     run.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
     run.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
     run.set_defaults(func=cmd_run)
@@ -229,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--agent-set", nargs="*", metavar="KEY=VALUE", help="arguments for every agent")
     cmp.add_argument("--out", help="folder of the runs (default runs/compare/ID)")
     cmp.add_argument("--png", help="figure path (default OUT/comparison.png)")
-    cmp.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help=CHECKPOINT_HELP)
+    cmp.add_argument("--checkpoint-minutes", type=float, help=CHECKPOINT_HELP)
+    cmp.add_argument("--checkpoint-every", type=int, metavar="K", help=CHECKPOINT_EVERY_HELP)
     cmp.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
     cmp.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
     cmp.add_argument(
@@ -248,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="run (or resume) one of the paper's studies and write its results section")
     rep.add_argument(
         "name",
-        help="the study: fig2a (Fig. 2a, both profiles), ingredients (one released setting back to the text), "
-        "hyperstate (the encoders)",
+        help="the study: fig2a (Fig. 2a, both profiles), fig2b (Fig. 2b, BipedalWalker A2C), "
+        "table2-lunarlandercontinuous and table2-bipedalwalker (Table 2, PPO), ingredients (one released "
+        "setting back to the text), hyperstate (the encoders)",
     )
     rep.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, as the paper)")
     rep.add_argument("--workers", type=int, default=default_workers())

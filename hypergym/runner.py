@@ -43,6 +43,7 @@ def run(
     extra_config: dict[str, Any] | None = None,
     checkpoint_every: int | None = None,
     tensorboard: str | Path | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> RunResult | list[RunResult]:
     """Drive ``agent`` through learning episodes of ``env`` until the inner run finishes.
 
@@ -70,6 +71,12 @@ def run(
         tensorboard: Also log every hyper-step to TensorBoard (through SB3's logger) under
             ``tensorboard/<agent>/seed<seed>`` (one folder per population member):
             :mod:`hypergym.tensorboard_log` lists the scalars.
+        checkpoint_minutes: In place of ``checkpoint_every``: save at the end of the first update phase at
+            least this many minutes (wall clock) after the last save (or the start). A phase is one update
+            under the ``code`` profile's A2C and 10-500 under others, so a count of phases is either a
+            checkpoint (tens of MB with the paper-width VAE) every second or one per run; a wall-clock
+            cadence bounds both the work a kill loses and the time spent saving. When the checkpoints fall
+            does not change the run's numbers.
 
     Returns:
         The run's :class:`RunResult`; for a population, a list of them, one per member.
@@ -78,7 +85,7 @@ def run(
         ValueError: If the env has no budget and no ``max_steps`` is given, or a population gets no seeds
             or the wrong number of them.
     """
-    _check_checkpoint_every(checkpoint_every)
+    cadence = _Cadence.checked(checkpoint_every, checkpoint_minutes)
     check_agent(agent, population=isinstance(env, gym.vector.VectorEnv))
     if isinstance(env, gym.vector.VectorEnv):
         if seed is None:
@@ -86,7 +93,7 @@ def run(
         seeds = [int(seed) + i for i in range(env.num_envs)] if isinstance(seed, int) else [int(s) for s in seed]
         return run_population(
             env, agent, seeds, out, extra_config, progress=progress, max_steps=max_steps,
-            checkpoint_every=checkpoint_every, tensorboard=tensorboard,
+            checkpoint_every=checkpoint_every, tensorboard=tensorboard, checkpoint_minutes=checkpoint_minutes,
         )  # fmt: skip
     if not isinstance(seed, int | None):
         raise ValueError(f"a single run takes one seed (int or None), got {seed!r}")
@@ -104,7 +111,7 @@ def run(
         (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     boards = _boards(tensorboard, agent, [seed], extra_config)
     (result,) = _drive(
-        _BatchOfOne(env), _AgentOfOne(agent), [seed], [run_dir], config, progress, max_steps, checkpoint_every,
+        _BatchOfOne(env), _AgentOfOne(agent), [seed], [run_dir], config, progress, max_steps, cadence,
         boards=boards,
     )  # fmt: skip
     return result
@@ -120,6 +127,7 @@ def run_population(
     max_steps: int | None = None,
     checkpoint_every: int | None = None,
     tensorboard: str | Path | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> list[RunResult]:
     """Drive a population agent through one run of every member of a ``HyperRLVectorEnv``.
 
@@ -139,17 +147,18 @@ def run_population(
             ``out/checkpoint.ckpt`` every this many update phases; a later call with the same settings
             resumes from it, as :func:`run` does.
         tensorboard: Log every member's hyper-steps to TensorBoard under ``tensorboard/<agent>/seed<seed>``.
+        checkpoint_minutes: In place of ``checkpoint_every``: a wall-clock cadence, as in :func:`run`.
 
     Returns:
         One summary per member.
     """
     if len(seeds) != venv.num_envs:
         raise ValueError(f"{len(seeds)} seeds for a population of {venv.num_envs}")
-    _check_checkpoint_every(checkpoint_every)
+    cadence = _Cadence.checked(checkpoint_every, checkpoint_minutes)
     config = {"agent": agent_config(agent), "seeds": list(seeds), **(extra_config or {})}
     run_dirs = [Path(out) / f"seed{seed}" if out is not None else None for seed in seeds]
     results = _drive(
-        venv, agent, seeds, run_dirs, config, progress, max_steps, checkpoint_every, Path(out) if out else None,
+        venv, agent, seeds, run_dirs, config, progress, max_steps, cadence, Path(out) if out else None,
         boards=_boards(tensorboard, agent, seeds, extra_config),
     )  # fmt: skip
     for seed, run_dir in zip(seeds, run_dirs, strict=True):
@@ -175,9 +184,41 @@ def _boards(root: str | Path | None, agent: Any, seeds: list[Any], extra: dict[s
     return [run_folder(root, str(label), seed) for seed in seeds]
 
 
-def _check_checkpoint_every(value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"checkpoint_every must be a positive integer or None, got {value!r}")
+@dataclass(frozen=True)
+class _Cadence:
+    """When the loop saves: every ``phases`` update phases, or at the first phase end ``minutes`` after a save."""
+
+    phases: int | None = None
+    minutes: float | None = None
+
+    @classmethod
+    def checked(cls, phases: Any, minutes: Any) -> _Cadence:
+        """The cadence of ``checkpoint_every`` / ``checkpoint_minutes``.
+
+        Raises:
+            ValueError: If either is not positive, or both are given.
+        """
+        if phases is not None and (isinstance(phases, bool) or not isinstance(phases, int) or phases < 1):
+            raise ValueError(f"checkpoint_every must be a positive integer or None, got {phases!r}")
+        if minutes is not None and (
+            isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes < math.inf
+        ):
+            raise ValueError(f"checkpoint_minutes must be a positive finite number or None, got {minutes!r}")
+        if phases is not None and minutes is not None:
+            raise ValueError(
+                f"give checkpoint_every (update phases, got {phases}) or checkpoint_minutes (wall clock, got "
+                f"{minutes}), not both"
+            )
+        return cls(phases, None if minutes is None else float(minutes))
+
+    def __bool__(self) -> bool:
+        return self.phases is not None or self.minutes is not None
+
+    def due(self, phases: int, seconds_since_save: float) -> bool:
+        """Whether to save at the end of update phase number ``phases``."""
+        if self.phases is not None:
+            return phases % self.phases == 0
+        return self.minutes is not None and seconds_since_save >= 60.0 * self.minutes
 
 
 class _BatchOfOne:
@@ -270,7 +311,7 @@ def _drive(
     config: dict[str, Any],
     progress: bool,
     max_steps: int | None,
-    checkpoint_every: int | None,
+    cadence: _Cadence,
     checkpoint_dir: Path | None = None,
     boards: list[Path] | None = None,
 ) -> list[RunResult]:
@@ -282,7 +323,7 @@ def _drive(
 
         loggers = [HyperStepLogger(folder) for folder in boards]
     folder = checkpoint_dir if checkpoint_dir is not None else run_dirs[0]
-    checkpoint = folder / CHECKPOINT_FILE if folder is not None and checkpoint_every else None
+    checkpoint = folder / CHECKPOINT_FILE if folder is not None and cadence else None
     caller_env = env
     loop: _Loop | None = None
     if checkpoint is not None and checkpoint.is_file():
@@ -301,6 +342,7 @@ def _drive(
         bar.update(loop.last_progress)
     obs, info = loop.obs, loop.info
     start = time.perf_counter() - loop.elapsed
+    saved = time.perf_counter()
     while True:
         actions = agent.act(obs, info)
         records = agent.step_records() if hasattr(agent, "step_records") else None
@@ -332,10 +374,11 @@ def _drive(
         obs = next_obs
         if "G" in members[0]:
             loop.phases += 1
-            if checkpoint is not None and loop.phases % checkpoint_every == 0:  # type: ignore[operator]
+            if checkpoint is not None and cadence.due(loop.phases, time.perf_counter() - saved):
                 loop.obs, loop.info, loop.elapsed = obs, info, time.perf_counter() - start
                 if not _save(checkpoint, config, env, agent, loop):
                     checkpoint = None
+                saved = time.perf_counter()
     wall = time.perf_counter() - start
     if bar is not None:
         bar.close()

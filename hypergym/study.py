@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Update phases between two checkpoints of a run started by ``run`` / ``compare`` (0 on the command line: none).
-DEFAULT_CHECKPOINT_EVERY = 100
+#: Minutes (wall clock) between two checkpoints of a run started by ``run`` / ``compare`` / ``reproduce`` (0 on
+#: the command line: none). Wall clock, not update phases: a phase is one update under the ``code`` profile's
+#: A2C and up to 500 under PPO, and a checkpoint with the paper-width VAE weighs tens of MB.
+DEFAULT_CHECKPOINT_MINUTES = 10.0
 
 __all__ = [
-    "DEFAULT_CHECKPOINT_EVERY",
+    "DEFAULT_CHECKPOINT_MINUTES",
     "CLIError",
     "RunSpec",
     "agent_arguments",
@@ -56,13 +58,16 @@ class RunSpec:
     """Agent arguments."""
     progress: bool = False
     """Show the per-run progress bar."""
-    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY
-    """Update phases between two checkpoints of the run (``None``: none); a rerun resumes from the last."""
+    checkpoint_every: int | None = None
+    """Update phases between two checkpoints of the run, in place of ``checkpoint_minutes``."""
     tensorboard: str | None = None
     """Folder of TensorBoard logs (the run writes ``<agent>/seed<seed>`` in it; ``None``: none)."""
     members: int = 0
     """0: one run seeded ``seed`` in ``out``. N >= 1: a population (``gym.make_vec``) of the seeds ``seed ..
     seed + N - 1`` run as one batched run by a population agent, member ``s`` in ``out/seed<s>``."""
+    checkpoint_minutes: float | None = DEFAULT_CHECKPOINT_MINUTES
+    """Minutes (wall clock) between two checkpoints of the run (``None``: none, unless ``checkpoint_every``);
+    a rerun resumes from the last."""
 
     def seeds(self) -> list[int]:
         """The seed of each run of the job."""
@@ -221,6 +226,7 @@ def execute(spec: RunSpec) -> list[dict[str, Any]]:
         results = run(
             env, agent, seed=seeds if spec.members else spec.seed, out=spec.out, progress=spec.progress,
             extra_config=extra, checkpoint_every=spec.checkpoint_every, tensorboard=spec.tensorboard,
+            checkpoint_minutes=None if spec.checkpoint_every else spec.checkpoint_minutes,
         )  # fmt: skip
         env.close()
     results = results if isinstance(results, list) else [results]
@@ -297,14 +303,17 @@ def compare(
     agent_kwargs: dict[str, Any],
     png: Path | None = None,
     population: bool = False,
-    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+    checkpoint_every: int | None = None,
     backend: str = "process",
     address: str | None = None,
     tensorboard: str | None = None,
+    checkpoint_minutes: float | None = DEFAULT_CHECKPOINT_MINUTES,
 ) -> Path:
     """Run every agent on every seed (reusing finished runs), then print the table and write the PNG.
 
     ``tensorboard`` names a folder where every run also logs its hyper-steps (``<agent>/seed<seed>``).
+    Each run saves a checkpoint every ``checkpoint_minutes`` of wall clock, or every ``checkpoint_every``
+    update phases when that is given (:func:`hypergym.runner.run`).
 
     With ``population``, each agent's seeds run as one population (``gym.make_vec``, one batched run).
     Population methods (``pbt``, ``pb2``) always do: their members are the seeds. Runs and populations
@@ -317,7 +326,10 @@ def compare(
         ConnectionError: If the Ray cluster at ``address`` does not answer (before any run starts).
     """
     check_pool(workers, backend, address)  # before plan builds every agent's env
-    specs = plan(env_id, agents, seeds, out, env_kwargs, agent_kwargs, population, checkpoint_every, tensorboard)
+    specs = plan(
+        env_id, agents, seeds, out, env_kwargs, agent_kwargs, population, checkpoint_every, tensorboard,
+        checkpoint_minutes,
+    )  # fmt: skip
     run_many(specs, workers, backend, address)
     from hypergym.plots import load_runs, plot_runs, summary_table
 
@@ -337,8 +349,9 @@ def plan(
     env_kwargs: dict[str, Any],
     agent_kwargs: dict[str, Any],
     population: bool = False,
-    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+    checkpoint_every: int | None = None,
     tensorboard: str | None = None,
+    checkpoint_minutes: float | None = DEFAULT_CHECKPOINT_MINUTES,
 ) -> list[RunSpec]:
     """The jobs of a comparison (``out/<agent>/seed<s>``), every name and agent checked before any runs.
 
@@ -372,10 +385,12 @@ def plan(
     specs: list[RunSpec] = []
     for agent in agents:
         common = (env_kwargs, agent_kwargs, False, checkpoint_every, tensorboard)
+        minutes = None if checkpoint_every else checkpoint_minutes
         if agent in as_population:  # one job of all the seeds
-            specs.append(RunSpec(env_id, agent, 0, str(out / agent), *common, members=seeds))
+            specs.append(RunSpec(env_id, agent, 0, str(out / agent), *common, seeds, minutes))
         else:
-            specs += [RunSpec(env_id, agent, s, str(out / agent / f"seed{s}"), *common) for s in range(seeds)]
+            specs += [RunSpec(env_id, agent, s, str(out / agent / f"seed{s}"), *common, 0, minutes)
+                      for s in range(seeds)]  # fmt: skip
     return specs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import gymnasium as gym
@@ -208,9 +209,17 @@ def _summary(result):
     return out
 
 
-@pytest.mark.parametrize("agent_name", ["episodic", "dqn"])
+@pytest.mark.parametrize(
+    ("agent_name", "cadence"),
+    [
+        ("episodic", {"checkpoint_every": 3}),
+        ("dqn", {"checkpoint_every": 3}),
+        # wall clock: 1e-9 minutes is a checkpoint at the end of every phase
+        ("episodic", {"checkpoint_minutes": 1e-9}),
+    ],
+)
 def test_a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_as_the_uninterrupted_run(
-    agent_name, tmp_path, monkeypatch
+    agent_name, cadence, tmp_path, monkeypatch
 ):
     from hypergym.agents import make_agent
     from hypergym.runner import CHECKPOINT_FILE, run
@@ -223,8 +232,12 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_as_the_uninte
         return env, make_agent(agent_name, env, seed=4, **kwargs)
 
     env, agent = fresh()
-    whole = run(env, agent, seed=2, out=tmp_path / "whole", progress=False, checkpoint_every=3)
+    whole = run(env, agent, seed=2, out=tmp_path / "whole", progress=False, **cadence)
     assert not (tmp_path / "whole" / CHECKPOINT_FILE).exists()  # removed once the summary is written
+    if "checkpoint_minutes" in cadence:  # when the checkpoints fall does not change the numbers
+        env, agent = fresh()
+        unsaved = run(env, agent, seed=2, out=tmp_path / "unsaved", progress=False)
+        assert _summary(unsaved) == _summary(whole)
 
     from hypergym.envs import HyperRLEnv
 
@@ -239,7 +252,7 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_as_the_uninte
 
     monkeypatch.setattr(HyperRLEnv, "step", crashing_step)
     with pytest.raises(_Crash):
-        run(env, agent, seed=2, out=tmp_path / "killed", progress=False, checkpoint_every=3)
+        run(env, agent, seed=2, out=tmp_path / "killed", progress=False, **cadence)
     monkeypatch.undo()
     assert (tmp_path / "killed" / CHECKPOINT_FILE).exists()
     env, agent = fresh()
@@ -250,7 +263,7 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_as_the_uninte
         return real_step(self, action)
 
     monkeypatch.setattr(HyperRLEnv, "step", counting_step)
-    resumed = run(env, agent, seed=2, out=tmp_path / "killed", progress=False, checkpoint_every=3)
+    resumed = run(env, agent, seed=2, out=tmp_path / "killed", progress=False, **cadence)
     assert 0 < counted[0] < whole.hyper_steps // 2  # it went on from the checkpoint, not from the start
     assert _summary(resumed) == _summary(whole)
     assert (tmp_path / "killed" / "steps.csv").read_text() == (tmp_path / "whole" / "steps.csv").read_text()
@@ -274,6 +287,11 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
     venv = gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, **TINY, n_envs=2, obs_mode="random")
     with pytest.raises(ValueError, match="checkpoint_every"):
         run(venv, make_population_agent("static", venv), seed=0, progress=False, checkpoint_every=1.5)
+    for minutes in (0, -1.0, math.inf, math.nan, True, "10"):
+        with pytest.raises(ValueError, match="checkpoint_minutes must be a positive finite number"):
+            run(env, agent, seed=0, progress=False, checkpoint_minutes=minutes)
+    with pytest.raises(ValueError, match="not both"):
+        run(env, agent, seed=0, progress=False, checkpoint_every=2, checkpoint_minutes=5)
 
 
 def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(tmp_path):

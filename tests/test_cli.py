@@ -88,6 +88,23 @@ def test_run_writes_a_run_directory(tmp_path, capsys):
         ),
         (["run", "HyperRL-ACKTR-CartPole", "--agent", "hoof"], "HOOF supports A2C and PPO"),
         (["compare", "HyperRL-A2C-CartPole", "--agents", "random", "--set", "n_envs=0"], "n_envs must be"),
+        (
+            [
+                "run",
+                "HyperRL-A2C-CartPole",
+                "--agent",
+                "random",
+                "--checkpoint-every",
+                "5",
+                "--checkpoint-minutes",
+                "2",
+            ],
+            "both say when to checkpoint: give one",
+        ),
+        (
+            ["compare", "HyperRL-A2C-CartPole", "--agents", "random", "--checkpoint-minutes", "-1"],
+            "--checkpoint-minutes must be a finite number >= 0",
+        ),
     ],
 )
 def test_errors_list_the_valid_choices_and_exit_non_zero(argv, match, capsys):
