@@ -24,10 +24,12 @@ from sources you trust (your own runs).
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from hypergym.version import __version__
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "Cadence",
     "CheckpointError",
     "Checkpointable",
     "clear_unrestored",
@@ -62,6 +65,43 @@ _OLDER_FORMATS = {
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be written (an unsaveable simulator) or read (corrupt, truncated, wrong version)."""
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When a run saves: every ``phases`` update phases, or at the first phase end ``minutes`` after a save."""
+
+    phases: int | None = None
+    minutes: float | None = None
+
+    @classmethod
+    def checked(cls, phases: Any, minutes: Any) -> Cadence:
+        """The cadence of ``checkpoint_every`` / ``checkpoint_minutes``.
+
+        Raises:
+            ValueError: If either is not positive, or both are given.
+        """
+        if phases is not None and (isinstance(phases, bool) or not isinstance(phases, int) or phases < 1):
+            raise ValueError(f"checkpoint_every must be a positive integer or None, got {phases!r}")
+        if minutes is not None and (
+            isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes < math.inf
+        ):
+            raise ValueError(f"checkpoint_minutes must be a positive finite number or None, got {minutes!r}")
+        if phases is not None and minutes is not None:
+            raise ValueError(
+                f"give checkpoint_every (update phases, got {phases}) or checkpoint_minutes (wall clock, got "
+                f"{minutes}), not both"
+            )
+        return cls(phases, None if minutes is None else float(minutes))
+
+    def __bool__(self) -> bool:
+        return self.phases is not None or self.minutes is not None
+
+    def due(self, phases: int, seconds_since_save: float) -> bool:
+        """Whether to save at the end of update phase number ``phases``."""
+        if self.phases is not None:
+            return phases % self.phases == 0
+        return self.minutes is not None and seconds_since_save >= 60.0 * self.minutes
 
 
 def _rebuild_mujoco(cls: type, args: tuple, kwargs: dict, physics: np.ndarray, extra: dict[str, Any]) -> Any:

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from hypergym.agents.base import HyperAgent, Transition, agent_config, check_agent
-from hypergym.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from hypergym.checkpoint import Cadence, CheckpointError, read_checkpoint, write_checkpoint
 from hypergym.envs.runs import member_info, objects
 from hypergym.rundir import CHECKPOINT_FILE, FINAL_EPISODES, RunResult, env_config, jsonable, step_row, write_csv
 
@@ -73,10 +73,8 @@ def run(
             :mod:`hypergym.tensorboard_log` lists the scalars.
         checkpoint_minutes: In place of ``checkpoint_every``: save at the end of the first update phase at
             least this many minutes (wall clock) after the last save (or the start). A phase is one update
-            under the ``code`` profile's A2C and 10-500 under others, so a count of phases is either a
-            checkpoint (tens of MB with the paper-width VAE) every second or one per run; a wall-clock
-            cadence bounds both the work a kill loses and the time spent saving. When the checkpoints fall
-            does not change the run's numbers.
+            under the ``code`` profile's A2C and hundreds under PPO; minutes bound both the work a kill
+            loses and the time spent saving. When the checkpoints fall does not change the numbers.
 
     Returns:
         The run's :class:`RunResult`; for a population, a list of them, one per member.
@@ -85,7 +83,7 @@ def run(
         ValueError: If the env has no budget and no ``max_steps`` is given, or a population gets no seeds
             or the wrong number of them.
     """
-    cadence = _Cadence.checked(checkpoint_every, checkpoint_minutes)
+    cadence = Cadence.checked(checkpoint_every, checkpoint_minutes)
     check_agent(agent, population=isinstance(env, gym.vector.VectorEnv))
     if isinstance(env, gym.vector.VectorEnv):
         if seed is None:
@@ -154,7 +152,7 @@ def run_population(
     """
     if len(seeds) != venv.num_envs:
         raise ValueError(f"{len(seeds)} seeds for a population of {venv.num_envs}")
-    cadence = _Cadence.checked(checkpoint_every, checkpoint_minutes)
+    cadence = Cadence.checked(checkpoint_every, checkpoint_minutes)
     config = {"agent": agent_config(agent), "seeds": list(seeds), **(extra_config or {})}
     run_dirs = [Path(out) / f"seed{seed}" if out is not None else None for seed in seeds]
     results = _drive(
@@ -182,43 +180,6 @@ def _boards(root: str | Path | None, agent: Any, seeds: list[Any], extra: dict[s
 
     label = (extra or {}).get("agent_label") or agent_config(agent).get("name", type(agent).__name__)
     return [run_folder(root, str(label), seed) for seed in seeds]
-
-
-@dataclass(frozen=True)
-class _Cadence:
-    """When the loop saves: every ``phases`` update phases, or at the first phase end ``minutes`` after a save."""
-
-    phases: int | None = None
-    minutes: float | None = None
-
-    @classmethod
-    def checked(cls, phases: Any, minutes: Any) -> _Cadence:
-        """The cadence of ``checkpoint_every`` / ``checkpoint_minutes``.
-
-        Raises:
-            ValueError: If either is not positive, or both are given.
-        """
-        if phases is not None and (isinstance(phases, bool) or not isinstance(phases, int) or phases < 1):
-            raise ValueError(f"checkpoint_every must be a positive integer or None, got {phases!r}")
-        if minutes is not None and (
-            isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes < math.inf
-        ):
-            raise ValueError(f"checkpoint_minutes must be a positive finite number or None, got {minutes!r}")
-        if phases is not None and minutes is not None:
-            raise ValueError(
-                f"give checkpoint_every (update phases, got {phases}) or checkpoint_minutes (wall clock, got "
-                f"{minutes}), not both"
-            )
-        return cls(phases, None if minutes is None else float(minutes))
-
-    def __bool__(self) -> bool:
-        return self.phases is not None or self.minutes is not None
-
-    def due(self, phases: int, seconds_since_save: float) -> bool:
-        """Whether to save at the end of update phase number ``phases``."""
-        if self.phases is not None:
-            return phases % self.phases == 0
-        return self.minutes is not None and seconds_since_save >= 60.0 * self.minutes
 
 
 class _BatchOfOne:
@@ -311,7 +272,7 @@ def _drive(
     config: dict[str, Any],
     progress: bool,
     max_steps: int | None,
-    cadence: _Cadence,
+    cadence: Cadence,
     checkpoint_dir: Path | None = None,
     boards: list[Path] | None = None,
 ) -> list[RunResult]:
