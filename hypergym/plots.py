@@ -319,6 +319,32 @@ def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: in
     return path
 
 
+#: The ``summary.json`` numbers ``hypergym plot --csv`` writes, one column each.
+SUMMARY_KEYS = (
+    "final_return",
+    "best_eval_return",
+    "final_eval_return",
+    "best_G",
+    "mean_G",
+    "env_steps",
+    "hyper_steps",
+    "diverged_steps",
+    "env_steps_per_second",
+)
+
+
+def write_summary_csv(
+    runs: Sequence[Run], path: Path, keys: Sequence[str] = SUMMARY_KEYS, label: str = "agent"
+) -> None:
+    """One row per run: its label (column ``label``), seed and the ``keys`` of its ``summary.json``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([label, "seed", *keys])
+        for run in runs:
+            writer.writerow([run.label, run.seed, *(run.summary.get(k) for k in keys)])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: ``python -m hypergym.plots tsne ID [--steps N] [--obs-modes ...] --out PNG``."""
     parser = argparse.ArgumentParser(prog="python -m hypergym.plots", description=__doc__.split("\n\n")[0])
@@ -357,29 +383,3 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-#: The ``summary.json`` numbers ``hypergym plot --csv`` writes, one column each.
-SUMMARY_KEYS = (
-    "final_return",
-    "best_eval_return",
-    "final_eval_return",
-    "best_G",
-    "mean_G",
-    "env_steps",
-    "hyper_steps",
-    "diverged_steps",
-    "env_steps_per_second",
-)
-
-
-def write_summary_csv(
-    runs: Sequence[Run], path: Path, keys: Sequence[str] = SUMMARY_KEYS, label: str = "agent"
-) -> None:
-    """One row per run: its label (column ``label``), seed and the ``keys`` of its ``summary.json``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([label, "seed", *keys])
-        for run in runs:
-            writer.writerow([run.label, run.seed, *(run.summary.get(k) for k in keys)])

@@ -385,11 +385,10 @@ def plan(
     specs: list[RunSpec] = []
     for agent in agents:
         common = (env_kwargs, agent_kwargs, False, checkpoint_every, tensorboard)
-        minutes = None if checkpoint_every else checkpoint_minutes
         if agent in as_population:  # one job of all the seeds
-            specs.append(RunSpec(env_id, agent, 0, str(out / agent), *common, seeds, minutes))
+            specs.append(RunSpec(env_id, agent, 0, str(out / agent), *common, seeds, checkpoint_minutes))
         else:
-            specs += [RunSpec(env_id, agent, s, str(out / agent / f"seed{s}"), *common, 0, minutes)
+            specs += [RunSpec(env_id, agent, s, str(out / agent / f"seed{s}"), *common, 0, checkpoint_minutes)
                       for s in range(seeds)]  # fmt: skip
     return specs
 
