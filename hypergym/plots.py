@@ -245,12 +245,18 @@ def _curve(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def _smooth(y: np.ndarray, window: int) -> np.ndarray:
-    """Trailing running mean over ``window`` points (NaNs ignored)."""
+    """Trailing running mean over ``window`` points (NaNs ignored; NaN where the window holds none)."""
+    # Cumulative sums, not a loop of nanmean: a 1M-step run has ~80k hyper-steps per series, and a study
+    # report smooths 3 series of 50 runs (a Python loop took minutes there).
+    y = np.asarray(y, dtype=np.float64)
+    ok = ~np.isnan(y)
+    total = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
+    count = np.concatenate([[0], np.cumsum(ok)])
+    end = np.arange(1, len(y) + 1)
+    start = np.maximum(0, end - window)
+    n = count[end] - count[start]
     out = np.full(len(y), np.nan)
-    for i in range(len(y)):
-        chunk = y[max(0, i - window + 1) : i + 1]
-        if np.any(~np.isnan(chunk)):
-            out[i] = np.nanmean(chunk)
+    out[n > 0] = (total[end] - total[start])[n > 0] / n[n > 0]
     return out
 
 

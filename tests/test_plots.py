@@ -8,7 +8,7 @@ pytest.importorskip("matplotlib")
 
 from conftest import TINY_NET
 
-from hypergym.plots import collect_embeddings, main, plot_tsne
+from hypergym.plots import _smooth, collect_embeddings, main, plot_tsne
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,3 +40,22 @@ def test_command_line_produces_the_picture(tmp_path, capsys):
     main(["tsne", "HyperRL-A2C-CartPole", "--steps", "400", "--obs-modes", "vae", "--out", str(out)])
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     assert "wrote" in capsys.readouterr().out
+
+
+def test_smooth_is_the_trailing_mean_of_the_non_missing_points():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    y[rng.random(300) < 0.3] = np.nan
+    y[10:40] = np.nan  # a gap longer than the window: NaN there, not 0
+    window = 7
+    expected = np.full(len(y), np.nan)
+    for i in range(len(y)):
+        chunk = y[max(0, i - window + 1) : i + 1]
+        chunk = chunk[~np.isnan(chunk)]
+        if len(chunk):
+            expected[i] = chunk.mean()
+    got = _smooth(y, window)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got[30])
+    np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], rtol=1e-12, atol=1e-12)
+    assert len(_smooth(np.array([]), 5)) == 0
