@@ -2,7 +2,8 @@
 
 ``steps.csv`` has one row per hyper-step: chosen hyperparameter values, reward, G, env steps, inner
 episode returns, losses, diverged (``pandas.read_csv`` reads it); ``summary.json`` the final and best
-returns and the speed.
+returns and the speed. While a checkpointed run goes on, its rows so far wait in ``steps.partial.jsonl``
+(:data:`STEPS_JOURNAL`), so that a checkpoint does not grow with the run; ``steps.csv`` replaces it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ import numpy as np
 __all__ = [
     "CHECKPOINT_FILE",
     "FINAL_EPISODES",
+    "STEPS_JOURNAL",
     "RunResult",
+    "append_rows",
     "env_config",
     "jsonable",
+    "read_rows",
     "scalar",
     "step_row",
     "write_csv",
@@ -33,6 +37,8 @@ __all__ = [
 FINAL_EPISODES = 10
 #: A run directory's checkpoint (removed once ``summary.json`` is written).
 CHECKPOINT_FILE = "checkpoint.ckpt"
+#: A checkpointed run's rows so far, one JSON object per line (removed once ``steps.csv`` is written).
+STEPS_JOURNAL = "steps.partial.jsonl"
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,31 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _cell(value: Any) -> str:
+    """``value`` as :mod:`csv` writes it: ``None`` empty, anything else by ``str``."""
+    return "" if value is None else str(value)
+
+
+def append_rows(path: Path, rows: list[dict[str, Any]]) -> int:
+    """Append ``rows`` to the journal at ``path`` as their CSV cells; the journal's size in bytes after.
+
+    The cells are the strings :func:`write_csv` would write, so ``steps.csv`` made from the journal is the
+    one made from the rows themselves, byte for byte.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for row in rows:
+            f.write(json.dumps({k: _cell(v) for k, v in row.items()}) + "\n")
+        f.flush()
+        return f.tell()
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of the journal at ``path`` (written by :func:`append_rows`), in order."""
+    with path.open() as f:
+        return [json.loads(line) for line in f]
 
 
 def env_config(env: gym.Env) -> dict[str, Any]:

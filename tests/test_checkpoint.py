@@ -13,6 +13,7 @@ from conftest import fit_batch
 
 import hypergym
 from hypergym.checkpoint import FORMAT, CheckpointError, read_checkpoint, write_checkpoint
+from hypergym.rundir import CHECKPOINT_FILE
 
 TINY = {"policy_kwargs": {"net_arch": {"pi": [8], "vf": [8]}}, "total_env_steps": 4000}
 CASES = {
@@ -238,6 +239,9 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_as_the_uninte
         env, agent = fresh()
         unsaved = run(env, agent, seed=2, out=tmp_path / "unsaved", progress=False)
         assert _summary(unsaved) == _summary(whole)
+        # steps.csv from the journal the checkpoints wrote is the one kept in memory, byte for byte
+        assert (tmp_path / "whole" / "steps.csv").read_text() == (tmp_path / "unsaved" / "steps.csv").read_text()
+        assert not (tmp_path / "whole" / "steps.partial.jsonl").exists()
 
     from hypergym.envs import HyperRLEnv
 
@@ -267,6 +271,57 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_as_the_uninte
     assert 0 < counted[0] < whole.hyper_steps // 2  # it went on from the checkpoint, not from the start
     assert _summary(resumed) == _summary(whole)
     assert (tmp_path / "killed" / "steps.csv").read_text() == (tmp_path / "whole" / "steps.csv").read_text()
+
+
+def test_the_rows_live_in_a_journal_that_a_resume_cuts_back_to_its_checkpoint(tmp_path, monkeypatch):
+    """A checkpoint holds no rows already journaled; a crash between journal and checkpoint loses nothing."""
+    import hypergym.runner as runner
+    from hypergym.agents import make_agent
+    from hypergym.rundir import STEPS_JOURNAL
+
+    def fresh():
+        env = gym.make("HyperRL-A2C-CartPole", **{**TINY, "total_env_steps": 1200}, n_envs=2, obs_mode="random",
+                       updates_per_phase=2)  # fmt: skip
+        return env, make_agent("episodic", env, seed=4)
+
+    env, agent = fresh()
+    whole = runner.run(env, agent, seed=2, out=tmp_path / "whole", progress=False)
+    expected = (tmp_path / "whole" / "steps.csv").read_text()
+
+    real_save, saves = runner._save, []
+
+    def crash_on_the_third_save(path, config, env, agent, loop):
+        saves.append(loop.journal[0])
+        if len(saves) == 3:  # the journal has this checkpoint's rows; the checkpoint is the second one
+            raise _Crash
+        assert loop.rows == [[]]  # every row so far is in the journal, none in the checkpoint
+        return real_save(path, config, env, agent, loop)
+
+    monkeypatch.setattr(runner, "_save", crash_on_the_third_save)
+    env, agent = fresh()
+    with pytest.raises(_Crash):
+        runner.run(env, agent, seed=2, out=tmp_path / "killed", progress=False, checkpoint_every=2)
+    monkeypatch.undo()
+    journal = tmp_path / "killed" / STEPS_JOURNAL
+    assert saves[0] < saves[1] < saves[2] == journal.stat().st_size  # it grows; the checkpoint does not
+    assert read_checkpoint(tmp_path / "killed" / CHECKPOINT_FILE)["loop"].journal == [saves[1]]
+
+    env, agent = fresh()
+    resumed = runner.run(env, agent, seed=2, out=tmp_path / "killed", progress=False, checkpoint_every=2)
+    assert _summary(resumed) == _summary(whole)
+    assert (tmp_path / "killed" / "steps.csv").read_text() == expected  # the rows after saves[1] not twice
+    assert not journal.exists()
+
+    monkeypatch.setattr(runner, "_save", crash_on_the_third_save)
+    saves.clear()
+    env, agent = fresh()
+    with pytest.raises(_Crash):
+        runner.run(env, agent, seed=2, out=tmp_path / "lost", progress=False, checkpoint_every=2)
+    monkeypatch.undo()
+    (tmp_path / "lost" / STEPS_JOURNAL).unlink()
+    env, agent = fresh()
+    with pytest.raises(CheckpointError, match=r"steps\.partial\.jsonl holds 0 bytes .* delete the checkpoint"):
+        runner.run(env, agent, seed=2, out=tmp_path / "lost", progress=False, checkpoint_every=2)
 
 
 def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
