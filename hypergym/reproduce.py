@@ -267,13 +267,16 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     metrics = ("best_eval_return", "final_return")
     write_summary_csv(runs, out / f"{study.name}.csv", (*metrics, "env_steps", "env_steps_per_second"), label="arm")
     plot_runs(runs, out / f"{study.name}.png", title=study.title)
+    # the baseline's label with each arm's profile filled in (a report said `static ({profile})` literally)
+    baselines = list(dict.fromkeys(f"`{study.baseline.format(profile=arm.profile)}`" for arm in study.arms))
+    baseline_text = " or ".join(baselines) + (", the one of each arm's profile," if len(baselines) > 1 else "")
     lines = [
         f"## {study.title}", "", f"Paper: {study.claim}.", "",
         f"Command: `{command}` ({study.env_id}, {len({r.seed for r in runs})} seeds, settings "
         f"{study.env_kwargs or 'of the preset'}). Files: `{study.name}.csv`, `{study.name}.png`.", "",
         "Best evaluation = the paper's metric (best mean of the deterministic evaluations); final = mean of the "
         "last 10 training episodes. Difference to the baseline "
-        f"`{study.baseline}` with a 95% bootstrap interval over seeds (seeds resampled within each arm): the "
+        f"{baseline_text} with a 95% bootstrap interval over seeds (seeds resampled within each arm): the "
         "verdict is `better` or `worse` where the interval excludes 0.", "",
         "| arm | runs | best eval: mean ± s.e. | median | final: mean ± s.e. | median | best eval - baseline [95% CI] "
         "| verdict |",

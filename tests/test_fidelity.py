@@ -313,7 +313,7 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
         arms=(rep.Arm("static (code)", "static", "code"), rep.Arm("static-max (code)", "static-max", "code"),
               rep.Arm("static (paper)", "static", "paper"),
               rep.Arm("lr x2 (code)", "static", "code", agent_kwargs={"action": 1}, population=True)),
-        baseline="static (code)", claim="nothing",
+        baseline="static ({profile})", claim="nothing",
         env_kwargs={**SMALL, "total_env_steps": 60, "eval_every": 30, "eval_episodes": 2},
     )  # fmt: skip
     monkeypatch.setitem(rep.STUDIES, "tiny", tiny)
@@ -321,6 +321,10 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     text = path.read_text()
     assert "Command: `hypergym reproduce tiny`" in text and "| static-max (code) | 2 |" in text
     assert "| static (code) | 2 |" in text and "baseline" in text
+    # each arm against the baseline of its own profile, named as such (not the template `static ({profile})`)
+    assert "baseline `static (code)` or `static (paper)`, the one of each arm's profile," in text
+    assert "{profile}" not in text
+    assert text.count("| baseline |") == 2
     rows = list(csv.DictReader((tmp_path / "tiny.csv").open()))
     assert sorted({r["arm"] for r in rows}) == ["lr x2 (code)", "static (code)", "static (paper)", "static-max (code)"]
     assert all(r["best_eval_return"] not in ("", "nan") for r in rows) and len(rows) == 8
