@@ -42,7 +42,7 @@ from hypergym.agents import StaticAgent, Transition, make_agent
 from hypergym.envs import make_task
 
 
-def sb3_config(env: Any) -> tuple[type, dict[str, Any]]:
+def sb3_config(env: Any, device: str = "cpu") -> tuple[type, dict[str, Any]]:
     """SB3 algorithm class and kwargs identical to the env's learner with the default action applied."""
     hx = env.unwrapped
     cfg = hx.config
@@ -58,7 +58,7 @@ def sb3_config(env: Any) -> tuple[type, dict[str, Any]]:
         "max_grad_norm": values["max_grad_norm"],
         "normalize_advantage": cfg.normalize_advantage,
         "policy_kwargs": dict(cfg.policy_kwargs),
-        "device": "cpu",
+        "device": device,
         "verbose": 0,
     }
     if hx.algo == "PPO":
@@ -72,12 +72,17 @@ def sb3_config(env: Any) -> tuple[type, dict[str, Any]]:
 
 
 def run_sb3(
-    env_id: str, steps: int, seed: int, venv_factory: Callable[..., VecEnv] | None = None, **overrides: Any
+    env_id: str,
+    steps: int,
+    seed: int,
+    venv_factory: Callable[..., VecEnv] | None = None,
+    device: str = "cpu",
+    **overrides: Any,
 ) -> float:
     """SB3 ``learn()`` env steps per second on the preset's inner env (or on ``venv_factory(hx, seed)``)."""
     env = gym.make(env_id, device="cpu", **overrides)
     hx = env.unwrapped
-    algo, kwargs = sb3_config(env)
+    algo, kwargs = sb3_config(env, device)
     if venv_factory is None:
         venv = make_task(hx.task, n_envs=hx.n_envs, seed=seed, normalize=hx.normalize, gamma=hx.config.gamma)
     else:
@@ -129,7 +134,8 @@ def run_hypergym(
     """
     if agent != "default":
         overrides.setdefault("hyperparams", cost_neutral_space(env_id))
-    env = gym.make(env_id, total_env_steps=steps, device="cpu", **overrides)
+    overrides.setdefault("device", "cpu")
+    env = gym.make(env_id, total_env_steps=steps, **overrides)
     hyper_agent = StaticAgent(env) if agent == "default" else make_agent(agent, env, seed=seed)
     encoder_clock, step_clock, update_clock = [0.0], [0.0], [0.0]
     obs, info = env.reset(seed=seed)

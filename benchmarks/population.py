@@ -14,6 +14,7 @@ the first rollout (collected by ``reset``), as in ``benchmarks/overhead.py``.
     python benchmarks/population.py                                  # A2C-CartPole and PPO-HalfCheetah
     python benchmarks/population.py --ids HyperRL-A2C-CartPole --n 16 --steps 20000
     python benchmarks/population.py --ids HyperRL-ACKTR-CartPole HyperRL-PPO-Pong --n 4 --steps 20000 2048
+    python benchmarks/population.py --ids HyperRL-PPO-Pong --n 4 --steps 4096 --device cuda   # on a GPU
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from overhead import _timed, run_hypergym, run_sb3
 import hypergym  # noqa: F401
 
 
-def run_population(env_id: str, n: int, steps: int, seed: int, obs_mode: str = "random") -> tuple[float, float]:
+def run_population(
+    env_id: str, n: int, steps: int, seed: int, obs_mode: str = "random", device: str = "cpu"
+) -> tuple[float, float]:
     """Aggregate env steps per second of an N-member population, and the encoder's share of step time."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the pinned batch size is expected here
-        env = gym.make_vec(env_id, num_envs=n, obs_mode=obs_mode, total_env_steps=steps, device="cpu")
+        env = gym.make_vec(env_id, num_envs=n, obs_mode=obs_mode, total_env_steps=steps, device=device)
     env.reset(seed=seed)
     encoder_time = [0.0]
     _timed(env.encoder, "encode", encoder_time)
@@ -68,18 +71,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16, help="population size N")
     parser.add_argument("--steps", type=int, nargs="+", default=[20_000, 10_240], help="env steps per member, per id")
     parser.add_argument("--vae", action="store_true", help="also time the population with obs_mode='vae'")
+    parser.add_argument("--device", default="cpu", help="torch device of all three (SB3 too), e.g. 'cuda'")
     args = parser.parse_args()
+    gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
-        f"threads), N = {args.n}"
+        f"threads), N = {args.n}, device {args.device}{gpu}"
     )
     print("| id | SB3 learn() | single run | single run / SB3 | population of N | population / SB3 |")
     print("|---|---|---|---|---|---|")
     for i, env_id in enumerate(args.ids):
         steps = args.steps[min(i, len(args.steps) - 1)]
-        sb3 = None if "ACKTR" in env_id else run_sb3(env_id, steps, seed=0)
-        single, _ = run_hypergym(env_id, steps, seed=0, obs_mode="random")
-        pop, _ = run_population(env_id, args.n, steps, seed=0)
+        sb3 = None if "ACKTR" in env_id else run_sb3(env_id, steps, seed=0, device=args.device)
+        single, _ = run_hypergym(env_id, steps, seed=0, obs_mode="random", device=args.device)
+        pop, _ = run_population(env_id, args.n, steps, seed=0, device=args.device)
 
         sb3_text = "n/a (no ACKTR in SB3)" if sb3 is None else f"{sb3:,.0f}"
         print(
@@ -87,7 +92,7 @@ def main() -> None:
             flush=True,
         )
         if args.vae:
-            vae, share = run_population(env_id, args.n, steps, seed=0, obs_mode="vae")
+            vae, share = run_population(env_id, args.n, steps, seed=0, obs_mode="vae", device=args.device)
             print(f"|   `{env_id}`, `obs_mode='vae'` (paper width) | | | | {vae:,.0f} | {_versus(vae, sb3)}, encoder "
                   f"share {share:.1%} |", flush=True)  # fmt: skip
 

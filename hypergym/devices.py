@@ -5,13 +5,22 @@ Importing this module also makes torch safe in forked children (see :func:`one_t
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing.context import BaseContext
 
 import torch
 
-__all__ = ["check_population_memory", "device_memory", "one_thread", "one_thread_after_fork", "resolve_device"]
+__all__ = [
+    "check_population_memory",
+    "device_memory",
+    "one_thread",
+    "one_thread_after_fork",
+    "resolve_device",
+    "worker_context",
+]
 
 
 def one_thread_after_fork() -> None:
@@ -26,6 +35,21 @@ def one_thread_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=one_thread_after_fork)
+
+
+def worker_context() -> BaseContext:
+    """How to start worker processes: ``spawn`` once this process has initialised CUDA, else the default.
+
+    A child forked from a process that has initialised CUDA cannot use it (torch raises "Cannot
+    re-initialize CUDA in forked subprocess"). On a GPU machine the command line's parent has, when it
+    builds the envs that check the settings (``device="auto"`` puts their learners on the GPU), so forked
+    workers would fail at their first run. A spawned worker starts a fresh interpreter. Without CUDA the
+    platform's default stays (fork on Linux: quick to start, and a user's script needs no ``__main__``
+    guard).
+    """
+    if torch.cuda.is_initialized():
+        return multiprocessing.get_context("spawn")
+    return multiprocessing.get_context()
 
 
 @contextmanager

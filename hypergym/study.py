@@ -286,7 +286,9 @@ def run_many(
         for spec in specs:
             report(spec, execute(spec))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from hypergym.devices import worker_context
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
             futures = {pool.submit(execute, spec): spec for spec in specs}
             for future in as_completed(futures):
                 report(futures[future], future.result())

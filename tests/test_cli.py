@@ -48,6 +48,29 @@ def test_compare_runs_in_worker_processes_and_reuses_finished_runs(tmp_path, cap
     assert config["agent_label"] == "static-max" and config["seed"] == 1
 
 
+def test_workers_are_spawned_once_cuda_is_initialised_and_give_the_same_numbers(tmp_path, monkeypatch, capsys):
+    """A child forked after CUDA's initialisation cannot use it; the pool then spawns its workers instead."""
+    import multiprocessing
+
+    import torch
+
+    from hypergym.devices import worker_context
+
+    assert worker_context().get_start_method() == multiprocessing.get_start_method()
+    args = ["compare", "HyperRL-A2C-CartPole", "--agents", "random", "--seeds", "2", "--workers"]
+    args_tail = ["--set", "total_env_steps=200", "policy_kwargs={'net_arch': [16]}", "device='cpu'"]
+    assert main([*args, "1", "--out", str(tmp_path / "inline"), *args_tail]) == 0
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # as on a GPU machine after check_agents
+    assert worker_context().get_start_method() == "spawn"
+    assert main([*args, "2", "--out", str(tmp_path / "spawned"), *args_tail]) == 0
+    capsys.readouterr()
+    for seed in (0, 1):
+        inline, spawned = (json.loads((tmp_path / d / "random" / f"seed{seed}" / "summary.json").read_text())
+                           for d in ("inline", "spawned"))  # fmt: skip
+        assert spawned["env_steps"] == inline["env_steps"] >= 200
+        assert spawned["final_return"] == inline["final_return"] and spawned["mean_G"] == inline["mean_G"]
+
+
 def test_run_writes_a_run_directory(tmp_path, capsys):
     out = tmp_path / "one"
     argv = ["run", "HyperRL-A2C-CartPole", "--agent", "episodic", "--seed", "3", "--out", str(out), *TINY]
