@@ -288,8 +288,11 @@ def run_many(
     else:
         from hypergym.devices import worker_context
 
+        # Populations first (a population of N is about N runs' work), so that the single runs fill the
+        # workers at the end instead of one long population running alone (longest job first).
+        ordered = sorted(specs, key=lambda s: -len(s.run_dirs()))
         with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
-            futures = {pool.submit(execute, spec): spec for spec in specs}
+            futures = {pool.submit(execute, spec): spec for spec in ordered}
             for future in as_completed(futures):
                 report(futures[future], future.result())
     return results
