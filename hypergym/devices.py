@@ -54,18 +54,23 @@ def worker_context() -> BaseContext:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside the block (then restore the count).
+    """Run torch, and NumPy's BLAS, on one CPU thread inside the block (then restore the counts).
 
     Torch's CPU kernels split reductions across threads, so the same seed gives slightly different floats
     under another thread count, and a learning run's choices then drift apart. The command line runs every
     run and every population on one thread, inline, in a worker process or in a Ray task, so that ``run``,
     ``compare --workers 1``, ``compare --workers 2`` and ``--backend ray`` give the same numbers for the
-    same seed.
+    same seed. NumPy's BLAS (the NumPy acting path's matrix products) is held to one thread as well: beside
+    other busy workers its threads wait on each other, and a ``[128, 64] x [64, 64]`` product took 102 us
+    on two OpenBLAS threads against 12 us on one on this 2-core machine while a study ran.
     """
+    from threadpoolctl import threadpool_limits
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(before)
 
