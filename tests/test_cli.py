@@ -71,6 +71,41 @@ def test_workers_are_spawned_once_cuda_is_initialised_and_give_the_same_numbers(
         assert spawned["final_return"] == inline["final_return"] and spawned["mean_G"] == inline["mean_G"]
 
 
+def test_run_many_submits_populations_before_single_runs(tmp_path, monkeypatch, capsys):
+    """Longest job first: a population of N is about N runs' work, so it must not start last and run alone."""
+    from concurrent.futures import Future
+
+    from hypergym import study
+
+    submitted: list[str] = []
+
+    class RecordingPool:
+        def __init__(self, max_workers: int, mp_context: object) -> None:
+            pass
+
+        def __enter__(self) -> RecordingPool:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def submit(self, fn: object, spec: study.RunSpec) -> Future:
+            submitted.append(spec.agent)
+            future: Future = Future()
+            summary = {"final_return": 0.0, "env_steps": 1, "wall_seconds": 1.0, "env_steps_per_second": 1.0}
+            future.set_result([summary] * len(spec.run_dirs()))
+            return future
+
+    monkeypatch.setattr(study, "ProcessPoolExecutor", RecordingPool)
+    specs = [study.RunSpec("HyperRL-A2C-CartPole", "random", s, str(tmp_path / f"r{s}")) for s in range(2)]
+    specs.append(study.RunSpec("HyperRL-A2C-CartPole", "pbt", 0, str(tmp_path / "pbt"), members=4))
+    specs.append(study.RunSpec("HyperRL-A2C-CartPole", "static", 0, str(tmp_path / "static"), members=2))
+    results = study.run_many(specs, workers=2)
+    assert submitted == ["pbt", "static", "random", "random"]
+    assert len(results) == 8
+    capsys.readouterr()
+
+
 def test_run_writes_a_run_directory(tmp_path, capsys):
     out = tmp_path / "one"
     argv = ["run", "HyperRL-A2C-CartPole", "--agent", "episodic", "--seed", "3", "--out", str(out), *TINY]
