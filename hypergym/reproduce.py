@@ -19,13 +19,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hypergym.spaces import log_uniform
 
-__all__ = ["STUDIES", "Arm", "Study", "arm_dir", "bootstrap_difference", "report", "reproduce"]
+if TYPE_CHECKING:
+    from hypergym.study import RunSpec
+
+__all__ = ["STUDIES", "Arm", "Study", "arm_dir", "bootstrap_difference", "report", "reproduce", "study_specs"]
 
 #: Bootstrap resamples of a difference of means.
 BOOTSTRAP_DRAWS = 10_000
@@ -237,11 +240,31 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
     share them (``ingredients`` reuses ``fig2a``'s EPGT and static runs); an arm with overrides runs in a
     folder named after its label. A finished run is reused only if it was made with the same settings.
     """
-    from hypergym.study import CLIError, plan, run_many
+    from hypergym.study import run_many
+
+    study = _study(name)
+    n = seeds or study.seeds
+    run_many(study_specs(name, out, n), workers)  # every arm's runs and populations share the workers
+    return report(study, out, command or f"hypergym reproduce {name} --out {out}", n)
+
+
+def _study(name: str) -> Study:
+    from hypergym.study import CLIError
 
     if name not in STUDIES:
         raise CLIError(f"unknown study {name!r}; choose from {sorted(STUDIES)}")
-    study = STUDIES[name]
+    return STUDIES[name]
+
+
+def study_specs(name: str, out: Path, seeds: int | None = None) -> list[RunSpec]:
+    """The jobs of study ``name`` under ``out`` (what :func:`reproduce` runs), every arm checked first.
+
+    For running a long study's jobs in an order of one's own (e.g. whole populations before a session
+    ends): the jobs are the same, so ``hypergym reproduce NAME`` reuses what they finished.
+    """
+    from hypergym.study import plan
+
+    study = _study(name)
     n = seeds or study.seeds
     groups: dict[Path, list[Arm]] = {}
     for arm in study.arms:  # arms that share env settings share a folder
@@ -251,8 +274,7 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
         env_kwargs = {**study.env_kwargs, **arms[0].env_kwargs, "profile": arms[0].profile}
         specs += plan(study.env_id, [a.agent for a in arms], n, folder, env_kwargs, arms[0].agent_kwargs,
                       population=arms[0].population)  # fmt: skip
-    run_many(specs, workers)  # every arm's runs and populations share the workers
-    return report(study, out, command or f"hypergym reproduce {name} --out {out}", n)
+    return specs
 
 
 def report(study: Study, out: Path, command: str, seeds: int | None = None) -> Path:

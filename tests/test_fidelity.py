@@ -333,6 +333,10 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     )
     assert population["population"] == 2 and population["agent"]["population"] == 2
     assert (tmp_path / "tiny.png").stat().st_size > 0
+    # the jobs a driver of its own may run in its own order are the ones reproduce ran: all finished
+    jobs = rep.study_specs("tiny", tmp_path)
+    assert [len(j.run_dirs()) for j in jobs] == [1, 1, 1, 1, 1, 1, 2]
+    assert all((d / "summary.json").is_file() for j in jobs for d in j.run_dirs())
     paper = json.loads((tmp_path / "HyperRL-A2C-CartPole" / "paper" / "static" / "seed0" / "config.json").read_text())
     assert paper["env_kwargs"]["profile"] == "paper"
     # a finished run is reused only with its own settings: another id in the same folder is refused
