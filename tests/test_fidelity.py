@@ -416,4 +416,4 @@ def test_the_hyper_state_encoder_leaves_the_learner_alone_so_blind_arms_may_use_
     assert finals["vae"][0] == finals["random"][0] and len(finals["vae"][0]) >= 10
     assert (finals["vae"][1] == finals["random"][1]).all()
     blind = [a for s in STUDIES.values() for a in s.arms if a.population and a.env_kwargs.get("obs_mode") == "random"]
-    assert len(blind) == 3 + 3 + 7 and {a.agent for a in blind} == {"static", "pbt", "pb2"}
+    assert len(blind) == 3 + 3 + 8 and {a.agent for a in blind} == {"static", "pbt", "pb2"}
