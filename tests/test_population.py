@@ -85,7 +85,9 @@ def test_member_loss_and_gradient_equal_the_single_run_learner(algo, task, confi
         single_loss.backward()
         assert float(loss[member].detach()) == pytest.approx(float(single_loss.detach()), rel=1e-5, abs=1e-6)
         expected = pop.policy.row_of(single.policy, grad=True)
-        torch.testing.assert_close(pop.policy.flat_grad[member], expected, rtol=1e-4, atol=1e-6)
+        # atol 1e-5: on an AMD EPYC 5 of NatureCNN's 1.7M gradient entries differ by up to 3.7e-6 (float32 sums
+        # in another order)
+        torch.testing.assert_close(pop.policy.flat_grad[member], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_initial_weights_are_the_single_run_learners():
