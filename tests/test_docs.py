@@ -11,12 +11,12 @@ from hypergym.reproduce import STUDIES, arm_dir
 from hypergym.study import RunSpec, run_many
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-#: (study, arm, seed) rerun: one cheap static run of Fig. 2a. The CSV was made on another CPU kind than an AMD
-#: EPYC; there float kernels round differently: static seed 0 gives best evaluation 97.912927 instead of
+#: (study, arm, seed) rerun: one cheap static run of Fig. 2a. The CSV was made on earlier machines; on the AMD
+#: EPYC of 2026-12-03 float kernels round differently: static seed 0 gives best evaluation 97.912927 instead of
 #: 97.912956 and final return 87.83 instead of 88.07, and EPGT seed 0, whose kNN choices amplify rounding,
 #: 32.0 instead of 90.5 (measured 2026-12-03). So the rerun is compared to 1%, and only for a static run.
 RERUN = (("fig2a", "static (code)", 0),)
-#: Relative tolerance of the rerun against the CSV (same CPU kind: equal to 1e-9).
+#: Relative tolerance of the rerun against the CSV (on the machine that made it: equal to 1e-9).
 REL = 1e-2
 
 
