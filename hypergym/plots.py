@@ -157,6 +157,12 @@ class Run:
     """Value in force of each hyperparameter at each hyper-step."""
     tuned: list[str] = field(default_factory=list)
     """The hyperparameters of the action space (the ones the agent chose)."""
+    actions: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """The flat action index chosen at each hyper-step."""
+    hyper_rewards: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """The hyper-return ``G`` of the learning episode that ends at each hyper-step (NaN where none ends)."""
+    space: dict[str, list[Any]] = field(default_factory=dict)
+    """The grid of each tuned hyperparameter (``config.json``'s ``space``)."""
 
 
 def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
@@ -186,6 +192,9 @@ def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
                     inner_return=np.asarray(columns.get("inner_return", []), dtype=np.float64),
                     hyperparams={k[3:]: np.asarray(v) for k, v in columns.items() if k.startswith("hp_")},
                     tuned=list(config.get("space", {})),
+                    actions=np.asarray(columns.get("action", []), dtype=np.float64),
+                    hyper_rewards=np.asarray(columns.get("G", []), dtype=np.float64),
+                    space=dict(config.get("space", {})),
                 )
             )
     return sorted(runs, key=lambda r: (r.label, r.seed if r.seed is not None else -1))

@@ -11,13 +11,15 @@ from hypergym.reproduce import STUDIES, arm_dir
 from hypergym.study import RunSpec, run_many
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-#: (study, arm, seed) rerun: one cheap static run of Fig. 2a. The CSV was made on earlier machines; on the AMD
-#: EPYC of 2026-12-03 float kernels round differently: static seed 0 gives best evaluation 97.912927 instead of
-#: 97.912956 and final return 87.83 instead of 88.07, and EPGT seed 0, whose kNN choices amplify rounding,
-#: 32.0 instead of 90.5 (measured 2026-12-03). So the rerun is compared to 1%, and only for a static run.
+#: (study, arm, seed) rerun: one cheap static run of Fig. 2a. The CSV was made on earlier machines; on other CPU
+#: kinds float kernels round differently. Static seed 0, measured: best evaluation 97.912956 in the CSV, 97.912927
+#: on an AMD EPYC and 97.912944 on an AMD EPYC with AVX-512 (2026-12-03); final training return 88.07, 87.83 and
+#: 86.27. EPGT seed 0, whose kNN choices amplify rounding, gave 32.0 instead of 90.5. So only a static run is
+#: rerun, its best evaluation (the paper's metric, a deterministic policy) compared to 1e-4 and its final
+#: training return (stochastic episodes, where a rounding can move an episode's end) to 5%.
 RERUN = (("fig2a", "static (code)", 0),)
-#: Relative tolerance of the rerun against the CSV (on the machine that made it: equal to 1e-9).
-REL = 1e-2
+#: Relative tolerance of each metric of the rerun against the CSV (on the machine that made it: equal to 1e-9).
+REL = {"best_eval_return": 1e-4, "final_return": 5e-2, "env_steps": 0.0}
 
 
 @pytest.mark.parametrize("study_name", sorted({s for s, _, _ in RERUN}))
@@ -38,5 +40,5 @@ def test_a_studys_csv_rows_are_what_its_runs_give_today(tmp_path, study_name):
     by_dir = {r["run_dir"]: r for r in run_many(specs, workers=2)}  # in the order they finish
     for spec, row in zip(specs, expected, strict=True):
         result = by_dir[spec.out]
-        for metric in ("best_eval_return", "final_return", "env_steps"):
-            assert result[metric] == pytest.approx(float(row[metric]), rel=REL, abs=1e-9), (spec.agent, metric)
+        for metric, rel in REL.items():
+            assert result[metric] == pytest.approx(float(row[metric]), rel=rel, abs=1e-9), (spec.agent, metric)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -312,8 +313,9 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
         name="tiny", title="tiny study", env_id="HyperRL-A2C-CartPole", seeds=2,
         arms=(rep.Arm("static (code)", "static", "code"), rep.Arm("static-max (code)", "static-max", "code"),
               rep.Arm("static (paper)", "static", "paper"),
-              rep.Arm("lr x2 (code)", "static", "code", agent_kwargs={"action": 1}, population=True)),
-        baseline="static ({profile})", claim="nothing",
+              rep.Arm("lr x2 (code)", "static", "code", agent_kwargs={"action": 1}, population=True),
+              rep.Arm("random (code)", "random", "code")),
+        baseline="static ({profile})", claim="nothing", rivals=("static (code)", "static-max (code)", "static (paper)"),
         env_kwargs={**SMALL, "total_env_steps": 60, "eval_every": 30, "eval_episodes": 2},
     )  # fmt: skip
     monkeypatch.setitem(rep.STUDIES, "tiny", tiny)
@@ -325,9 +327,18 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert "baseline `static (code)` or `static (paper)`, the one of each arm's profile," in text
     assert "{profile}" not in text
     assert text.count("| baseline |") == 2
+    # against the best rival of its own profile (2 of the 3 are `code`), and what each scheduler chose
+    assert re.search(r"\| random \(code\) \| static(-max)? \(code\) \(of 2\) \| [-+]", text)
+    assert "| lr x2 (code) | static" in text  # not a rival, so compared too
+    schedules = text.split("What the scheduling")[1]  # 2 runs x 6 hyper-steps of the second half per arm
+    assert re.search(r"\| random \(code\) \| 12 \| \d+\.\d% \(20\.0%\) \| learning_rate ", schedules)
+    assert re.search(r"\| static \(code\) \| 12 \| 100\.0% \(20\.0%\) \| learning_rate 0\.0007 ", schedules)
+    assert "static-max (code)" not in schedules  # of the static arms only the baselines
     rows = list(csv.DictReader((tmp_path / "tiny.csv").open()))
-    assert sorted({r["arm"] for r in rows}) == ["lr x2 (code)", "static (code)", "static (paper)", "static-max (code)"]
-    assert all(r["best_eval_return"] not in ("", "nan") for r in rows) and len(rows) == 8
+    assert sorted({r["arm"] for r in rows}) == [
+        "lr x2 (code)", "random (code)", "static (code)", "static (paper)", "static-max (code)"
+    ]  # fmt: skip
+    assert all(r["best_eval_return"] not in ("", "nan") for r in rows) and len(rows) == 10
     population = json.loads(
         (tmp_path / "HyperRL-A2C-CartPole" / "lr-x2-code" / "static" / "seed1" / "config.json").read_text()
     )
@@ -335,7 +346,7 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert (tmp_path / "tiny.png").stat().st_size > 0
     # the jobs a driver of its own may run in its own order are the ones reproduce ran: all finished
     jobs = rep.study_specs("tiny", tmp_path)
-    assert [len(j.run_dirs()) for j in jobs] == [1, 1, 1, 1, 1, 1, 2]
+    assert sorted(len(j.run_dirs()) for j in jobs) == [1] * 8 + [2]  # 4 single-run arms x 2 seeds, 1 population
     assert all((d / "summary.json").is_file() for j in jobs for d in j.run_dirs())
     paper = json.loads((tmp_path / "HyperRL-A2C-CartPole" / "paper" / "static" / "seed0" / "config.json").read_text())
     assert paper["env_kwargs"]["profile"] == "paper"
