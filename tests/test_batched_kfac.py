@@ -130,3 +130,40 @@ def test_population_acktr_failed_eigendecomposition_rolls_back_only_that_member(
     torch.testing.assert_close(pop.flat[1], before[1], rtol=0, atol=0)
     assert not torch.equal(pop.flat[0], before[0])
     assert np.isnan(result.losses["kl_scale"][1]) and np.isfinite(result.losses["kl_scale"][0])
+
+
+def test_a_batched_eigh_that_returns_nan_without_raising_is_solved_again_member_by_member(monkeypatch):
+    """MKL's batched eigh gave NaN for one member of a batch on one CPU (without raising); that member is solved
+    alone, and only a member that fails alone too is reported as failed."""
+    from hypergym.learners.kfac import _batched_eigh
+
+    real = torch.linalg.eigh
+    x = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(0))
+    factors = x @ x.transpose(1, 2)
+    calls = []
+
+    def flaky(a):
+        calls.append(tuple(a.shape))
+        values, vectors = real(a)
+        if a.dim() == 3:  # the batched call: member 1 comes back as NaN
+            values, vectors = values.clone(), vectors.clone()
+            values[1], vectors[1] = torch.nan, torch.nan
+        return values, vectors
+
+    monkeypatch.setattr(torch.linalg, "eigh", flaky)
+    values, vectors, ok = _batched_eigh(factors)
+    assert ok.tolist() == [True, True, True] and calls == [(3, 6, 6), (6, 6)]
+    torch.testing.assert_close(vectors @ torch.diag_embed(values) @ vectors.transpose(1, 2), factors)
+
+    def broken(a):  # member 2 fails alone too (non-finite), member 0 raises alone
+        values, vectors = real(a)
+        if a.dim() == 3:
+            values, vectors = values.clone(), vectors.clone()
+            values[0], values[2] = torch.nan, torch.nan
+            return values, vectors
+        if torch.equal(a, factors[0]):
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+        return torch.full_like(values, torch.nan), vectors
+
+    monkeypatch.setattr(torch.linalg, "eigh", broken)
+    assert _batched_eigh(factors)[2].tolist() == [False, True, False]

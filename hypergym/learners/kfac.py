@@ -275,22 +275,27 @@ class KFAC(BatchedOptimizer):
 
 
 def _batched_eigh(factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``torch.linalg.eigh`` of ``[M, k, k]``; if the batched solver fails, member by member.
+    """``torch.linalg.eigh`` of ``[M, k, k]``; members it fails on are solved again one by one.
+
+    Failing includes returning non-finite numbers without raising: with 2 threads, MKL's batched solver
+    (torch 2.13 on an AMD EPYC with AVX-512) gave NaN for the second of two finite, rank-deficient 513 x 513
+    factors that it solves alone, or on one thread.
 
     Returns:
         Eigenvalues ``[M, k]``, eigenvectors ``[M, k, k]`` and ``[M]`` whether each member's succeeded.
     """
     try:
         values, vectors = torch.linalg.eigh(factors)
-        return values, vectors, torch.ones(factors.shape[0], dtype=torch.bool, device=factors.device)
     except RuntimeError:  # torch.linalg.LinAlgError: find the member(s) whose solver did not converge
-        pass
-    values = torch.zeros(factors.shape[:2], dtype=factors.dtype, device=factors.device)
-    vectors = torch.zeros_like(factors)
-    ok = torch.ones(factors.shape[0], dtype=torch.bool, device=factors.device)
-    for i in range(factors.shape[0]):
+        values, vectors = torch.full(factors.shape[:2], torch.nan).to(factors), torch.full_like(factors, torch.nan)
+
+    def finite() -> torch.Tensor:
+        return torch.isfinite(values).all(1) & torch.isfinite(vectors).flatten(1).all(1)
+
+    ok = finite()
+    for i in torch.nonzero(~ok).flatten().tolist():
         try:
             values[i], vectors[i] = torch.linalg.eigh(factors[i])
         except RuntimeError:
-            ok[i] = False
-    return values, vectors, ok
+            values[i], vectors[i] = torch.nan, torch.nan
+    return values, vectors, finite()
