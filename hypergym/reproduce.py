@@ -287,14 +287,16 @@ def _rival_lines(study: Study, by_arm: dict[str, list[Run]], metric: str) -> lis
         diff, low, high = bootstrap_difference(_metric(by_arm[arm.label], metric), _metric(by_arm[best], metric))
         lines.append(f"| {arm.label} | {best} (of {len(rivals)}) | {diff:+.3g} [{low:+.3g}, {high:+.3g}] "
                      f"| {_verdict(low, high)} |")  # fmt: skip
-    if not lines:
+    intro = ("Against the best rival of the arm's profile (the one with the best mean of the paper's metric, "
+             "chosen after the fact, which favours it):")  # fmt: skip
+    return _table(intro, ("arm", "best rival", "best eval - best rival [95% CI]", "verdict"), lines)
+
+
+def _table(intro: str, columns: Sequence[str], rows: list[str]) -> list[str]:
+    """A paragraph and a Markdown table of ``rows`` (nothing without rows)."""
+    if not rows:
         return []
-    head = [
-        "", "Against the best rival of the arm's profile (the one with the best mean of the paper's metric, chosen "
-        "after the fact, which favours it):", "",
-        "| arm | best rival | best eval - best rival [95% CI] | verdict |", "|---|---|---|---|",
-    ]  # fmt: skip
-    return head + lines
+    return ["", intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
 
 
 def _schedule_lines(study: Study, by_arm: dict[str, list[Run]]) -> list[str]:
@@ -311,17 +313,14 @@ def _schedule_lines(study: Study, by_arm: dict[str, list[Run]]) -> list[str]:
         means = "; ".join(f"{k} {v:.3g} (grid {s.grid_means[k]:.3g})" for k, v in s.hparam_means.items())
         lines.append(f"| {arm.label} | {s.steps:,} | {s.repeat_rate:.1%} ({s.uniform_repeat_rate:.1%}) | {means} "
                      f"| {s.nonnegative_rewards:,} of {s.rewards:,} |")  # fmt: skip
-    if not lines:
-        return []
-    head = [
-        "", "What the scheduling arms (and the baselines) chose in the second half of their runs (all runs pooled): "
+    intro = (
+        "What the scheduling arms (and the baselines) chose in the second half of their runs (all runs pooled): "
         "how often the action repeats (in brackets, what a uniformly random choice repeats), the mean chosen value "
         "(for multiplier grids the nominal value, before the base's decay) beside the grid's mean, and how many "
-        "hyper-rewards were >= 0:", "",
-        "| arm | hyper-steps | repeat rate (uniform) | mean chosen value (grid mean) | hyper-rewards >= 0 |",
-        "|---|---|---|---|---|",
-    ]  # fmt: skip
-    return head + lines
+        "hyper-rewards were >= 0:"
+    )
+    columns = ("arm", "hyper-steps", "repeat rate (uniform)", "mean chosen value (grid mean)", "hyper-rewards >= 0")
+    return _table(intro, columns, lines)
 
 
 def _study(name: str) -> Study:
