@@ -271,15 +271,16 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
 
 
 def _metric(runs: Sequence[Run], metric: str) -> list[float]:
-    return [float(r.summary.get(metric, math.nan)) for r in runs]
+    """``metric`` of each run's summary (NaN where it is missing or null)."""
+    return [math.nan if r.summary.get(metric) is None else float(r.summary[metric]) for r in runs]
 
 
 def _rival_lines(study: Study, by_arm: dict[str, list[Run]], metric: str) -> list[str]:
     """Each arm that is not a rival against the best rival of its profile (the claim "beats the best fixed")."""
     profiles = {arm.label: arm.profile for arm in study.arms}
+    measured = [r for r in study.rivals if np.isfinite(_metric(by_arm[r], metric)).any()]
     lines = []
     for arm in study.arms:
-        measured = [r for r in study.rivals if np.isfinite(_metric(by_arm[r], metric)).any()]
         rivals = [r for r in measured if profiles[r] == arm.profile]
         if arm.label in study.rivals or not rivals or not by_arm[arm.label]:
             continue
@@ -389,14 +390,12 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
         base = by_arm[baseline]
         cells = [label, str(len(group))]
         for metric in metrics:
-            x = np.array([r.summary.get(metric, math.nan) for r in group], dtype=np.float64)
+            x = np.array(_metric(group, metric), dtype=np.float64)
             x = x[np.isfinite(x)]
             se = x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else math.nan
             mean = f"{x.mean():.1f} ± {se:.1f}" if len(x) > 1 else f"{x.mean():.1f}" if len(x) else "n/a"
             cells += [mean, f"{np.median(x):.1f}" if len(x) else "n/a"]
-        diff, low, high = bootstrap_difference(
-            [r.summary.get(metrics[0], math.nan) for r in group], [r.summary.get(metrics[0], math.nan) for r in base]
-        )
+        diff, low, high = bootstrap_difference(_metric(group, metrics[0]), _metric(base, metrics[0]))
         same = label == baseline
         shown = f"{diff:+.3g} [{low:+.3g}, {high:+.3g}]" if math.isfinite(diff) else "n/a"
         cells.append("—" if same else shown)
