@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hypergym.plots import Run
+from hypergym.spaces import HyperparamSpace
 
 __all__ = ["ScheduleStats", "pooled", "schedule_stats"]
 
@@ -78,13 +79,6 @@ class ScheduleStats:
         return self.nonnegative_rewards / self.rewards if self.rewards else math.nan
 
 
-def _grid_values(space: dict[str, list[float]], actions: np.ndarray) -> dict[str, np.ndarray]:
-    """The value of each hyperparameter named by flat ``actions`` (row-major over the grids, as in ``spaces``)."""
-    sizes = [len(v) for v in space.values()]
-    digits = np.unravel_index(actions, sizes) if sizes else ()
-    return {k: np.asarray(v, dtype=np.float64)[d] for (k, v), d in zip(space.items(), digits, strict=True)}
-
-
 def schedule_stats(run: Run, start: float = 0.5, end: float = 1.0) -> ScheduleStats:
     """Statistics of ``run``'s choices over the hyper-steps from fraction ``start`` to ``end`` of the run.
 
@@ -110,18 +104,20 @@ def schedule_stats(run: Run, start: float = 0.5, end: float = 1.0) -> ScheduleSt
     if not np.isfinite(run.actions[lo:hi]).all():
         raise ValueError(f"{run.path}: its actions are not flat Discrete indices (e.g. multi_discrete vectors)")
     actions = run.actions[lo:hi].astype(np.int64)
-    n_actions = math.prod(len(v) for v in run.space.values())
-    if actions.min() < 0 or actions.max() >= n_actions:
-        raise ValueError(f"{run.path}: actions outside 0 .. {n_actions - 1} (the space of config.json)")
+    space = HyperparamSpace(run.space)  # the env's own codec, so the decoding is the one the run used
+    try:
+        chosen = [space.decode(a) for a in actions]
+    except ValueError as e:
+        raise ValueError(f"{run.path}: {e} (the space of config.json)") from e
     rewards = run.hyper_rewards[lo:hi]
     rewards = rewards[np.isfinite(rewards)]
     return ScheduleStats(
-        n_actions=n_actions,
+        n_actions=space.n_actions,
         steps=len(actions),
         repeats=int((actions[1:] == actions[:-1]).sum()),
         pairs=len(actions) - 1,
-        counts=tuple(int(c) for c in np.bincount(actions, minlength=n_actions)),
-        hparam_sums={k: float(v.sum()) for k, v in _grid_values(run.space, actions).items()},
+        counts=tuple(int(c) for c in np.bincount(actions, minlength=space.n_actions)),
+        hparam_sums={k: float(sum(c[k] for c in chosen)) for k in space.names},
         grid_means={k: float(np.mean(v)) for k, v in run.space.items()},
         rewards=len(rewards),
         nonnegative_rewards=int((rewards >= 0).sum()),

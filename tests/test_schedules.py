@@ -55,7 +55,7 @@ def test_schedule_stats_refuse_what_they_cannot_read():
         schedule_stats(_run([0, 1], [np.nan] * 2, space={}))
     with pytest.raises(ValueError, match="is empty"):
         schedule_stats(_run([0], [np.nan]), start=0.0, end=0.5)
-    with pytest.raises(ValueError, match=r"outside 0 \.\. 2"):
+    with pytest.raises(ValueError, match=r"outside Discrete\(3\): valid are 0\.\.2"):
         schedule_stats(_run([0, 3], [np.nan] * 2), start=0.0)
     with pytest.raises(ValueError, match="not flat Discrete"):
         schedule_stats(_run([0, np.nan], [np.nan] * 2), start=0.0)
