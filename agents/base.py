@@ -124,10 +124,6 @@ def check_agent(agent: Any, population: bool = False) -> None:
         )
 
 
-#: The population agents' names (``make_population_agent``), for the errors that point there.
-POPULATION_AGENT_NAMES = ("episodic", "pb2", "pbt", "random", "static", "static-max", "static-min")
-
-
 def check_single_env(env: Any, agent: str) -> None:
     """Refuse a population where a single-run agent needs one run.
 
@@ -137,8 +133,7 @@ def check_single_env(env: Any, agent: str) -> None:
     if isinstance(env, gym.vector.VectorEnv):
         raise ValueError(
             f"{agent} is a single-run agent, but got a population ({type(env).__name__} of {env.num_envs} "
-            "members): give it gym.make(id), run it per member with PerMemberAgent(venv, [...]), or use a "
-            f"population agent (make_population_agent: {', '.join(POPULATION_AGENT_NAMES)})"
+            "members): give it gym.make(id), or build it with make_agent(name, venv), which runs one per member"
         )
 
 

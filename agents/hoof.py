@@ -133,10 +133,10 @@ class HOOFAgent(HyperAgent):
         super().__init__(env.action_space, seed)
         check_single_env(env, "HOOFAgent")
         inner: Any = env.unwrapped  # a HyperRLEnv (checked below)
-        if isinstance(inner, gym.vector.VectorEnv):  # one member of a population, through PerMemberAgent
+        if isinstance(getattr(inner, "population", None), gym.vector.VectorEnv):  # a member's view (PerMemberAgent)
             raise ValueError(
                 "HOOF scores candidate updates of one learner and has no population form: run it on single runs "
-                "(gym.make; hypergym compare without --population)"
+                "(gym.make; hypergym compare runs it seed by seed)"
             )
         space = getattr(inner, "space", None)
         if space is None or not hasattr(inner, "algo"):

@@ -16,32 +16,37 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from hypergym.agents.base import HyperAgent, PopulationAgent, Transition
+from hypergym.agents.base import HyperAgent, PopulationAgent, Transition, agent_config
 from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
-from hypergym.agents.pb2 import PB2Agent
-from hypergym.agents.pbt import PBTAgent
 from hypergym.agents.simple import static_action, uniform_actions
-from hypergym.envs.profiles import agent_profile, check_profile
 from hypergym.envs.runs import member_info
 
 __all__ = [
-    "POPULATION_AGENTS",
     "PerMemberAgent",
     "PopulationAgent",
     "PopulationEpisodicAgent",
     "PopulationRandomAgent",
     "PopulationStaticAgent",
-    "make_population_agent",
 ]
 
 
-class _MemberView:
-    """What a single-run agent reads of its env, for one member of a vector env."""
+class _MemberView(gym.Env):  # type: ignore[type-arg]
+    """What a single-run agent reads of its env, for one member of a vector env (never stepped).
+
+    The single spaces, and every other attribute (``space``, ``settings``, ``total_env_steps``, ...) from the
+    population's env; ``population`` is the population itself. A ``gym.Env``, as SB3 (DQN) wants one.
+    """
 
     def __init__(self, venv: gym.vector.VectorEnv) -> None:
         self.action_space = venv.single_action_space
         self.observation_space = venv.single_observation_space
-        self.unwrapped = venv
+        self.population = venv
+
+    def __getattr__(self, name: str) -> Any:
+        population = self.__dict__.get("population")
+        if population is None:  # while unpickling, before the fields are set
+            raise AttributeError(name)
+        return getattr(population.unwrapped, name)
 
 
 class PopulationStaticAgent(PopulationAgent):
@@ -49,29 +54,47 @@ class PopulationStaticAgent(PopulationAgent):
 
     Args:
         venv: A :class:`~hypergym.envs.HyperRLVectorEnv`.
+        seeds: The members' seeds (recorded; static).
         action: ``"default"``, ``"min"``, ``"max"`` or a fixed action of the single action space.
-        seed: Unused (static).
     """
 
     name = "static"
 
-    def __init__(self, venv: gym.vector.VectorEnv, action: Any = "default", seed: int | None = None) -> None:
-        super().__init__(venv, seed)
-        self.actions = np.stack([np.asarray(static_action(venv, action), dtype=np.int64)] * self.num_envs)
+    def __init__(self, venv: gym.vector.VectorEnv, seeds: Sequence[int | None] = (), action: Any = "default") -> None:
+        super().__init__(venv, next(iter(seeds), None))
+        self.action = static_action(venv, action)
+        self.actions = np.stack([np.asarray(self.action, dtype=np.int64)] * self.num_envs)
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """The fixed action for every member."""
         return self.actions.copy()
 
+    def config(self) -> dict[str, Any]:
+        """Settings, with the fixed action (as a single run's static agent records it)."""
+        return {**super().config(), "action": np.asarray(self.action).tolist()}
+
 
 class PopulationRandomAgent(PopulationAgent):
-    """Uniformly random actions for every member, drawn in one call (the paper's RND baseline)."""
+    """Uniformly random actions (the paper's RND baseline), member ``i``'s from a stream of its own seed.
+
+    Member ``i`` draws what :class:`~hypergym.agents.RandomAgent` seeded with its seed draws, so the
+    population's members choose as the single runs of their seeds do.
+
+    Args:
+        venv: A :class:`~hypergym.envs.HyperRLVectorEnv`.
+        seeds: The members' seeds.
+    """
 
     name = "random"
 
+    def __init__(self, venv: gym.vector.VectorEnv, seeds: Sequence[int | None] = ()) -> None:
+        seeds = list(seeds) or [None] * venv.num_envs
+        super().__init__(venv, seeds[0])
+        self.rngs = [np.random.default_rng(s) for s in seeds]
+
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """Uniform actions."""
-        return uniform_actions(self.single_action_space, self.rng, self.num_envs)
+        """Uniform actions, one per member."""
+        return np.stack([np.asarray(uniform_actions(self.single_action_space, rng)) for rng in self.rngs])
 
 
 class PerMemberAgent(PopulationAgent):
@@ -100,7 +123,7 @@ class PerMemberAgent(PopulationAgent):
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Each member's agent's action."""
-        return np.array([a.act(obs[i], member_info(info, i)) for i, a in enumerate(self.members)], dtype=np.int64)
+        return np.stack([np.asarray(a.act(obs[i], member_info(info, i))) for i, a in enumerate(self.members)])
 
     def observe(
         self,
@@ -122,21 +145,31 @@ class PerMemberAgent(PopulationAgent):
             )  # fmt: skip
             agent.observe(t)
 
+    def step_records(self) -> list[dict[str, Any]]:
+        """Each member agent's record of its last choice (``step_record()``, e.g. epsilon), if it keeps one."""
+        return [a.step_record() if hasattr(a, "step_record") else {} for a in self.members]
+
     def config(self) -> dict[str, Any]:
         """Settings, with the first member agent's."""
-        return {**super().config(), **self.members[0].config()}
+        return {**super().config(), **agent_config(self.members[0])}
+
+    def member_config(self, i: int) -> dict[str, Any]:
+        """Member ``i``'s agent's settings: what its single run records."""
+        return agent_config(self.members[i])
 
 
 class PopulationEpisodicAgent(PerMemberAgent):
     """EPGT for each member; one memory per member, or one shared by all (``shared_memory=True``).
 
+    Member ``i``'s agent is the single-run :class:`~hypergym.agents.EpisodicAgent` of member ``i``'s seed.
+
     Args:
         venv: A :class:`~hypergym.envs.HyperRLVectorEnv` (``action_mode="discrete"``).
+        seeds: The members' seeds (each member agent's exploration seed).
         shared_memory: All members read and write one memory.
         capacity: Memory size (default: the paper's rule per member; shared: N times it, at most 10,000).
-        seed: Seed; member ``i``'s exploration is seeded from ``(seed, i)``.
         **kwargs: :class:`~hypergym.agents.EpisodicAgent` arguments (``k``, ``beta``, ``write_every``,
-            ``index``, ``index_kwargs``).
+            ``index``, ``index_kwargs``, the epsilon schedule, the memory layout).
     """
 
     name = "episodic"
@@ -144,21 +177,18 @@ class PopulationEpisodicAgent(PerMemberAgent):
     def __init__(
         self,
         venv: gym.vector.VectorEnv,
+        seeds: Sequence[int | None] = (),
         shared_memory: bool = False,
         capacity: int | None = None,
-        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         view = self.member_view(venv)
+        seeds = list(seeds) or [None] * venv.num_envs
         if capacity is None and shared_memory:
             per_member = paper_capacity(view, kwargs.get("write_every", 10)) or MAX_CAPACITY  # type: ignore[arg-type]
             capacity = min(MAX_CAPACITY, per_member * venv.num_envs)
-        seeds = np.random.SeedSequence(seed).spawn(venv.num_envs)
-        members = [
-            EpisodicAgent(view, capacity=capacity, seed=int(s.generate_state(1)[0]), **kwargs)  # type: ignore[arg-type]
-            for s in seeds
-        ]
-        super().__init__(venv, members, seed)
+        members = [EpisodicAgent(view, capacity=capacity, seed=s, **kwargs) for s in seeds]  # type: ignore[arg-type]
+        super().__init__(venv, members, seeds[0])
         self.shared_memory = shared_memory
         if shared_memory:
             for agent in self.members[1:]:
@@ -167,46 +197,3 @@ class PopulationEpisodicAgent(PerMemberAgent):
     def config(self) -> dict[str, Any]:
         """Settings, with the memory's."""
         return {**super().config(), "shared_memory": self.shared_memory}
-
-
-#: Population agents by name.
-POPULATION_AGENTS: dict[str, type[PopulationAgent]] = {
-    "episodic": PopulationEpisodicAgent,
-    "pb2": PB2Agent,
-    "pbt": PBTAgent,
-    "random": PopulationRandomAgent,
-    "static": PopulationStaticAgent,
-}
-
-
-def make_population_agent(
-    name: str, venv: gym.vector.VectorEnv, seed: int | None = None, profile: str | None = None, **kwargs: Any
-) -> PopulationAgent:
-    """Build the population agent named ``name`` (``static-min`` / ``static-max`` included).
-
-    ``profile`` (default: the population's, ``gym.make_vec(id, N, profile=...)``) gives ``episodic`` the EPGT
-    profile's arguments, as :func:`~hypergym.agents.make_agent` does; ``kwargs`` override them.
-
-    Raises:
-        ValueError: On an unknown name (the message lists the valid ones) or profile.
-    """
-    if profile is None:
-        profile = getattr(getattr(venv.unwrapped, "settings", None), "profile", "paper")
-    if name == "episodic":
-        kwargs = {**agent_profile(check_profile(profile), name, PerMemberAgent.member_view(venv)), **kwargs}
-    else:
-        check_profile(profile)
-    if name in ("static-min", "static-max"):
-        return PopulationStaticAgent(venv, action=name.split("-")[1], seed=seed)
-    if name not in POPULATION_AGENTS:
-        valid = [*sorted(POPULATION_AGENTS), "static-max", "static-min"]
-        if name == "hoof":
-            raise ValueError("'hoof' scores candidate updates of one learner and has no population form: run it on "
-                             "single runs (gym.make; hypergym compare without --population)")  # fmt: skip
-        if name in ("dqn", "episodic-factored"):
-            raise ValueError(
-                f"{name!r} has no population form: run it per member with PerMemberAgent(venv, "
-                f"[make_agent({name!r}, PerMemberAgent.member_view(venv), seed=s) for s in seeds]), or as single runs"
-            )
-        raise ValueError(f"unknown population agent {name!r}; choose from {valid}")
-    return POPULATION_AGENTS[name](venv, seed=seed, **kwargs)

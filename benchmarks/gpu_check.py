@@ -24,7 +24,6 @@ import torch
 
 import hypergym
 from hypergym.agents import make_agent
-from hypergym.agents.population import make_population_agent
 
 #: (id, env steps, preset overrides): A2C, PPO on Box2D and MuJoCo, ACKTR and PPO on Atari.
 CASES: list[tuple[str, int, dict[str, Any]]] = [
@@ -58,7 +57,7 @@ def single(env_id: str, steps: int, overrides: dict[str, Any], device: str) -> d
 def population(env_id: str, steps: int, overrides: dict[str, Any], device: str, n: int = 3) -> tuple[str, bool, float]:
     """A population of ``n`` EPGT members: its device, whether its weights stay finite, and its wall time."""
     venv = gym.make_vec(env_id, num_envs=n, total_env_steps=steps, device=device, obs_mode="vae", **overrides)
-    agent = make_population_agent("episodic", venv, seed=0)
+    agent = make_agent("episodic", venv, seed=0)
     start = time.perf_counter()
     hypergym.run(venv, agent, seed=0, out=None, progress=False)
     seconds = time.perf_counter() - start

@@ -22,6 +22,7 @@ from hypergym.envs.hyperrl_env import SettingsView
 from hypergym.envs.runs import InnerRuns, objects
 from hypergym.envs.settings import HyperRLSettings
 from hypergym.learners.records import WORK_HYPERPARAMS
+from hypergym.seeding import member_seeds
 
 __all__ = ["HyperRLVectorEnv"]
 
@@ -135,12 +136,7 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
             raise ValueError(f"unknown reset option(s) {unknown}; valid are ['restart']")
         seeds: list[int] | None = None
         if seed is not None:
-            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-                seeds = [int(seed) + i for i in range(self.num_envs)]
-            else:
-                seeds = [int(s) for s in seed]  # type: ignore[union-attr]
-                if len(seeds) != self.num_envs:
-                    raise ValueError(f"reset needs {self.num_envs} seeds (one per member), got {len(seeds)}")
+            seeds = [int(s) for s in member_seeds(seed, self.num_envs)]  # type: ignore[arg-type]
             super().reset(seed=seeds[0])
         runs = self.runs
         new_run = seeds is not None or bool(options.get("restart")) or not runs.started or runs.phase.run_finished

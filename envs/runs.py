@@ -42,8 +42,11 @@ def member_info(info: Mapping[str, Any], i: int) -> dict[str, Any]:
     for key, value in info.items():
         if key.startswith("_") or key in ("final_obs", "final_info"):
             continue
+        mask = info.get(f"_{key}")
+        if mask is not None and not mask[i]:
+            continue  # not this member's (Gymnasium's vector envs gather each key from some members)
         if isinstance(value, Mapping):
-            out[key] = {name: _python(arr[i]) for name, arr in value.items()}
+            out[key] = member_info(value, i)
         elif isinstance(value, np.ndarray):
             out[key] = _python(value[i])
     return out

@@ -54,12 +54,15 @@ __all__ = [
 #: First line of every checkpoint file.
 FORMAT = b"hypergym-checkpoint\n"
 #: Version of the layout of the pickled objects; bumped when a change makes older files unreadable.
-#: 2: the learner core (a single run is a population of one); format 1 held the SB3-backed learner.
-FORMAT_VERSION = 2
+#: 3: one sampling stream per member, and the runner's one loop over a population (a single run is one
+#: member); 2: one stream for all members; format 1 held the SB3-backed learner.
+FORMAT_VERSION = 3
 #: Why each older format cannot be read, for the error message.
 _OLDER_FORMATS = {
     1: "format 1 holds the SB3-backed single-run learner that hypergym 0.1's learner core replaced, with other "
     "random streams, so it cannot be continued here; start the run again (its seed gives a new trajectory)",
+    2: "format 2 holds a population's sampling noise in one stream, where format 3 gives each member its own, and "
+    "the runner's loop state of before its one loop; start the run again (a single run's seed gives the same run)",
 }
 
 

@@ -131,9 +131,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     check_names(args.env_id, [args.agent], env_kwargs)
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0 (seeds are non-negative integers), got {args.seed}")
-    from hypergym.agents import AGENTS
+    from hypergym.agents.registry import entry
 
-    if args.agent not in AGENTS and args.agent not in ("static-max", "static-min") and ":" not in args.agent:
+    if entry(args.agent).single is None:
         raise CLIError(
             f"{args.agent} trains a population, not one run: use hypergym compare {args.env_id} --agents "
             f"{args.agent} --seeds N (the N seeds are its members)"
@@ -164,7 +164,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         _env_kwargs(args),
         parse_assignments(args.agent_set),
         Path(args.png) if args.png else None,
-        population=args.population,
+        single_runs=args.single_runs,
         checkpoint_every=every,
         backend=args.backend,
         address=args.address,
@@ -262,8 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
         "default: a local cluster"
     )  # fmt: skip
     cmp.add_argument(
-        "--population", action="store_true", help="run each agent's seeds as one batched population (make_vec)"
-    )
+        "--single-runs", action="store_true",
+        help="run every seed as its own run (by default each agent's seeds run as one batched population, whose "
+        "members train as these single runs do)",
+    )  # fmt: skip
     cmp.set_defaults(func=cmd_compare)
 
     rep = sub.add_parser("reproduce", help="run (or resume) one of the paper's studies and write its results section")

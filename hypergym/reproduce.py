@@ -42,15 +42,15 @@ class Arm:
     label: str
     """How tables name the arm."""
     agent: str
-    """Agent name (``make_agent`` / ``make_population_agent``)."""
+    """Agent name (``make_agent``)."""
     profile: str = "paper"
     """The EPGT profile of env and agent."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Env overrides of this arm (beside the study's)."""
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     """Agent arguments of this arm."""
-    population: bool = False
-    """Run the arm's seeds as one batched population (``gym.make_vec``; static and random schedules)."""
+    single_runs: bool = False
+    """Run the arm's seeds one by one (a control; by default an arm's seeds run as one population)."""
 
 
 @dataclass(frozen=True)
@@ -107,19 +107,19 @@ _BLIND = {"obs_mode": "random"}
 _BW = "HyperRL-A2C-BipedalWalker"
 #: Fig. 2b: the code profile's 7 learning rates around 7e-4 (x0.4 ... x2.5), each fixed, as populations.
 _BW_FIXED = tuple(
-    Arm(f"fixed lr x{m:.3g} (code)", "static", "code", _BLIND, {"action": i}, population=True)
+    Arm(f"fixed lr x{m:.3g} (code)", "static", "code", _BLIND, {"action": i})
     for i, m in enumerate((1, 1.5, 1 / 1.5, 2, 0.5, 2.5, 0.4))
 )
 
 #: The paper profile's own baseline on BW: its A2C (OpenAI's defaults) at the default rate of its grid (7.1e-4,
 #: the middle of 5 log-spaced values), no decay. Against the code profile's fixed rate, the paper arm would be
 #: measured against another inner A2C.
-_BW_PAPER_FIXED = Arm("fixed lr x1 (paper)", "static", "paper", _BLIND, population=True)
+_BW_PAPER_FIXED = Arm("fixed lr x1 (paper)", "static", "paper", _BLIND)
 
-#: A control: the fixed default run as single runs, as the EPGT arms run. A population member seeded s is not
-#: the single run seeded s (its sampling noise comes from one stream of all members'), so the two are different
-#: samples of one arm; this arm shows whether running as a population moves the baselines.
-_BW_SINGLE_FIXED = Arm("fixed lr x1 (code), single runs", "static", "code", _BLIND)
+#: A control: the fixed default run seed by seed. Its runs were made when a population's members shared one
+#: sampling stream, so a member seeded s was not the single run seeded s; since each member draws from its own
+#: seed's streams (the learner core's MemberStreams) the two differ only by float rounding.
+_BW_SINGLE_FIXED = Arm("fixed lr x1 (code), single runs", "static", "code", _BLIND, single_runs=True)
 
 
 def _table2(task: str, median: str) -> Study:
@@ -140,9 +140,9 @@ def _table2(task: str, median: str) -> Study:
         arms=(
             Arm("episodic (code)", "episodic", "code"),
             Arm("EPGT code, the populations' 48 points (batch size 128)", "episodic", "code", lockstep),
-            Arm("pbt (code)", "pbt", "code", _BLIND, population=True),
-            Arm("pb2 (code)", "pb2", "code", _BLIND, population=True),
-            Arm("static (code)", "static", "code", _BLIND, population=True),
+            Arm("pbt (code)", "pbt", "code", _BLIND),
+            Arm("pb2 (code)", "pb2", "code", _BLIND),
+            Arm("static (code)", "static", "code", _BLIND),
         ),
         baseline="static ({profile})",
         claim=f"EPGT's median best evaluation ({median}) is at least PBT's and PB2's (Table 2, 1M steps, 10 runs); "
@@ -245,7 +245,7 @@ def _verdict(low: float, high: float) -> str:
 
 def _group_dir(out: Path, env_id: str, arm: Arm) -> Path:
     """Where the comparison holding ``arm`` writes: per id, one folder per profile, one more per set of overrides."""
-    if not arm.env_kwargs and not arm.agent_kwargs and not arm.population:
+    if not arm.env_kwargs and not arm.agent_kwargs and not arm.single_runs:
         return out / env_id / arm.profile
     return out / env_id / re.sub(r"[^a-z0-9]+", "-", arm.label.lower()).strip("-")
 
@@ -349,7 +349,7 @@ def study_specs(name: str, out: Path, seeds: int | None = None) -> list[RunSpec]
     for folder, arms in groups.items():
         env_kwargs = {**study.env_kwargs, **arms[0].env_kwargs, "profile": arms[0].profile}
         specs += plan(study.env_id, [a.agent for a in arms], n, folder, env_kwargs, arms[0].agent_kwargs,
-                      population=arms[0].population)  # fmt: skip
+                      single_runs=arms[0].single_runs)  # fmt: skip
     return specs
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,13 @@ __all__ = [
     "CHECKPOINT_FILE",
     "FINAL_EPISODES",
     "STEPS_JOURNAL",
+    "MemberTally",
+    "Recorder",
     "RunResult",
     "append_rows",
     "env_config",
     "jsonable",
+    "member_dir",
     "read_rows",
     "scalar",
     "step_row",
@@ -142,12 +146,13 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f]
 
 
-def env_config(env: gym.Env) -> dict[str, Any]:
+def env_config(env: gym.Env | gym.vector.VectorEnv) -> dict[str, Any]:
     """The env's id and kwargs (or its class name), for ``config.json``."""
     spec = env.spec
     if spec is None:
         return {"env": type(env.unwrapped).__name__}
-    kwargs = {k: jsonable(v) for k, v in spec.kwargs.items()}
+    # A population's size is its config's "population"; its members' env settings are a single run's.
+    kwargs = {k: jsonable(v) for k, v in spec.kwargs.items() if k not in ("num_envs", "vectorization_mode")}
     return {"env_id": spec.id, "env_kwargs": kwargs}
 
 
@@ -160,3 +165,125 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, (str, int, float, bool)) or x is None:
         return x
     return scalar(x) if isinstance(x, (np.ndarray, np.generic)) else repr(x)
+
+
+def member_dir(out: str | Path, seed: Any) -> Path:
+    """The run directory of the population member seeded ``seed`` in the folder ``out``: ``out/seed{seed}``."""
+    return Path(out) / f"seed{seed}"
+
+
+@dataclass
+class MemberTally:
+    """What one member's summary is made of, gathered step by step."""
+
+    returns: list[float] = field(default_factory=list)
+    gs: list[float] = field(default_factory=list)
+    evals: list[float] = field(default_factory=list)
+    diverged: int = 0
+    episodes: int = 0
+    env_steps: int = 0
+
+    def add(self, info: dict[str, Any], ended: bool) -> None:
+        """Count one hyper-step of the member, from its info (``ended``: its learning episode ended)."""
+        self.returns += list(info.get("episode_returns", []))
+        if "G" in info:
+            self.gs.append(float(info["G"]))
+        if "eval_return" in info:
+            self.evals.append(float(info["eval_return"]))
+        self.diverged += bool(info.get("diverged", False))
+        self.episodes += ended
+        self.env_steps = int(info.get("env_steps", 0))
+
+    def result(self, hyper_steps: int, wall: float, members: int, run_dir: Path | None) -> RunResult:
+        """The member's :class:`RunResult` (speed: the population's, all members' env steps)."""
+        returns, gs, evals = self.returns, self.gs, self.evals
+        return RunResult(
+            hyper_steps=hyper_steps,
+            learning_episodes=self.episodes,
+            env_steps=self.env_steps,
+            final_return=float(np.mean(returns[-FINAL_EPISODES:])) if returns else math.nan,
+            best_G=max(gs) if gs else math.nan,
+            mean_G=float(np.mean(gs)) if gs else math.nan,
+            diverged_steps=self.diverged,
+            wall_seconds=wall,
+            env_steps_per_second=members * self.env_steps / wall if wall > 0 else math.nan,
+            run_dir=str(run_dir) if run_dir is not None else None,
+            best_eval_return=max(evals) if evals else math.nan,
+            final_eval_return=evals[-1] if evals else math.nan,
+        )
+
+
+class Recorder:
+    """Owns the run directories of one run or population: configs, rows, journals, summaries.
+
+    A single run is recorded in ``out`` itself, a population's member seeded ``s`` in ``out/seed{s}``
+    (:func:`member_dir`); a population's checkpoint lies in ``out``, a single run's in its run directory.
+
+    Args:
+        out: The run directory (single run) or the folder of the members' ones; ``None``: record nothing.
+        seeds: The members' seeds.
+        single: Record a single run (in ``out`` itself).
+        journaled: Keep the rows in journals beside a checkpoint (the run is checkpointed).
+    """
+
+    def __init__(self, out: str | Path | None, seeds: list[Any], single: bool, journaled: bool) -> None:
+        self.folder = Path(out) if out is not None else None
+        if self.folder is None:
+            self.dirs: list[Path | None] = [None] * len(seeds)
+        else:
+            self.dirs = [self.folder] if single else [member_dir(self.folder, s) for s in seeds]
+        self.journals = [d / STEPS_JOURNAL if d is not None and journaled else None for d in self.dirs]
+
+    def start(self, configs: list[dict[str, Any]]) -> None:
+        """Write each member's ``config.json`` (before any step is taken)."""
+        for run_dir, config in zip(self.dirs, configs, strict=True):
+            if run_dir is not None:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "config.json").write_text(json.dumps(jsonable(config), indent=2))
+
+    def rewind(self, sizes: list[int], checkpoint: Path | None) -> None:
+        """Cut each journal back to ``sizes`` bytes: the rows the checkpoint being resumed had.
+
+        Rows after it were written before a checkpoint that was never completed (the run redoes them); a
+        fresh run (size 0) drops a journal left by a run killed before its first checkpoint.
+
+        Raises:
+            CheckpointError: If a journal holds fewer bytes than the checkpoint says it had.
+        """
+        from hypergym.checkpoint import CheckpointError
+
+        for path, size in zip(self.journals, sizes, strict=True):
+            if path is None:
+                continue
+            if size == 0:
+                path.unlink(missing_ok=True)
+                continue
+            have = path.stat().st_size if path.is_file() else 0
+            if have < size:
+                raise CheckpointError(
+                    f"{path} holds {have} bytes of rows but the checkpoint {checkpoint} was written after {size}: "
+                    "the journal was deleted or cut; delete the checkpoint too to start this run afresh"
+                )
+            os.truncate(path, size)
+
+    def flush(self, rows: list[list[dict[str, Any]]]) -> list[int]:
+        """Append each member's pending ``rows`` to its journal (emptying them); the journals' sizes after."""
+        sizes = []
+        for path, pending in zip(self.journals, rows, strict=True):
+            sizes.append(append_rows(path, pending) if path is not None else 0)
+            if path is not None:
+                pending.clear()
+        return sizes
+
+    def finish(self, results: list[RunResult], rows: list[list[dict[str, Any]]], journaled: list[int]) -> None:
+        """Write ``steps.csv`` (the journal's rows, then ``rows``) and ``summary.json`` of every member."""
+        for i, run_dir in enumerate(self.dirs):
+            if run_dir is None:
+                continue
+            journal = self.journals[i]
+            earlier = read_rows(journal) if journal is not None and journaled[i] else []
+            write_csv(run_dir / "steps.csv", earlier + rows[i])
+            (run_dir / "summary.json").write_text(json.dumps(asdict(results[i]), indent=2))
+        for journal in self.journals:
+            if journal is not None:
+                journal.unlink(missing_ok=True)  # steps.csv supersedes it

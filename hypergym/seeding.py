@@ -8,13 +8,41 @@ user's own torch code around them, do not disturb each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["GlobalRNGs", "TorchRNG", "derive_seeds"]
+__all__ = ["GlobalRNGs", "MemberStreams", "TorchRNG", "derive_seeds", "member_seeds"]
+
+
+def member_seeds(seed: int | Sequence[int] | None, n: int) -> list[int | None]:
+    """The seed of each of ``n`` members: ``seed, seed + 1, ...`` for an int, the list itself, or ``None`` each.
+
+    The one rule by which a population's seeds are named (``reset(seed=s)``, the runner, the agents, the run
+    directories' ``seed{s}`` folders).
+
+    Raises:
+        ValueError: On a seed that is not a non-negative integer, a list of the wrong length, or duplicates.
+    """
+    if seed is None:
+        return [None] * n
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        seeds = [int(seed) + i for i in range(n)]
+    elif isinstance(seed, Sequence) and not isinstance(seed, str):
+        seeds = list(seed)
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for a population of {n} (one per member)")
+    else:
+        raise ValueError(f"seed must be a non-negative integer or a list of them, got {seed!r}")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0]
+    if bad:
+        raise ValueError(f"seeds must be non-negative integers, got {bad}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the members' seeds {seeds} repeat one: each member is the run of its own seed")
+    return [int(s) for s in seeds]
 
 
 def derive_seeds(seed: int, n: int) -> list[int]:
@@ -23,6 +51,62 @@ def derive_seeds(seed: int, n: int) -> list[int]:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     words = np.random.SeedSequence(int(seed)).generate_state(n, dtype=np.uint32)
     return [int(w) & 0x7FFFFFFF for w in words]
+
+
+class MemberStreams:
+    """Each member's sampling noise and minibatch orders, from a stream of its own seed.
+
+    A member seeded ``s`` draws exactly what a single run seeded ``s`` draws (every draw is one call per
+    member, of the member's shape), so a population's member ``i`` trains as the single run of its seed
+    does, and member ``i``'s draws never depend on the others'.
+
+    Args:
+        seeds: One seed per member.
+        device: Torch device of the torch generators.
+    """
+
+    def __init__(self, seeds: list[int], device: torch.device) -> None:
+        states = [np.random.SeedSequence([int(s)]).generate_state(2) for s in seeds]
+        self.torch = [torch.Generator(device=device).manual_seed(int(t)) for t, _ in states]
+        self.numpy = [np.random.default_rng(int(n)) for _, n in states]
+
+    def uniform(self, shape: tuple[int, ...], members: np.ndarray | None = None) -> np.ndarray:
+        """``[M, *shape]`` float32 uniforms in [0, 1); with ``members`` (``[M]`` bool) only theirs are drawn."""
+        return self._stack(np, [(lambda g: g.random(shape, dtype=np.float32)) for _ in self.numpy], members, shape)
+
+    def normal(self, shape: tuple[int, ...], members: np.ndarray | None = None) -> np.ndarray:
+        """``[M, *shape]`` float32 standard normals (only ``members``' drawn, if given)."""
+        draws = [(lambda g: g.standard_normal(shape, dtype=np.float32)) for _ in self.numpy]
+        return self._stack(np, draws, members, shape)
+
+    def torch_uniform(
+        self, shape: tuple[int, ...], device: torch.device, members: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """``[M, *shape]`` uniforms in [0, 1) on ``device`` (only ``members``' drawn, if given)."""
+        draws = [(lambda g: torch.rand(shape, generator=g, device=device)) for _ in self.torch]
+        return self._stack(torch, draws, members, shape, device)
+
+    def torch_normal(
+        self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, members: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """``[M, *shape]`` standard normals on ``device`` (only ``members``' drawn, if given)."""
+        draws = [(lambda g: torch.randn(shape, generator=g, device=device, dtype=dtype)) for _ in self.torch]
+        return self._stack(torch, draws, members, shape, device, dtype)
+
+    def _stack(self, lib: Any, draws: list[Any], members: np.ndarray | None, shape: tuple[int, ...],
+               device: Any = None, dtype: Any = None) -> Any:  # fmt: skip
+        # A member that does not draw keeps its stream where it is: another member's retry (a rollback) must
+        # not move it, or it would no longer draw what the single run of its seed draws.
+        generators = self.numpy if lib is np else self.torch
+        out = []
+        for i, (draw, g) in enumerate(zip(draws, generators, strict=True)):
+            if members is None or members[i]:
+                out.append(draw(g))
+            elif lib is np:
+                out.append(np.zeros(shape, dtype=np.float32))
+            else:
+                out.append(torch.zeros(shape, device=device, dtype=dtype or torch.float32))
+        return lib.stack(out)
 
 
 class TorchRNG:

@@ -12,8 +12,12 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from hypergym.rundir import member_dir
+from hypergym.seeding import member_seeds
 
 #: Minutes (wall clock) between two checkpoints of a run started by ``run`` / ``compare`` / ``reproduce`` (0 on
 #: the command line: none). Wall clock, not update phases: a phase is one update under the ``code`` profile's
@@ -24,7 +28,6 @@ __all__ = [
     "DEFAULT_CHECKPOINT_MINUTES",
     "CLIError",
     "RunSpec",
-    "agent_arguments",
     "check_agents",
     "check_names",
     "check_pool",
@@ -71,38 +74,27 @@ class RunSpec:
 
     def seeds(self) -> list[int]:
         """The seed of each run of the job."""
-        return list(range(self.seed, self.seed + self.members)) if self.members else [self.seed]
+        return member_seeds(self.seed, self.members) if self.members else [self.seed]  # type: ignore[return-value]
 
     def run_dirs(self) -> list[Path]:
         """The run directory of each run of the job."""
-        return [Path(self.out) / f"seed{s}" for s in self.seeds()] if self.members else [Path(self.out)]
+        return [member_dir(self.out, s) for s in self.seeds()] if self.members else [Path(self.out)]
 
 
 def check_names(env_id: str, agents: Sequence[str], env_kwargs: dict[str, Any]) -> None:
     """Fail fast, listing the valid choices, on an unknown id, agent or preset kwarg."""
     import hypergym
-    from hypergym.agents import AGENTS
+    from hypergym.agents.registry import entry
     from hypergym.envs.settings import HyperRLSettings
     from hypergym.learners import LEARNERS
 
     if env_id not in hypergym.PRESETS:
         raise CLIError(f"unknown id {env_id!r}; registered ids are: {', '.join(sorted(hypergym.PRESETS))}")
-    from hypergym.agents.population import POPULATION_AGENTS
-
-    valid_agents = sorted({*AGENTS, *POPULATION_AGENTS, "static-max", "static-min"})
     for agent in agents:
-        if ":" in agent:  # a user's class, package.module:ClassName
-            from hypergym.agents import load_agent_class
-
-            try:
-                load_agent_class(agent)
-            except ValueError as err:
-                raise CLIError(str(err)) from err
-        elif agent not in valid_agents:
-            raise CLIError(
-                f"unknown agent {agent!r}; choose from {', '.join(valid_agents)}, or name a class as "
-                "package.module:ClassName"
-            )
+        try:
+            entry(agent)
+        except ValueError as err:
+            raise CLIError(str(err)) from err
     algo = hypergym.PRESETS[env_id]["algo"]
     valid = sorted({*HyperRLSettings.argument_names(), *LEARNERS[algo].config_class.field_names()} - {"preset"})
     unknown = sorted(set(env_kwargs) - set(valid))
@@ -128,12 +120,11 @@ def check_agents(
 
     import gymnasium as gym
 
-    from hypergym.agents import make_agent
-    from hypergym.agents.population import make_population_agent
+    from hypergym.agents import agent_arguments, make_agent
 
-    def build(name: str, make: Any, env: Any) -> None:
+    def build(name: str, env: Any) -> None:
         try:
-            make(name, env, seed=0, **agent_kwargs)
+            make_agent(name, env, seed=0, **agent_kwargs)
         except TypeError as err:
             if "unexpected keyword" not in str(err):
                 raise CLIError(f"{name} on {env_id}: {err}") from err
@@ -147,34 +138,14 @@ def check_agents(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the runs themselves say it (e.g. a population's pinned settings)
-            if single:
-                env = gym.make(env_id, **env_kwargs)
-                for name in single:
-                    build(name, make_agent, env)
-                env.close()
-            if population:
-                venv = gym.make_vec(env_id, num_envs=seeds, **env_kwargs)
-                for name in population:
-                    build(name, make_population_agent, venv)
-                venv.close()
+            for names, make in ((single, gym.make), (population, partial(gym.make_vec, num_envs=seeds))):
+                if names:
+                    env = make(env_id, **env_kwargs)
+                    for name in names:
+                        build(name, env)
+                    env.close()
     except ValueError as err:  # the env's own refusal of a setting
         raise CLIError(f"{env_id}: {err}") from err
-
-
-def agent_arguments(name: str) -> list[str]:
-    """The keyword arguments (``--agent-set`` keys) of the agent named ``name``."""
-    import inspect
-
-    from hypergym.agents import AGENTS, StaticAgent, load_agent_class
-    from hypergym.agents.population import POPULATION_AGENTS
-
-    if ":" in name:
-        cls: Any = load_agent_class(name)
-    else:
-        cls = AGENTS.get(name) or POPULATION_AGENTS.get(name) or StaticAgent
-    skip = {"self", "env", "venv", "seed", "action_space"}
-    params = inspect.signature(cls).parameters.values()
-    return [p.name for p in params if p.name not in skip and p.kind != p.VAR_KEYWORD]
 
 
 def check_finished(run_dir: Path, env_id: str, seed: int, agent: str, env_kwargs: dict[str, Any] | None) -> None:
@@ -211,7 +182,6 @@ def execute(spec: RunSpec) -> list[dict[str, Any]]:
     import gymnasium as gym
 
     from hypergym.agents import make_agent
-    from hypergym.agents.population import make_population_agent
     from hypergym.devices import one_thread
     from hypergym.runner import run
 
@@ -219,10 +189,9 @@ def execute(spec: RunSpec) -> list[dict[str, Any]]:
     with one_thread():  # the same floats inline, in a worker process or in a Ray task (see one_thread)
         if spec.members:
             env: Any = gym.make_vec(spec.env_id, num_envs=spec.members, **spec.env_kwargs)
-            agent: Any = make_population_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
         else:
             env = gym.make(spec.env_id, **spec.env_kwargs)
-            agent = make_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
+        agent = make_agent(spec.agent, env, seed=spec.seed, **spec.agent_kwargs)
         results = run(
             env, agent, seed=seeds if spec.members else spec.seed, out=spec.out, progress=spec.progress,
             extra_config=extra, checkpoint_every=spec.checkpoint_every, tensorboard=spec.tensorboard,
@@ -307,7 +276,7 @@ def compare(
     env_kwargs: dict[str, Any],
     agent_kwargs: dict[str, Any],
     png: Path | None = None,
-    population: bool = False,
+    single_runs: bool = False,
     checkpoint_every: int | None = None,
     backend: str = "process",
     address: str | None = None,
@@ -320,19 +289,18 @@ def compare(
     Each run saves a checkpoint every ``checkpoint_minutes`` of wall clock, or every ``checkpoint_every``
     update phases when that is given (:func:`hypergym.runner.run`).
 
-    With ``population``, each agent's seeds run as one population (``gym.make_vec``, one batched run).
-    Population methods (``pbt``, ``pb2``) always do: their members are the seeds. Runs and populations
-    share the ``workers`` processes; ``backend="ray"`` runs each as one task on the Ray cluster at
-    ``address`` (see :func:`hypergym.ray_backend.map_on_ray`).
+    Each agent's seeds run as one population (``gym.make_vec``, one batched run; :func:`plan` says where
+    not), or seed by seed with ``single_runs``. Runs and populations share the ``workers`` processes;
+    ``backend="ray"`` runs each as one task on the Ray cluster at ``address``
+    (see :func:`hypergym.ray_backend.map_on_ray`).
 
     Raises:
-        CLIError: On an unknown id, agent or setting, or a single-run agent (``dqn``, ``hoof``) asked to
-            run as a population.
+        CLIError: On an unknown id, agent or setting, or an agent that cannot be built on the id.
         ConnectionError: If the Ray cluster at ``address`` does not answer (before any run starts).
     """
     check_pool(workers, backend, address)  # before plan builds every agent's env
     specs = plan(
-        env_id, agents, seeds, out, env_kwargs, agent_kwargs, population, checkpoint_every, tensorboard,
+        env_id, agents, seeds, out, env_kwargs, agent_kwargs, single_runs, checkpoint_every, tensorboard,
         checkpoint_minutes,
     )  # fmt: skip
     run_many(specs, workers, backend, address)
@@ -353,37 +321,36 @@ def plan(
     out: Path,
     env_kwargs: dict[str, Any],
     agent_kwargs: dict[str, Any],
-    population: bool = False,
+    single_runs: bool = False,
     checkpoint_every: int | None = None,
     tensorboard: str | None = None,
     checkpoint_minutes: float | None = DEFAULT_CHECKPOINT_MINUTES,
 ) -> list[RunSpec]:
     """The jobs of a comparison (``out/<agent>/seed<s>``), every name and agent checked before any runs.
 
-    A single-run agent gets one job per seed; a population agent (or any agent, with ``population``) one
-    job of all the seeds.
+    Each agent's seeds run as ONE population (``gym.make_vec``, members = seeds; one job), through its batched
+    form or one single-run agent per member, whose members train as the single runs of their seeds do. An
+    agent runs seed by seed (one job per seed) where it has no population form (HOOF), where the grid holds
+    several values of a hyperparameter that changes the work of an update (``batch_size``, ``n_epochs``: a
+    population keeps them the same for all members, so its members would search a smaller grid), or with
+    ``single_runs``; population methods (PBT, PB2) always run as populations.
 
     Raises:
         CLIError: As :func:`compare`.
     """
-    from hypergym.agents import AGENTS
-    from hypergym.agents.population import POPULATION_AGENTS
+    from hypergym.agents.registry import entry
 
     check_names(env_id, agents, env_kwargs)
-    statics = ("static-max", "static-min")
-    single = {*AGENTS, *statics, *(a for a in agents if ":" in a)}  # a user's class runs one inner run
-    as_population = [a for a in agents if population or a not in single]
-    single_only = [a for a in as_population if a not in POPULATION_AGENTS and a not in statics]
-    if single_only:
-        raise CLIError(
-            f"{single_only} run one inner run each and have no population version; drop --population "
-            f"(population agents: {', '.join(sorted(POPULATION_AGENTS))})"
-        )
     if not agents:
         raise CLIError("--agents names no agent; give a comma-separated list, e.g. --agents episodic,random,static")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise CLIError(f"--seeds must be an integer >= 1, got {seeds!r}")
-    few = [a for a in as_population if a in ("pbt", "pb2")] if seeds < 2 else []
+    lockstep = _work_grid(env_id, env_kwargs)
+    as_population = [
+        a for a in agents
+        if entry(a).single is None or not (single_runs or entry(a).no_population or lockstep or seeds == 1)
+    ]  # fmt: skip
+    few = [a for a in as_population if entry(a).single is None] if seeds < 2 else []
     if few:
         raise CLIError(f"{few} exploit the other members of a population: give --seeds 2 or more (got {seeds})")
     check_agents(env_id, [a for a in agents if a not in as_population], as_population, seeds, env_kwargs, agent_kwargs)
@@ -393,9 +360,21 @@ def plan(
         if agent in as_population:  # one job of all the seeds
             specs.append(RunSpec(env_id, agent, 0, str(out / agent), *common, seeds, checkpoint_minutes))
         else:
-            specs += [RunSpec(env_id, agent, s, str(out / agent / f"seed{s}"), *common, 0, checkpoint_minutes)
+            specs += [RunSpec(env_id, agent, s, str(member_dir(out / agent, s)), *common, 0, checkpoint_minutes)
                       for s in range(seeds)]  # fmt: skip
     return specs
+
+
+def _work_grid(env_id: str, env_kwargs: dict[str, Any]) -> list[str]:
+    """The hyperparameters of the grid that change the work of an update and take several values."""
+    from hypergym.envs.settings import HyperRLSettings
+    from hypergym.learners.records import WORK_HYPERPARAMS
+
+    try:
+        space = HyperRLSettings.from_kwargs(preset=env_id, **env_kwargs).space
+    except (ValueError, TypeError) as err:  # the env's own refusal of a setting
+        raise CLIError(f"{env_id}: {err}") from err
+    return [p.name for p in space.params if p.name in WORK_HYPERPARAMS and len(p.values) > 1]
 
 
 def default_workers() -> int:

@@ -229,28 +229,32 @@ def test_hypergym_run_drives_an_agent_with_only_act_and_observe(tmp_path):
 
 
 def test_agents_on_the_wrong_kind_of_env_fail_at_construction_with_what_fits():
-    from hypergym.agents import HOOFAgent
-    from hypergym.agents.base import POPULATION_AGENT_NAMES
+    from hypergym.agents import AGENTS, HOOFAgent, StaticAgent
     from hypergym.agents.pbt import PBTAgent
-    from hypergym.agents.population import POPULATION_AGENTS, PerMemberAgent, make_population_agent
+    from hypergym.agents.population import PerMemberAgent
 
-    assert set(POPULATION_AGENT_NAMES) == {*POPULATION_AGENTS, "static-max", "static-min"}
     small = {"obs_mode": "random", "n_steps": 5, "policy_kwargs": TINY_NET}
     env = gym.make("HyperRL-A2C-Pendulum", **small)
     venv = gym.make_vec("HyperRL-A2C-Pendulum", num_envs=2, **small)
-    # A single-run agent on a population.
-    for name in ("episodic", "dqn", "static", "hoof", "random"):
+    # One factory: every agent that can run on a population is built for one, its members seeded seed + i.
+    for name, found in AGENTS.items():
+        if found.no_population:
+            continue
+        agent = make_agent(name, venv, seed=3)
+        assert callable(agent.act) and agent.num_envs == 2
+        if isinstance(agent, PerMemberAgent):
+            assert [a.seed for a in agent.members] == [3, 4]
+    # A single-run agent's class on a population.
+    for cls in (HOOFAgent, StaticAgent):
         with pytest.raises(ValueError, match=r"single-run agent, but got a population .* of 2 members"):
-            make_agent(name, venv)
-    with pytest.raises(ValueError, match="single-run agent"):
-        HOOFAgent(venv)
+            cls(venv)
     # HOOF as a member of a population (PerMemberAgent's view), before any run starts.
     with pytest.raises(ValueError, match=r"HOOF .* no population form"):
         PerMemberAgent(venv, [HOOFAgent(PerMemberAgent.member_view(venv)) for _ in range(2)])
     with pytest.raises(ValueError, match=r"'hoof' .* no population form"):
-        make_population_agent("hoof", venv)
+        make_agent("hoof", venv)
     # A population agent on a single env, by name and by class.
-    with pytest.raises(ValueError, match=r"'pbt' is a population agent .* make_population_agent\('pbt'"):
+    with pytest.raises(ValueError, match=r"'pbt' is a population method .* make_agent\('pbt'"):
         make_agent("pbt", env)
     with pytest.raises(ValueError, match="PBTAgent is a population agent, but got a single env"):
         PBTAgent(env)

@@ -145,7 +145,7 @@ def test_another_format_version_is_refused(tmp_path, monkeypatch):
 
     write_checkpoint(tmp_path / "x.ckpt", {"a": 1})
     monkeypatch.setattr(ckpt, "FORMAT_VERSION", ckpt.FORMAT_VERSION + 1)
-    with pytest.raises(CheckpointError, match="checkpoint format 2"):
+    with pytest.raises(CheckpointError, match=f"checkpoint format {ckpt.FORMAT_VERSION - 1}"):
         read_checkpoint(tmp_path / "x.ckpt")
     # A checkpoint of the SB3-backed learner (format 1) is refused with the reason.
     monkeypatch.setattr(ckpt, "FORMAT_VERSION", 1)
@@ -288,16 +288,19 @@ def test_the_rows_live_in_a_journal_that_a_resume_cuts_back_to_its_checkpoint(tm
     whole = runner.run(env, agent, seed=2, out=tmp_path / "whole", progress=False)
     expected = (tmp_path / "whole" / "steps.csv").read_text()
 
-    real_save, saves = runner._save, []
+    from hypergym import callbacks
 
-    def crash_on_the_third_save(path, config, env, agent, loop):
+    real_save, saves = callbacks.write_checkpoint, []
+
+    def crash_on_the_third_save(path, payload):
+        loop = payload["loop"]
         saves.append(loop.journal[0])
         if len(saves) == 3:  # the journal has this checkpoint's rows; the checkpoint is the second one
             raise _Crash
         assert loop.rows == [[]]  # every row so far is in the journal, none in the checkpoint
-        return real_save(path, config, env, agent, loop)
+        return real_save(path, payload)
 
-    monkeypatch.setattr(runner, "_save", crash_on_the_third_save)
+    monkeypatch.setattr(callbacks, "write_checkpoint", crash_on_the_third_save)
     env, agent = fresh()
     with pytest.raises(_Crash):
         runner.run(env, agent, seed=2, out=tmp_path / "killed", progress=False, checkpoint_every=2)
@@ -312,7 +315,7 @@ def test_the_rows_live_in_a_journal_that_a_resume_cuts_back_to_its_checkpoint(tm
     assert (tmp_path / "killed" / "steps.csv").read_text() == expected  # the rows after saves[1] not twice
     assert not journal.exists()
 
-    monkeypatch.setattr(runner, "_save", crash_on_the_third_save)
+    monkeypatch.setattr(callbacks, "write_checkpoint", crash_on_the_third_save)
     saves.clear()
     env, agent = fresh()
     with pytest.raises(_Crash):
@@ -337,7 +340,7 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
         run(env, agent, seed=0, out=tmp_path / "r", progress=False, checkpoint_every=1)
     with pytest.raises(ValueError, match="checkpoint_every"):
         run(env, agent, seed=0, progress=False, checkpoint_every=0)
-    from hypergym.agents.population import make_population_agent
+    from hypergym.agents import make_agent as make_population_agent
 
     venv = gym.make_vec("HyperRL-A2C-CartPole", num_envs=2, **TINY, n_envs=2, obs_mode="random")
     with pytest.raises(ValueError, match="checkpoint_every"):
@@ -368,7 +371,7 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
     proc = subprocess.Popen([*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 300
-    while not list(killed.glob("*/seed*/checkpoint.ckpt")):
+    while not list(killed.glob("**/checkpoint.ckpt")):  # populations: one checkpoint per agent's folder
         assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint before the compare ended"
         time.sleep(0.05)
     subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # the workers
@@ -376,7 +379,7 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
     proc.wait()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # any worker left over
-    interrupted = [c.parent for c in killed.glob("*/seed*/checkpoint.ckpt") if not (c.parent / "summary.json").exists()]
+    interrupted = list(killed.glob("**/checkpoint.ckpt"))  # removed once a run's (population's) summaries exist
     assert interrupted, "every run had finished: nothing was resumed"
 
     subprocess.run([*args, "--out", str(killed)], check=True, capture_output=True)
@@ -386,7 +389,7 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
         for timing in ("wall_seconds", "env_steps_per_second", "run_dir"):
             a.pop(timing), b.pop(timing)
         assert a == b, summary
-    assert not list(killed.glob("*/seed*/checkpoint.ckpt"))
+    assert not list(killed.glob("**/checkpoint.ckpt"))
 
 
 @pytest.mark.parametrize("case", ["a2c-cartpole-vae", "ppo-pendulum-normalize", "ppo-halfcheetah"])
@@ -422,9 +425,10 @@ def test_a_population_resumes_bit_identically(case, tmp_path):
 
 
 def test_a_pbt_population_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    from hypergym.agents.population import make_population_agent
+    from hypergym.agents import make_agent as make_population_agent
     from hypergym.envs import HyperRLVectorEnv
-    from hypergym.runner import CHECKPOINT_FILE, run_population
+    from hypergym.runner import CHECKPOINT_FILE
+    from hypergym.runner import run as _run
 
     def fresh():
         env = gym.make_vec("HyperRL-A2C-CartPole", num_envs=4, **{**TINY, "total_env_steps": 1500}, n_envs=2,
@@ -432,7 +436,7 @@ def test_a_pbt_population_killed_mid_way_resumes_to_the_uninterrupted_result(tmp
         return env, make_population_agent("pbt", env, seed=1, perturbation_interval=2)
 
     env, agent = fresh()
-    whole = run_population(env, agent, [0, 1, 2, 3], out=tmp_path / "whole", checkpoint_every=3)
+    whole = _run(env, agent, seed=[0, 1, 2, 3], progress=False, out=tmp_path / "whole", checkpoint_every=3)
     assert agent.history  # exploits happened (and are part of what a resume must reproduce)
 
     real_step, calls = HyperRLVectorEnv.step, [0]
@@ -446,7 +450,7 @@ def test_a_pbt_population_killed_mid_way_resumes_to_the_uninterrupted_result(tmp
     env, agent = fresh()
     monkeypatch.setattr(HyperRLVectorEnv, "step", crashing_step)
     with pytest.raises(_Crash):
-        run_population(env, agent, [0, 1, 2, 3], out=tmp_path / "killed", checkpoint_every=3)
+        _run(env, agent, seed=[0, 1, 2, 3], progress=False, out=tmp_path / "killed", checkpoint_every=3)
     monkeypatch.undo()
     assert (tmp_path / "killed" / CHECKPOINT_FILE).exists()
     env, agent = fresh()
@@ -457,7 +461,7 @@ def test_a_pbt_population_killed_mid_way_resumes_to_the_uninterrupted_result(tmp
         return real_step(self, actions)
 
     monkeypatch.setattr(HyperRLVectorEnv, "step", counting_step)
-    resumed = run_population(env, agent, [0, 1, 2, 3], out=tmp_path / "killed", checkpoint_every=3)
+    resumed = _run(env, agent, seed=[0, 1, 2, 3], progress=False, out=tmp_path / "killed", checkpoint_every=3)
     assert 0 < counted[0] < whole[0].hyper_steps // 2  # it went on from the checkpoint
     assert [_summary(r) for r in resumed] == [_summary(r) for r in whole]
     for seed in range(4):

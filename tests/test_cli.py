@@ -243,19 +243,24 @@ def test_parse_assignments():
     }
 
 
-def test_compare_population_runs_each_agents_seeds_as_one_population(tmp_path):
+def test_compare_runs_each_agents_seeds_as_one_population_unless_told_single_runs(tmp_path):
     from hypergym.cli import main
 
     out = tmp_path / "cmp"
-    status = main(
-        ["compare", "HyperRL-A2C-CartPole", "--agents", "random,static", "--seeds", "2", "--population",
-         "--set", "total_env_steps=300", "obs_mode=random", "n_envs=2", "--out", str(out)]
-    )  # fmt: skip
-    assert status == 0
+    args = ["compare", "HyperRL-A2C-CartPole", "--agents", "random,static", "--seeds", "2",
+            "--set", "total_env_steps=300", "obs_mode=random", "n_envs=2"]  # fmt: skip
+    assert main([*args, "--out", str(out)]) == 0
+    assert main([*args, "--single-runs", "--out", str(tmp_path / "single")]) == 0
     for agent in ("random", "static"):
         for seed in (0, 1):
             config = json.loads((out / agent / f"seed{seed}" / "config.json").read_text())
             assert config["population"] == 2 and config["seed"] == seed
+            alone = tmp_path / "single" / agent / f"seed{seed}"
+            assert "population" not in json.loads((alone / "config.json").read_text())
+            # A member trains as the single run of its seed does (its own sampling streams, its own agent seed).
+            member = json.loads((out / agent / f"seed{seed}" / "summary.json").read_text())
+            single = json.loads((alone / "summary.json").read_text())
+            assert member["final_return"] == single["final_return"] and member["env_steps"] == single["env_steps"]
     assert (out / "comparison.png").is_file()
 
 
@@ -270,8 +275,6 @@ def test_compare_runs_population_methods_as_populations_and_single_agents_alone(
     assert status == 0
     assert json.loads((out / "pbt" / "seed1" / "config.json").read_text())["population"] == 2
     assert "population" not in json.loads((out / "hoof" / "seed1" / "config.json").read_text())
-    assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "hoof", "--population", "--out", str(out)]) == 2
-    assert "no population version" in capsys.readouterr().err
     assert main(["run", "HyperRL-A2C-CartPole", "--agent", "pb2", "--out", str(out / "x")]) == 2
     assert "trains a population" in capsys.readouterr().err
 
@@ -369,7 +372,7 @@ def test_every_command_line_run_uses_one_torch_thread_inline_or_in_a_worker(tmp_
             seen.append(torch.get_num_threads())
             raise Probed
 
-        monkeypatch.setattr("hypergym.runner.run_population", probe)
+        monkeypatch.setattr("hypergym.runner._drive", probe)
         with pytest.raises(Probed):
             execute(RunSpec("HyperRL-A2C-CartPole", "random", 0, str(tmp_path / "pop"), settings, members=2))
         assert seen == [1]

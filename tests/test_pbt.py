@@ -11,9 +11,9 @@ import torch
 from conftest import fit_batch
 
 import hypergym  # noqa: F401
+from hypergym.agents import make_agent as make_population_agent
 from hypergym.agents.pb2 import PB2Agent, gp_ucb_suggest, grid_points
 from hypergym.agents.pbt import PBTAgent, explore_adjacent, split_quantiles
-from hypergym.agents.population import make_population_agent
 
 TINY_NET = {"net_arch": {"pi": [8], "vf": [8]}}
 SMALL_A2C = {"total_env_steps": 4000, "n_envs": 2, "policy_kwargs": TINY_NET, "updates_per_phase": 2}
@@ -149,13 +149,13 @@ def test_grid_points_cover_or_subsample_the_grid():
 
 @pytest.mark.parametrize("name", ["pbt", "pb2"])
 def test_population_agents_exploit_the_best_and_explore(name):
-    from hypergym.runner import run_population
+    from hypergym.runner import run as _run
 
     env = _vec(n=4, total_env_steps=600)
     settings = {"resample_probability": 0.0} if name == "pbt" else {}
     agent = make_population_agent(name, env, seed=0, perturbation_interval=1, **settings)
     assert isinstance(agent, PB2Agent if name == "pb2" else PBTAgent)
-    run_population(env, agent, [0, 1, 2, 3])
+    _run(env, agent, seed=[0, 1, 2, 3], progress=False)
     assert agent.history, "no exploit happened"
     for event in agent.history:
         scores = np.array(event["scores"])

@@ -133,7 +133,9 @@ def test_a2c_update_equals_the_single_run_update_with_clipping_and_rmsprop():
             single.optimizer.state[modules[name].bias]["square_avg"] = sq[lin.bias].clone()
         norm = torch.nn.utils.clip_grad_norm_(params, float(hp["max_grad_norm"][member]))
         single.optimizer.step()
-        torch.testing.assert_close(pop.flat[member].detach(), pop.policy.row_of(single.policy), rtol=1e-5, atol=1e-7)
+        # RMSprop divides by the root of a one-step square average: float32 rounding of the gradient is amplified
+        # there (one weight of 211 was 5.7e-7 apart on the rollout that each member's own streams sample).
+        torch.testing.assert_close(pop.flat[member].detach(), pop.policy.row_of(single.policy), rtol=1e-5, atol=1e-6)
         assert norm > 0
 
 
@@ -274,7 +276,7 @@ def test_make_vec_returns_the_population_env_with_gymnasium_conventions():
     assert ended
     with pytest.raises(ValueError, match="outside the action space"):
         env.step(np.array([0, 1, 99]))
-    with pytest.raises(ValueError, match="3 seeds"):
+    with pytest.raises(ValueError, match="2 seeds for a population of 3"):
         env.reset(seed=[1, 2])
     env.close()
 
@@ -400,13 +402,13 @@ def test_member_seeds_follow_the_single_run_derivation():
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_population_epgt_runs_a_population_and_records_every_member(tmp_path, shared):
-    from hypergym.agents.population import make_population_agent
+    from hypergym.agents import make_agent as make_population_agent
     from hypergym.plots import load_runs
-    from hypergym.runner import run_population
+    from hypergym.runner import run as _run
 
     env = _vec(total_env_steps=200)
     agent = make_population_agent("episodic", env, seed=0, shared_memory=shared, write_every=2)
-    results = run_population(env, agent, [4, 5, 6], out=tmp_path)
+    results = _run(env, agent, seed=[4, 5, 6], progress=False, out=tmp_path)
     assert len(results) == 3 and all(r.env_steps >= 200 for r in results)
     memories = {id(a.memory) for a in agent.members}
     assert len(memories) == (1 if shared else 3)
@@ -417,16 +419,16 @@ def test_population_epgt_runs_a_population_and_records_every_member(tmp_path, sh
     assert all(len(r.env_steps) == results[0].hyper_steps for r in runs)
 
 
-def test_hypergym_run_runs_a_population_as_run_population_does(tmp_path):
-    from hypergym.agents.population import make_population_agent
-    from hypergym.runner import run_population
+def test_hypergym_run_takes_a_populations_seeds_as_an_int_or_a_list(tmp_path):
+    from hypergym.agents import make_agent as make_population_agent
+    from hypergym.runner import run as _run
 
     def run_with(runner, seeds, out):
         env = _vec(total_env_steps=120)
         return runner(env, make_population_agent("random", env, seed=2), seeds, out=out)
 
     results = run_with(lambda e, a, s, out: hypergym.run(e, a, seed=s, out=out, progress=False), 7, tmp_path / "a")
-    direct = run_with(run_population, [7, 8, 9], tmp_path / "b")
+    direct = run_with(lambda e, a, s, out: _run(e, a, seed=s, out=out, progress=False), [7, 8, 9], tmp_path / "b")
     assert isinstance(results, list) and [r.final_return for r in results] == [r.final_return for r in direct]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["seed7", "seed8", "seed9"]
     env = _vec()
@@ -440,7 +442,7 @@ def test_hypergym_run_runs_a_population_as_run_population_does(tmp_path):
 
 
 def test_population_static_and_random_act_on_the_batch():
-    from hypergym.agents.population import make_population_agent
+    from hypergym.agents import make_agent as make_population_agent
 
     env = _vec()
     obs, info = env.reset(seed=0)
@@ -449,8 +451,8 @@ def test_population_static_and_random_act_on_the_batch():
     assert make_population_agent("static-max", env).act(obs, info).tolist() == [4, 4, 4]
     actions = make_population_agent("random", env, seed=1).act(obs, info)
     assert actions.shape == (3,) and env.action_space.contains(actions)
-    with pytest.raises(ValueError, match="'dqn' has no population form: run it per member with PerMemberAgent"):
-        make_population_agent("dqn", env)
+    dqn = make_population_agent("dqn", env, seed=5)  # per member: the single-run agent of each member's seed
+    assert [a.seed for a in dqn.members] == [5, 6, 7] and dqn.act(obs, info).shape == (3,)
     with pytest.raises(ValueError, match="choose from"):
         make_population_agent("dqm", env)
 

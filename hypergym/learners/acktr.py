@@ -79,7 +79,7 @@ class ACKTRLearner(A2CLearner):
             return super().member_losses(batch)
         with self.policy.recording() as recording:
             values, log_prob, entropy = self._evaluate(batch)
-            noise = torch.randn(values.shape, generator=self.generator, device=self.device, dtype=values.dtype)
+            noise = self.streams.torch_normal(values.shape[1:], self.device, values.dtype)
             fisher = acktr_fisher_loss(log_prob, values, noise, self.config.vf_fisher_coef)
             fisher_finite = torch.isfinite(fisher)
             self.policy.backward(torch.where(fisher_finite, fisher, torch.zeros_like(fisher)).sum(), retain_graph=True)

@@ -36,7 +36,7 @@ from hypergym.learners.policy import BatchedActorCritic
 from hypergym.learners.records import RECENT_EPISODES, WORK_HYPERPARAMS, Scope, UpdateResult
 from hypergym.learners.rollback import RowSnapshot
 from hypergym.learners.rollout import RolloutCollector
-from hypergym.seeding import TorchRNG, derive_seeds
+from hypergym.seeding import MemberStreams, TorchRNG, derive_seeds
 from hypergym.spaces import INTEGER_HYPERPARAMS, check_value
 
 if TYPE_CHECKING:
@@ -92,11 +92,9 @@ class Learner(RolloutCollector):
         self.flat = self.policy.flat
         self.layer_infos = self.policy.layer_infos
         self.optimizer = self._build_optimizer()
-        # One stream for the population's sampling noise and minibatch orders; every draw has the same
-        # shape whatever the members do, so member i's draws never depend on member j's values.
-        torch_seed, np_seed = np.random.SeedSequence([int(s) for s in seeds]).generate_state(2)
-        self.generator = torch.Generator(device=self.device).manual_seed(int(torch_seed))
-        self.np_rng = np.random.default_rng(int(np_seed))
+        # One stream per member for its sampling noise and minibatch orders: member i draws what the single
+        # run of its seed draws (a PBT exploit copies a run's state, never its stream: members stay apart).
+        self.streams = MemberStreams([int(s) for s in seeds], self.device)
 
         m = self.n_members
         self._step_hp = {

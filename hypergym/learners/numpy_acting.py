@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from hypergym.seeding import MemberStreams
+
 #: A :class:`~hypergym.learners.policy.BatchedActorCritic`. Not imported, even for type checking: the
 #: policy builds its actor, and an import back would tie the two modules in a circle.
 BatchedActorCritic = Any
@@ -59,14 +61,17 @@ class NumpyActor:
         w_t, b = self._layers[name]
         return np.matmul(x, w_t) + b
 
-    def act(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def act(
+        self, obs: np.ndarray, streams: MemberStreams, members: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Sample actions for ``obs [M, B, D]`` with NumPy: actions, values, log-probabilities, finite mask.
 
         The same network, distributions and formulas as the policy's ``forward``, ``sample`` and
         ``log_prob_entropy``, computed on NumPy views of ``flat``: on a CPU a small batched MLP is
         dominated by torch's per-op overhead (about 5 us an op here against 1 us for NumPy), and a
         rollout step is a dozen ops. Training keeps torch (autograd). ``finite`` is ``[M]``: whether
-        the member's outputs are all finite (the learner rolls back the others and acts again).
+        the member's outputs are all finite (the learner rolls back the others and acts again, drawing
+        noise for ``members`` only).
         """
         # A diverged member's non-finite weights are expected here (it is rolled back): no warnings.
         with np.errstate(all="ignore"):
@@ -84,13 +89,13 @@ class NumpyActor:
                 log_z = np.log(np.exp(shifted).sum(-1, keepdims=True))
                 logp = shifted - log_z
                 cdf = np.exp(logp).cumsum(-1)
-                u = rng.random((*params.shape[:-1], 1), dtype=np.float32)
+                u = streams.uniform((*params.shape[1:-1], 1), members)
                 actions = np.minimum((cdf < u).sum(-1), p.action_dim - 1)
                 log_prob = np.take_along_axis(logp, actions[..., None], -1)[..., 0]
             else:
                 assert p.log_std_slice is not None
                 log_std = self._flat[:, None, p.log_std_slice]
-                noise = rng.standard_normal(params.shape, dtype=np.float32)
+                noise = streams.normal(params.shape[1:], members)
                 actions = params + np.exp(log_std) * noise
                 log_prob = (-0.5 * noise**2 - log_std - _HALF_LOG_2PI).sum(-1)
         return actions, values, log_prob.astype(np.float32), finite

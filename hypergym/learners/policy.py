@@ -39,6 +39,7 @@ from hypergym.hyperstate import LayerInfo, policy_layers
 from hypergym.learners.networks import check_population_policy, image_trunk, mlp_layers
 from hypergym.learners.numpy_acting import NumpyActor
 from hypergym.learners.records import LayerRecording
+from hypergym.seeding import MemberStreams
 
 __all__ = ["BatchedActorCritic"]
 
@@ -247,7 +248,14 @@ class BatchedActorCritic:
 
     # ------------------------------------------------------------------ forward
     def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        out = torch.baddbmm(self.bias(name).unsqueeze(1), x, self.weight(name).transpose(1, 2))
+        bias, weight = self.bias(name).unsqueeze(1), self.weight(name).transpose(1, 2)
+        if weight.shape[-1] == 1 and self.n_members > 1:
+            # A batched matrix-vector product (the value head) rounds differently for M members than for one
+            # (measured with torch 2.13 on CPU; matrix-matrix products do not): one product per member keeps
+            # every member bit-identical to the single run of its seed.
+            out = torch.cat([torch.baddbmm(bias[i : i + 1], x[i : i + 1], weight[i : i + 1]) for i in range(len(x))])
+        else:
+            out = torch.baddbmm(bias, x, weight)
         return self._recorded(name, x, out)
 
     def _recorded(self, name: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -357,14 +365,14 @@ class BatchedActorCritic:
         return params.argmax(-1) if self.discrete else params
 
     @torch.no_grad()
-    def sample(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Sample actions for every member (noise drawn for all members at once, so members stay independent).
+    def sample(self, params: torch.Tensor, streams: MemberStreams, members: Any = None) -> torch.Tensor:
+        """Sample actions for every member, each member's noise from its own stream (``members``: only theirs).
 
         Categorical: inverse CDF of one uniform per sample; Gaussian: ``mean + std * N(0, 1)``.
         """
         if self.discrete:
-            u = torch.rand((*params.shape[:-1], 1), generator=generator, device=params.device)
+            u = streams.torch_uniform((*params.shape[1:-1], 1), params.device, members)
             cdf = torch.softmax(params, dim=-1).cumsum(-1)
             return (cdf < u).sum(-1).clamp_(max=self.action_dim - 1)
-        noise = torch.randn(params.shape, generator=generator, device=params.device)
+        noise = streams.torch_normal(params.shape[1:], params.device, params.dtype, members)
         return params + self.log_std().exp().unsqueeze(1) * noise

@@ -43,7 +43,7 @@ class PPOLearner(Learner):
 
     def _permutation(self) -> torch.Tensor:
         n = self.batch["advantages"].shape[1]
-        return torch.rand((self.n_members, n), generator=self.generator, device=self.device).argsort(1)
+        return self.streams.torch_uniform((n,), self.device).argsort(1)
 
     def _rollout_state(self) -> list[torch.Tensor]:
         return [self._order]  # each member's minibatch order of this epoch

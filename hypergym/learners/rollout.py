@@ -17,6 +17,7 @@ from hypergym.learners.rollback import RowSnapshot
 
 if TYPE_CHECKING:
     from hypergym.envs.members import MemberVecEnv
+    from hypergym.seeding import MemberStreams
 
 __all__ = ["RolloutCollector"]
 
@@ -38,8 +39,7 @@ class RolloutCollector:
     n_envs: int
     observation_space: spaces.Space
     action_space: spaces.Space
-    generator: torch.Generator
-    np_rng: np.random.Generator
+    streams: MemberStreams
     env_steps: int
     batch: dict[str, torch.Tensor]
     rollout: RolloutArrays
@@ -57,31 +57,43 @@ class RolloutCollector:
     def _on_new_rollout(self) -> None:
         raise NotImplementedError
 
-    def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _act(
+        self, obs: np.ndarray, members: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Actions, values and log-probabilities for ``obs [M, E, D]``, and which members were rolled back.
 
         A member whose outputs are non-finite returns to its last finite state (then to its initial one)
-        and acts again, as a single run does when its action sampler rejects the distribution.
+        and acts again, as a single run does when its action sampler rejects the distribution. Only
+        ``members`` (``[M]`` bool; default all) draw sampling noise: the others' outputs are not used.
         """
         rolled = np.zeros(self.n_members, dtype=bool)
-        bad = rolled
+        redo: np.ndarray | None = members  # the members acting (None: all)
+        first = True
         for target in (None, self._checkpoint, self._initial):
-            if target is not None:
-                target.restore(torch.as_tensor(bad, device=self.device))
-                rolled |= bad
+            if not first:
+                assert target is not None and redo is not None
+                target.restore(torch.as_tensor(redo, device=self.device))
+                rolled |= redo
             if self.policy.numpy_actor is not None:
-                actions, values, log_prob, finite = self.policy.numpy_actor.act(obs, self.np_rng)
+                acted = self.policy.numpy_actor.act(obs, self.streams, redo)
             else:
                 with torch.no_grad():
                     params, values_t = self.policy.forward(torch.as_tensor(obs, device=self.device))
                     finite_t = torch.isfinite(params).flatten(1).all(1) & torch.isfinite(values_t).all(1)
                     safe = torch.nan_to_num(params)
-                    actions_t = self.policy.sample(safe, self.generator)
+                    actions_t = self.policy.sample(safe, self.streams, redo)
                     log_prob_t, _ = self.policy.log_prob_entropy(safe, actions_t)
-                actions, values = actions_t.cpu().numpy(), values_t.cpu().numpy()
-                log_prob, finite = log_prob_t.cpu().numpy(), finite_t.cpu().numpy()
-            bad = ~finite
-            if not bad.any():
+                acted = (actions_t.cpu().numpy(), values_t.cpu().numpy(), log_prob_t.cpu().numpy(),
+                         finite_t.cpu().numpy())  # fmt: skip
+            if first:
+                actions, values, log_prob, finite = acted
+                redo = ~finite if redo is None else redo & ~finite
+                first = False
+            else:  # only the members that acted again take their new outputs
+                for out, new in zip((actions, values, log_prob), acted[:3], strict=True):
+                    out[redo] = new[redo]
+                redo = redo & ~acted[3]
+            if not redo.any():
                 break
         return actions, values, log_prob, rolled
 
@@ -134,7 +146,8 @@ class RolloutCollector:
                 mask = np.zeros((m, e), dtype=bool)
                 for i, k, o in step.timeouts:
                     terminal[i, k], mask[i, k] = o, True
-                _, terminal_values, _, _ = self._act(terminal)
+                # Only the members with a cut episode act (and draw noise), as each one's single run would.
+                _, terminal_values, _, _ = self._act(terminal, np.asarray(mask.any(axis=1)))
                 r = r + np.where(mask, gamma[:, None] * terminal_values, 0.0).astype(np.float32)
             for i, _, ep_return, ep_length in step.episodes:
                 returns[i].append(ep_return)

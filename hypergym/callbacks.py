@@ -1,0 +1,150 @@
+"""What the runner's loop calls besides the env and the agent: progress bar, TensorBoard, checkpoints.
+
+In the shape of SB3's ``BaseCallback``: the loop (:func:`hypergym.runner.run`) calls ``on_start`` once,
+``on_step`` after every hyper-step of the population and ``on_end`` once, each with the loop's state
+(:class:`hypergym.runner.Loop`); none of them changes what the run computes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hypergym.checkpoint import Cadence, CheckpointError, read_checkpoint, write_checkpoint
+from hypergym.rundir import Recorder, jsonable
+
+if TYPE_CHECKING:
+    from hypergym.runner import Loop
+
+__all__ = ["Checkpoints", "ProgressBar", "RunCallback", "TensorBoard"]
+
+
+class RunCallback:
+    """Base of the runner's callbacks: every hook does nothing by default."""
+
+    def on_start(self, loop: Loop) -> None:
+        """Before the first step (of a fresh or a resumed run)."""
+
+    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+        """After every hyper-step, with each member's ``steps.csv`` row of it."""
+
+    def on_end(self, loop: Loop) -> None:
+        """After the last step."""
+
+
+class ProgressBar(RunCallback):
+    """A tqdm bar over one member's inner env steps (or over hyper-steps, for an env without a budget)."""
+
+    def __init__(self, budget: int | None, max_steps: int | None, members: int) -> None:
+        self.budget, self.total, self.members = budget, budget or max_steps, members
+        self.bar: Any = None
+
+    def on_start(self, loop: Loop) -> None:
+        """See :class:`RunCallback`."""
+        from tqdm.auto import tqdm
+
+        unit = "env step" if self.budget else "hyper-step"
+        self.bar = tqdm(total=self.total, unit=unit if self.members == 1 else f"{unit} per member", leave=False)
+        self.bar.update(self._done(loop))
+
+    def _done(self, loop: Loop) -> int:
+        return int(loop.tallies[0].env_steps) if self.budget else loop.step
+
+    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+        """See :class:`RunCallback`."""
+        self.bar.update(self._done(loop) - self.bar.n)
+
+    def on_end(self, loop: Loop) -> None:
+        """See :class:`RunCallback`."""
+        self.bar.close()
+
+
+class TensorBoard(RunCallback):
+    """Every member's hyper-steps to TensorBoard, one folder each (:mod:`hypergym.tensorboard_log`)."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        self.folders = folders
+        self.loggers: list[Any] = []
+
+    def on_start(self, loop: Loop) -> None:
+        """See :class:`RunCallback`."""
+        from hypergym.tensorboard_log import HyperStepLogger
+
+        self.loggers = [HyperStepLogger(folder) for folder in self.folders]
+
+    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+        """See :class:`RunCallback`."""
+        for logger, row in zip(self.loggers, rows, strict=True):
+            logger.write(row)
+
+    def on_end(self, loop: Loop) -> None:
+        """See :class:`RunCallback`."""
+        for logger in self.loggers:
+            logger.close()
+
+
+class Checkpoints(RunCallback):
+    """Save the whole run (env, agent, loop) at the end of an update phase when the cadence says so.
+
+    The rows so far go to the recorder's journals first, so the checkpoint does not grow with the run.
+
+    Args:
+        path: The checkpoint file.
+        cadence: When to save.
+        identity: The run's settings (each member's ``config.json``): a checkpoint of others is refused.
+        recorder: The run's recorder.
+        env: The population being run.
+        agent: Its agent.
+    """
+
+    def __init__(self, path: Path, cadence: Cadence, identity: Any, recorder: Recorder, env: Any, agent: Any) -> None:
+        self.path, self.cadence, self.recorder = path, cadence, recorder
+        self.identity = json.dumps(jsonable(identity), sort_keys=True)
+        self.env, self.agent = env, agent
+        self.saved = time.perf_counter()
+
+    def resume(self) -> tuple[Any, Any, Any] | None:
+        """The env, agent and loop of the checkpoint (``None`` without one); journals cut back to it.
+
+        Raises:
+            CheckpointError: If the checkpoint is damaged, not a run's, or of a run with other settings.
+        """
+        if not self.path.is_file():
+            self.recorder.rewind([0] * len(self.recorder.dirs), None)
+            return None
+        payload = read_checkpoint(self.path)
+        if not isinstance(payload, dict) or payload.get("kind") != "run":
+            raise CheckpointError(f"{self.path} is not a run checkpoint")
+        if payload["config"] != self.identity:
+            raise CheckpointError(
+                f"{self.path} was written by a run with other settings (env, agent or seed); delete it to start "
+                "this run afresh, or run with the settings it was written with"
+            )
+        self.env, self.agent, loop = payload["env"], payload["agent"], payload["loop"]
+        self.recorder.rewind(loop.journal, self.path)
+        return self.env, self.agent, loop
+
+    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+        """See :class:`RunCallback`."""
+        if loop.done or "G" not in loop.members[0]:
+            return
+        loop.phases += 1
+        if not self.cadence.due(loop.phases, time.perf_counter() - self.saved):
+            return
+        loop.journal = self.recorder.flush(loop.rows)
+        payload = {"kind": "run", "config": self.identity, "env": self.env, "agent": self.agent, "loop": loop}
+        try:
+            write_checkpoint(self.path, payload)
+        except CheckpointError as err:
+            warnings.warn(
+                f"{err}; this run goes on without checkpoints (a kill restarts it)", UserWarning, stacklevel=2
+            )
+            self.cadence = Cadence()
+        self.saved = time.perf_counter()
+
+    def on_end(self, loop: Loop) -> None:
+        """See :class:`RunCallback`."""
+        self.path.unlink(missing_ok=True)  # the summaries supersede it
