@@ -16,7 +16,6 @@ input, time included, which lets old data count less) plus white noise, on stand
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from hypergym.agents.pbt import PBTAgent
+from hypergym.spaces import unravel
 
 if TYPE_CHECKING:
     from sklearn.gaussian_process import GaussianProcessRegressor
@@ -39,9 +39,8 @@ def grid_points(nvec: np.ndarray, rng: np.random.Generator, limit: int = MAX_CAN
     nvec = np.asarray(nvec, dtype=np.int64)
     total = int(np.prod(nvec))
     if total <= limit:
-        return np.array(list(itertools.product(*[range(int(n)) for n in nvec])), dtype=np.int64).reshape(-1, len(nvec))
-    flat = rng.choice(total, size=limit, replace=False)
-    return np.stack(np.unravel_index(flat, tuple(nvec)), axis=1).astype(np.int64)
+        return unravel(np.arange(total), nvec)  # every point, in the order of the flat actions
+    return unravel(rng.choice(total, size=limit, replace=False), nvec)
 
 
 def _require_sklearn() -> None:

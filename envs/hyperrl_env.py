@@ -235,7 +235,7 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
         """
         if self._needs_reset or not self.runs.started:
             raise RuntimeError("call reset() before step(): no learning episode is running")
-        indices = np.asarray(self.space.indices(action))[None]
+        indices = self.space.batch_indices(np.asarray(action)[None], self.action_mode)
         rewards, terminated, truncated, info = self.runs.step(indices)
         self._needs_reset = terminated or truncated
         self._obs = self.runs.observe()[0]

@@ -151,27 +151,18 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
         info["run_seed"] = np.asarray(self.run_seeds)
         return self._obs.copy(), self._with_masks(info)
 
-    def _indices(self, actions: Any) -> np.ndarray:
-        """``[N, P]`` grid indices of the batched action; out-of-space actions raise ``ValueError``."""
-        a = np.asarray(actions)
-        if self.action_mode == "discrete":
-            if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"actions must be {self.num_envs} integers (one per member), got {actions!r}")
-            if np.any(a < 0) or np.any(a >= int(np.prod(self.space.nvec))):
-                raise ValueError(f"actions {a.tolist()} outside the action space {self.single_action_space}")
-            return np.stack(np.unravel_index(a, tuple(self.space.nvec)), axis=1)
-        if a.shape != (self.num_envs, len(self.space.nvec)) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"actions must have shape {(self.num_envs, len(self.space.nvec))} of integers, got {a!r}")
-        if np.any(a < 0) or np.any(a >= self.space.nvec):
-            raise ValueError(f"actions {a.tolist()} outside the action space {self.single_action_space}")
-        return a
-
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """One policy update of every member with its action's hyperparameters."""
+        """One policy update of every member with its action's hyperparameters.
+
+        Raises:
+            RuntimeError: Before ``reset``.
+            TypeError: If ``actions`` are not one action per member of the single action space's kind.
+            ValueError: If an action is outside the space.
+        """
         if self._needs_reset or not self.runs.started:
             raise RuntimeError("call reset() before step(): no learning episode is running")
         runs = self.runs
-        rewards, terminated, truncated, info = runs.step(self._indices(actions))
+        rewards, terminated, truncated, info = runs.step(self.space.batch_indices(actions, self.action_mode, self.num_envs))
         obs = runs.observe()
         if terminated or truncated:
             # Same-step autoreset: the next learning episode starts now (a new run once the budget is spent).

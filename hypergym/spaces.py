@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -32,6 +33,7 @@ __all__ = [
     "eq5_multipliers",
     "log_uniform",
     "uniform",
+    "unravel",
 ]
 
 #: Hyperparameters whose values must be positive integers.
@@ -42,6 +44,11 @@ _UNIT_INTERVAL = frozenset({"gamma", "gae_lambda"})
 _POSITIVE = frozenset({"learning_rate", "clip_range", "max_grad_norm", "kl_clip", "damping"})
 #: Hyperparameters that must be non-negative.
 _NON_NEGATIVE = frozenset({"ent_coef", "vf_coef"})
+
+
+def unravel(flat: np.ndarray, nvec: np.ndarray) -> np.ndarray:
+    """``[N, P]`` grid indices of ``N`` flat (mixed-radix) actions of the grid of sizes ``nvec``."""
+    return np.stack(np.unravel_index(np.asarray(flat, dtype=np.int64), tuple(int(n) for n in nvec)), axis=1)
 
 
 def around_default(default: float, n_values: int, factor: float = 2.0) -> tuple[float, ...]:
@@ -259,30 +266,52 @@ class HyperparamSpace:
 
     # ------------------------------------------------------------------ codec
     def indices(self, action: int | np.integer | Sequence[int] | np.ndarray) -> tuple[int, ...]:
-        """Per-hyperparameter indices of an action (integer or index vector).
+        """Per-hyperparameter indices of an action (an integer, or a vector of one index per hyperparameter).
 
         Raises:
             ValueError: If the action lies outside the space (it is never wrapped around).
             TypeError: If the action is neither an integer nor a vector of integers.
         """
         arr = np.asarray(action)
-        if arr.ndim == 0:
-            if not np.issubdtype(arr.dtype, np.integer):
-                raise TypeError(f"action {action!r} is not an integer")
-            flat = int(arr)
-            if not 0 <= flat < self.n_actions:
-                raise ValueError(
-                    f"action {flat} is outside Discrete({self.n_actions}): valid are 0..{self.n_actions - 1}"
-                )
-            return tuple(int(i) for i in np.unravel_index(flat, tuple(self.nvec)))
-        if arr.shape != (len(self.params),) or not np.issubdtype(arr.dtype, np.integer):
+        mode = "discrete" if arr.ndim == 0 else "multi_discrete"
+        return tuple(int(i) for i in self.batch_indices(arr[None], mode)[0])
+
+    def batch_indices(self, actions: Any, action_mode: str = "discrete", n: int | None = None) -> np.ndarray:
+        """``[N, P]`` per-hyperparameter indices of ``N`` actions of ``action_mode``: the one decoder of actions.
+
+        ``"discrete"``: ``N`` integers in ``0 .. n_actions - 1`` (mixed radix, the first hyperparameter the most
+        significant digit, as ``numpy.ravel_multi_index``); ``"multi_discrete"``: ``[N, P]`` index vectors.
+        ``n``: the number of actions wanted (one per member), if it is fixed.
+
+        Raises:
+            ValueError: If an action lies outside the space (it is never wrapped around).
+            TypeError: If the actions are not integers of the mode's shape (booleans are not integers).
+        """
+        a = np.asarray(actions)
+        discrete = action_mode == "discrete"
+        if (
+            a.dtype == np.bool_
+            or not np.issubdtype(a.dtype, np.integer)
+            or a.ndim != (1 if discrete else 2)
+            or (not discrete and a.shape[1] != len(self.params))
+            or (n is not None and len(a) != n)
+        ):
+            what = "an integer" if discrete else f"a vector of {len(self.params)} integers, one per {list(self.names)}"
             raise TypeError(
-                f"action {action!r} is not an integer or a vector of {len(self.params)} integers "
-                f"(one per hyperparameter {list(self.names)})"
+                f"{actions!r} is not an integer action per member{f' ({n} members)' if n else ''} of "
+                f"{self.gym_space(action_mode)} "
+                f"(action_mode={action_mode!r}: an action is {what})"
             )
-        if np.any(arr < 0) or np.any(arr >= self.nvec):
-            raise ValueError(f"action {arr.tolist()} is outside MultiDiscrete({self.nvec.tolist()})")
-        return tuple(int(i) for i in arr)
+        high = self.n_actions if discrete else self.nvec
+        outside = (a < 0) | (a >= high)
+        if outside.any():
+            row = int(np.flatnonzero(outside.reshape(len(a), -1).any(axis=1))[0])
+            if discrete:
+                raise ValueError(
+                    f"action {int(a[row])} is outside Discrete({self.n_actions}): valid are 0..{self.n_actions - 1}"
+                )
+            raise ValueError(f"action {a[row].tolist()} is outside MultiDiscrete({self.nvec.tolist()})")
+        return unravel(a, self.nvec) if discrete else a.astype(np.int64)
 
     def decode(self, action: int | np.integer | Sequence[int] | np.ndarray) -> dict[str, float | int]:
         """Hyperparameter values selected by ``action``."""
