@@ -209,17 +209,10 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
             ``hyperparams``, ``new_run``).
         """
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = sorted(set(options) - {"restart"})
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; valid are ['restart']")
         runs = self.runs
-        new_run = seed is not None or bool(options.get("restart")) or not runs.started or runs.phase.run_finished
-        info: dict[str, Any] = {}
-        if new_run:
-            run_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
-            info["episode_returns"] = runs.start([run_seed])[0]
-        runs.phase.start_episode()
+        draw = lambda: [int(self.np_random.integers(2**31 - 1))]  # noqa: E731
+        new_run, returns = runs.begin_episode(None if seed is None else [seed], options, draw)
+        info: dict[str, Any] = {} if returns is None else {"episode_returns": returns[0]}
         self._needs_reset = False
         if new_run or self._obs is None:
             self._obs = runs.observe()[0]

@@ -130,19 +130,12 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
             seed: One seed per member, or an int ``s`` for seeds ``s, s + 1, ...``.
             options: ``{"restart": True}`` forces new runs.
         """
-        options = dict(options or {})
-        unknown = sorted(set(options) - {"restart"})
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; valid are ['restart']")
         seeds: list[int] | None = None
         if seed is not None:
             seeds = [int(s) for s in member_seeds(seed, self.num_envs)]  # type: ignore[arg-type]
             super().reset(seed=seeds[0])
         runs = self.runs
-        new_run = seeds is not None or bool(options.get("restart")) or not runs.started or runs.phase.run_finished
-        if new_run:
-            runs.start(seeds if seeds is not None else self._draw_seeds())
-        runs.phase.start_episode()
+        new_run, _ = runs.begin_episode(seeds, options, self._draw_seeds)
         self._needs_reset = False
         if new_run or self._obs is None:
             self._obs = runs.observe()
@@ -162,17 +155,16 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
         if self._needs_reset or not self.runs.started:
             raise RuntimeError("call reset() before step(): no learning episode is running")
         runs = self.runs
-        rewards, terminated, truncated, info = runs.step(self.space.batch_indices(actions, self.action_mode, self.num_envs))
+        indices = self.space.batch_indices(actions, self.action_mode, self.num_envs)
+        rewards, terminated, truncated, info = runs.step(indices)
         obs = runs.observe()
         if terminated or truncated:
             # Same-step autoreset: the next learning episode starts now (a new run once the budget is spent).
             info["final_obs"] = objects(list(obs))
             info["final_info"] = self._with_masks(dict(info))
-            if runs.phase.run_finished:
-                runs.start(self._draw_seeds())
+            if runs.begin_episode(None, None, self._draw_seeds)[0]:
                 obs = runs.observe()
                 info["run_seed"] = np.asarray(self.run_seeds)
-            runs.phase.start_episode()
         self._obs = obs
         n = self.num_envs
         return (

@@ -7,7 +7,7 @@ view with M = N; they only convert actions in and observations, rewards and info
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,29 @@ class InnerRuns:
         return np.tile(np.asarray(self.settings.space.default_indices(), dtype=np.float32), (self.n_members, 1))
 
     # ------------------------------------------------------------------ runs
+    def begin_episode(
+        self, seeds: list[int] | None, options: dict[str, Any] | None, draw_seeds: Callable[[], list[int]]
+    ) -> tuple[bool, list[list[float]] | None]:
+        """The one reset decision of both envs: a new run, or the next learning episode of the current one.
+
+        New runs start (seeded ``seeds``, else ``draw_seeds()``) when seeds are given, ``options["restart"]``
+        is true, no run has started or the runs are finished.
+
+        Returns:
+            Whether new runs started, and then each member's episodes finished in their first rollout.
+
+        Raises:
+            ValueError: On an unknown option.
+        """
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"restart"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; valid are ['restart']")
+        new_run = seeds is not None or bool(options.get("restart")) or not self.started or self.phase.run_finished
+        returns = self.start(seeds if seeds is not None else draw_seeds()) if new_run else None
+        self.phase.start_episode()
+        return new_run, returns
+
     def start(self, seeds: list[int]) -> list[list[float]]:
         """Start new runs seeded ``seeds`` and collect their first rollout; each member's finished episodes."""
         s = self.settings
