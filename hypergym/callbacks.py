@@ -2,7 +2,7 @@
 
 In the shape of SB3's ``BaseCallback``: the loop (:func:`hypergym.runner.run`) calls ``on_start`` once,
 ``on_step`` after every hyper-step of the population and ``on_end`` once, each with the loop's state
-(:class:`hypergym.runner.Loop`); none of them changes what the run computes.
+(:class:`Loop`); none of them changes what the run computes.
 """
 
 from __future__ import annotations
@@ -10,16 +10,38 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hypergym.checkpoint import Cadence, CheckpointError, read_checkpoint, write_checkpoint
-from hypergym.rundir import Recorder, jsonable
+from hypergym.rundir import MemberTally, Recorder, jsonable
 
-if TYPE_CHECKING:
-    from hypergym.runner import Loop
+__all__ = ["Checkpoints", "Loop", "ProgressBar", "RunCallback", "TensorBoard"]
 
-__all__ = ["Checkpoints", "ProgressBar", "RunCallback", "TensorBoard"]
+
+@dataclass
+class Loop:
+    """Where the runner's loop stands: what a checkpoint saves besides the env and the agent."""
+
+    obs: Any
+    info: dict[str, Any]
+    n: int
+    tallies: list[MemberTally] = field(default_factory=list)
+    rows: list[list[dict[str, Any]]] = field(default_factory=list)
+    """Each recorded member's ``steps.csv`` rows not yet in its journal."""
+    journal: list[int] = field(default_factory=list)
+    """Each member's journal size in bytes at this state: the rows before ``rows``."""
+    members: list[dict[str, Any]] = field(default_factory=list)
+    """Each member's info of the last step."""
+    step: int = 0
+    phases: int = 0
+    elapsed: float = 0.0
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        self.tallies = [MemberTally() for _ in range(self.n)]
+        self.rows, self.journal = [[] for _ in range(self.n)], [0] * self.n
 
 
 class RunCallback:

@@ -24,15 +24,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hypergym.spaces import log_uniform
+from hypergym.verdicts import bootstrap_difference, verdict
 
 if TYPE_CHECKING:
     from hypergym.plots import Run
     from hypergym.study import RunSpec
 
 __all__ = ["STUDIES", "Arm", "Study", "arm_dir", "bootstrap_difference", "report", "reproduce", "study_specs"]
-
-#: Bootstrap resamples of a difference of means.
-BOOTSTRAP_DRAWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -218,31 +216,6 @@ STUDIES: dict[str, Study] = {
 }
 
 
-def bootstrap_difference(
-    a: Sequence[float], b: Sequence[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0
-) -> tuple[float, float, float]:
-    """``mean(a) - mean(b)`` and its 95% percentile-bootstrap interval (each sample resampled on its own).
-
-    Returns:
-        ``(difference, low, high)``; NaNs when either sample is empty.
-    """
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    if not len(x) or not len(y):
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means_x = x[rng.integers(len(x), size=(draws, len(x)))].mean(1)
-    diffs = means_x - y[rng.integers(len(y), size=(draws, len(y)))].mean(1)
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return float(x.mean() - y.mean()), float(low), float(high)
-
-
-def _verdict(low: float, high: float) -> str:
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "n/a"
-    return "better" if low > 0 else "worse" if high < 0 else "no difference"
-
-
 def _group_dir(out: Path, env_id: str, arm: Arm) -> Path:
     """Where the comparison holding ``arm`` writes: per id, one folder per profile, one more per set of overrides."""
     if not arm.env_kwargs and not arm.agent_kwargs and not arm.single_runs:
@@ -287,7 +260,7 @@ def _rival_lines(study: Study, by_arm: dict[str, list[Run]], metric: str) -> lis
         best = max(rivals, key=lambda r: float(np.nanmean(_metric(by_arm[r], metric))))
         diff, low, high = bootstrap_difference(_metric(by_arm[arm.label], metric), _metric(by_arm[best], metric))
         lines.append(f"| {arm.label} | {best} (of {len(rivals)}) | {diff:+.3g} [{low:+.3g}, {high:+.3g}] "
-                     f"| {_verdict(low, high)} |")  # fmt: skip
+                     f"| {verdict(low, high)} |")  # fmt: skip
     intro = ("Against the best rival of the arm's profile (the one with the best mean of the paper's metric, "
              "chosen after the fact, which favours it):")  # fmt: skip
     return _table(intro, ("arm", "best rival", "best eval - best rival [95% CI]", "verdict"), lines)
@@ -399,7 +372,7 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
         same = label == baseline
         shown = f"{diff:+.3g} [{low:+.3g}, {high:+.3g}]" if math.isfinite(diff) else "n/a"
         cells.append("—" if same else shown)
-        cells.append("baseline" if same else _verdict(low, high))
+        cells.append("baseline" if same else verdict(low, high))
         lines.append("| " + " | ".join(cells) + " |")
     lines += _rival_lines(study, by_arm, metrics[0]) + _schedule_lines(study, by_arm)
     path = out / f"{study.name}.md"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,37 +24,13 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from hypergym.agents.base import agent_config, check_agent
 from hypergym.agents.population import PerMemberAgent
-from hypergym.callbacks import Checkpoints, ProgressBar, RunCallback, TensorBoard
+from hypergym.callbacks import Checkpoints, Loop, ProgressBar, RunCallback, TensorBoard
 from hypergym.checkpoint import Cadence
 from hypergym.envs.runs import member_info
-from hypergym.rundir import CHECKPOINT_FILE, MemberTally, Recorder, RunResult, env_config, step_row
+from hypergym.rundir import CHECKPOINT_FILE, Recorder, RunResult, env_config, step_row
 from hypergym.seeding import member_seeds
 
 __all__ = ["CHECKPOINT_FILE", "Loop", "RunResult", "run"]
-
-
-@dataclass
-class Loop:
-    """Where the runner's loop stands: what a checkpoint saves besides the env and the agent."""
-
-    obs: Any
-    info: dict[str, Any]
-    n: int
-    tallies: list[MemberTally] = field(default_factory=list)
-    rows: list[list[dict[str, Any]]] = field(default_factory=list)
-    """Each recorded member's ``steps.csv`` rows not yet in its journal."""
-    journal: list[int] = field(default_factory=list)
-    """Each member's journal size in bytes at this state: the rows before ``rows``."""
-    members: list[dict[str, Any]] = field(default_factory=list)
-    """Each member's info of the last step."""
-    step: int = 0
-    phases: int = 0
-    elapsed: float = 0.0
-    done: bool = False
-
-    def __post_init__(self) -> None:
-        self.tallies = [MemberTally() for _ in range(self.n)]
-        self.rows, self.journal = [[] for _ in range(self.n)], [0] * self.n
 
 
 class _KeepFinished(gym.Wrapper):  # type: ignore[type-arg]

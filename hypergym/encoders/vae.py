@@ -145,9 +145,11 @@ class VAEEncoder(Encoder):
         self.params = {k: v.detach().to(self.device).requires_grad_(True) for k, v in params.items()}
         self.C = [self.params[f"projector.C.{m}"] for m in range(len(self.C))]
         self.mean_square = torch.ones(self.n_members, self.raw_dim, device=self.device)
-        self.noise = torch.Generator(device=self.device).manual_seed(
-            int(np.random.SeedSequence(noise_seeds).generate_state(1)[0])
-        )
+        # One noise stream per member, from its own seed: a member's VAE trains as its single run's does.
+        self.noises = [
+            torch.Generator(device=self.device).manual_seed(int(np.random.SeedSequence([s]).generate_state(1)[0]))
+            for s in noise_seeds
+        ]
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=learning_rate, fused=True)
         self._stats_ready = False
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -233,7 +235,7 @@ class VAEEncoder(Encoder):
         x = self._preprocess(s)
         target = torch.sigmoid(x).detach()
         mu, logvar = self._moments(x)
-        eps = torch.randn(mu.shape, generator=self.noise, device=self.device)
+        eps = torch.stack([torch.randn(mu.shape[1:], generator=g, device=self.device) for g in self.noises])
         p = self.params
         z = mu + torch.exp(0.5 * logvar) * eps
         hidden = torch.tanh(member_linear(p["omega.0.weight"], p["omega.0.bias"], z))

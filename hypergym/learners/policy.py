@@ -282,10 +282,27 @@ class BatchedActorCritic:
             recording.active = False
 
     def _conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """Every member's convolution at once: ``x [B, M * C, H, W]`` (member-major channels), one group each."""
+        """Every member's convolution: ``x [B, M * C, H, W]`` (member-major channels) to ``[B, M * C', H', W']``.
+
+        On a CPU, one convolution per member: a grouped convolution of 4 members took 6.1 ms where four calls
+        took 3.9 ms (NatureCNN, 8 frames, one thread), and a member's convolution is then its single run's. On
+        a GPU one grouped convolution (one kernel launch for all members).
+        """
         block, m = self.blocks[name], self.n_members
         weight = self.weight(name).reshape(m * block.out_features, *block.weight_shape[1:])
-        out = F.conv2d(x, weight, self.bias(name).reshape(-1), groups=m, **(block.conv or {}))
+        bias, conv = self.bias(name).reshape(-1), block.conv or {}
+        if m == 1 or x.device.type != "cpu":
+            out = F.conv2d(x, weight, bias, groups=m, **conv)
+        else:
+            c_in, c_out = x.shape[1] // m, block.out_features
+            out = torch.cat(
+                [
+                    F.conv2d(x[:, i * c_in : (i + 1) * c_in], weight[i * c_out : (i + 1) * c_out],
+                             bias[i * c_out : (i + 1) * c_out], **conv)
+                    for i in range(m)
+                ],
+                dim=1,
+            )  # fmt: skip
         return self._recorded(name, x, out)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
