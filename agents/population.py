@@ -135,13 +135,18 @@ class PerMemberAgent(PopulationAgent):
         truncated: np.ndarray,
         info: dict[str, Any],
     ) -> None:
-        """Each member's transition to its agent (final observations for ended episodes)."""
-        final = info.get("final_obs")
+        """Each member's transition to its agent: for an ended learning episode, its final observation and info.
+
+        (Gymnasium's same-step autoreset puts the next episode's in ``next_obs`` and ``info``, and the ending
+        step's in ``final_obs`` and ``final_info``.)
+        """
+        final, ended = info.get("final_obs"), info.get("_final_obs")
         for i, agent in enumerate(self.members):
-            nxt = final[i] if final is not None and info.get("_final_obs", np.zeros(0))[i] else next_obs[i]
+            last = final is not None and ended is not None and bool(ended[i])
+            action = actions[i] if np.ndim(actions[i]) else int(actions[i])
             t = Transition(
-                obs[i], int(actions[i]), float(rewards[i]), nxt, bool(terminated[i]), bool(truncated[i]),
-                member_info(info, i),
+                obs[i], action, float(rewards[i]), final[i] if last else next_obs[i], bool(terminated[i]),  # type: ignore[index]
+                bool(truncated[i]), member_info(info["final_info"] if last else info, i),
             )  # fmt: skip
             agent.observe(t)
 

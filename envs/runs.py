@@ -40,20 +40,17 @@ def member_info(info: Mapping[str, Any], i: int) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for key, value in info.items():
-        if key.startswith("_") or key in ("final_obs", "final_info"):
+        if key[0] == "_" or key == "final_obs" or key == "final_info":
             continue
-        mask = info.get(f"_{key}")
+        mask = info.get("_" + key)
         if mask is not None and not mask[i]:
             continue  # not this member's (Gymnasium's vector envs gather each key from some members)
-        if isinstance(value, Mapping):
+        if isinstance(value, np.ndarray):
+            x = value[i]
+            out[key] = x.item() if isinstance(x, np.generic) else x
+        elif isinstance(value, Mapping):
             out[key] = member_info(value, i)
-        elif isinstance(value, np.ndarray):
-            out[key] = _python(value[i])
     return out
-
-
-def _python(x: Any) -> Any:
-    return x.item() if isinstance(x, np.generic) else x
 
 
 @dataclass

@@ -577,3 +577,29 @@ def test_an_epgt_arm_as_one_population_trains_each_member_as_the_single_run_of_i
         pd.testing.assert_frame_equal(a.drop(columns=vae), b.drop(columns=vae), check_exact=True)
         pd.testing.assert_frame_equal(a[vae], b[vae], rtol=1e-4)
         assert members[i].final_return == single.final_return and members[i].best_G == single.best_G
+
+
+def test_a_single_run_agent_observes_the_ending_steps_info_then_acts_on_the_next_episodes():
+    """Through the runner's one loop (a single env as a vector env of one) an agent sees what a plain loop shows."""
+
+    class Probe:
+        def __init__(self) -> None:
+            self.infos: list[dict] = []
+            self.ends: list[dict] = []
+
+        def act(self, obs, info):
+            self.infos.append(info)
+            return 0
+
+        def observe(self, transition):
+            if transition.terminated:
+                self.ends.append(transition.info)
+                assert isinstance(transition.action, int) and transition.next_obs.shape == transition.obs.shape
+
+    env = gym.make("HyperRL-A2C-CartPole", total_env_steps=400, obs_mode="random", n_envs=2, n_steps=5)
+    probe = Probe()
+    result = hypergym.run(env, probe, seed=0, progress=False)
+    assert len(probe.ends) == result.learning_episodes >= 3
+    assert all("G" in info and info["phase_step"] == 10 for info in probe.ends)  # the ending step's info
+    assert probe.infos[0]["new_run"] and not any(i.get("new_run") for i in probe.infos[1:])  # then each reset's
+    assert env.unwrapped.learner.env_steps == result.env_steps  # the finished run stays: no new run was started
