@@ -9,7 +9,8 @@ For each id, in one process and one after another:
 - optionally (``--vae``) the population with ``obs_mode="vae"``, and the encoder's share of its step time.
 
 Aggregate env steps per second = all members' inner env steps / wall time. hypergym runs are timed after
-the first rollout (collected by ``reset``), as in ``benchmarks/overhead.py``.
+the first rollout (collected by ``reset``), as in ``benchmarks/overhead.py``, and up to the step that
+finishes them (the population's autoreset then starts the next runs, which is not timed).
 
     python benchmarks/population.py                                  # A2C-CartPole and PPO-HalfCheetah
     python benchmarks/population.py --ids HyperRL-A2C-CartPole --n 16 --steps 20000
@@ -45,9 +46,12 @@ def run_population(
         warnings.simplefilter("ignore", UserWarning)  # the pinned batch size is expected here
         env = gym.make_vec(env_id, num_envs=n, obs_mode=obs_mode, total_env_steps=steps, device=device)
     env.reset(seed=seed)
-    encoder_time = [0.0]
+    encoder_time, restart_time = [0.0], [0.0]
     _timed(env.encoder, "encode", encoder_time)
     _timed(env.encoder, "on_update", encoder_time)
+    # The vector env's same-step autoreset starts the next runs on the step that finishes these (Pong: new
+    # ALE games and a first rollout of every member, seconds); the single run's loop stops before any.
+    _timed(env.runs, "start", restart_time)
     action = np.full(n, env.space.default_action)
     start_steps = env.learner.env_steps
     start = time.perf_counter()
@@ -55,9 +59,9 @@ def run_population(
         _, _, _, _, info = env.step(action)
         if info["run_finished"].all():
             break
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start - restart_time[0]
     env.close()
-    return n * (int(info["env_steps"][0]) - start_steps) / elapsed, encoder_time[0] / elapsed
+    return n * (int(info["final_info"]["env_steps"][0]) - start_steps) / elapsed, encoder_time[0] / elapsed
 
 
 def _versus(x: float, sb3: float | None) -> str:

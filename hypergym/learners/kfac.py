@@ -168,8 +168,8 @@ class KFAC(BatchedOptimizer):
         """This batch's ``(A, G)`` of one layer for every member (the formulas of :class:`KFAC`).
 
         Linear: ``x [M, B, in]``, ``g [M, B, out]`` (the gradient of each member's batch-mean loss):
-        ``A = [x, 1]^T [x, 1] / B``, ``G = B g^T g``. Conv2d: ``x [B, M * C, H, W]``, ``g [B, M * out, H', W']``
-        (member-major channels): over the T output positions' patches ``p = [patch, 1]``,
+        ``A = [x, 1]^T [x, 1] / B``, ``G = B g^T g``. Conv2d: ``x [M, B, C, H, W]``, ``g [M, B, out, H', W']``:
+        over the T output positions' patches ``p = [patch, 1]``,
         ``A = sum p p^T / (T^2 B)`` and ``G = B T sum g g^T``.
         """
         block, m = self.policy.blocks[name], self.flat.shape[0]
@@ -177,14 +177,14 @@ class KFAC(BatchedOptimizer):
             batch = x.shape[1]
             a_new = _with_bias(torch.bmm(x.transpose(1, 2), x), x.sum(1), batch) / batch
             return a_new, torch.bmm(g.transpose(1, 2), g) * batch
-        batch = x.shape[0]
-        patches = F.unfold(x, block.weight_shape[2:], **block.conv)  # [B, M * C * kh * kw, T]
+        batch = x.shape[1]
+        patches = F.unfold(x.flatten(0, 1), block.weight_shape[2:], **block.conv)  # [M * B, C * kh * kw, T]
         spatial = patches.shape[2]
-        patches = patches.view(batch, m, -1, spatial)
-        xtx = torch.einsum("bmkt,bmlt->mkl", patches, patches)
-        a_new = _with_bias(xtx, patches.sum((0, 3)), batch * spatial) / (spatial * spatial * batch)
-        g = g.reshape(batch, m, block.out_features, -1)
-        return a_new, torch.einsum("bmot,bmpt->mop", g, g) * (batch * spatial)
+        patches = patches.view(m, batch, -1, spatial)
+        xtx = torch.einsum("mbkt,mblt->mkl", patches, patches)
+        a_new = _with_bias(xtx, patches.sum((1, 3)), batch * spatial) / (spatial * spatial * batch)
+        g = g.reshape(m, batch, block.out_features, -1)
+        return a_new, torch.einsum("mbot,mbpt->mop", g, g) * (batch * spatial)
 
     def _update_inverses(self, needs: torch.Tensor) -> torch.Tensor:
         """Eigendecompositions of the members in ``needs``; returns ``[M]`` which of them failed."""

@@ -91,7 +91,10 @@ def select_rows(batch: Mapping[str, torch.Tensor], rows: torch.Tensor) -> dict[s
 
 @dataclass
 class LayerRecording:
-    """Inputs ``[M, B, in]`` and output gradients ``[M, B, out]`` of the layers, by name (see ``recording``)."""
+    """Inputs ``[M, B, in]`` and output gradients ``[M, B, out]`` of the layers, by name (see ``recording``).
+
+    A convolution's are ``[M, B, C, H, W]`` and ``[M, B, out, H', W']``.
+    """
 
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     output_grads: dict[str, torch.Tensor] = field(default_factory=dict)
