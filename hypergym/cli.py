@@ -20,6 +20,7 @@ from typing import Any
 
 from hypergym.checkpoint import CheckpointError
 from hypergym.presets import PROFILES
+from hypergym.rundir import member_dir
 from hypergym.study import (
     DEFAULT_CHECKPOINT_MINUTES,
     CLIError,
@@ -138,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             f"{args.agent} trains a population, not one run: use hypergym compare {args.env_id} --agents "
             f"{args.agent} --seeds N (the N seeds are its members)"
         )
-    out = Path(args.out or Path("runs") / args.env_id / args.agent / f"seed{args.seed}")
+    out = Path(args.out or member_dir(Path("runs") / args.env_id / args.agent, args.seed))
     agent_kwargs = parse_assignments(args.agent_set)
     check_agents(args.env_id, [args.agent], [], 1, env_kwargs, agent_kwargs)
     every, minutes = _cadence(args)

@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hypergym.rundir import member_dir
+
 __all__ = ["HyperStepLogger", "run_folder"]
 
 #: ``steps.csv`` columns -> TensorBoard tags; prefixed columns keep their suffix.
@@ -32,7 +34,7 @@ _PREFIXES = {"hp_": "hyperparams/", "loss_": "losses/", "agent_": "agent/"}
 def run_folder(root: str | Path, agent: str, seed: Any) -> Path:
     """The folder of one run's event files under ``root``: ``root/<agent>/seed<seed>``."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in agent)
-    return Path(root) / safe / f"seed{seed}"
+    return member_dir(Path(root) / safe, seed)
 
 
 def _tag(column: str) -> str | None:
