@@ -134,12 +134,16 @@ class InnerRuns:
 
         Raises:
             ValueError: On an unknown option.
+            TypeError: If ``options["restart"]`` is not a boolean.
         """
         options = dict(options or {})
         unknown = sorted(set(options) - {"restart"})
         if unknown:
             raise ValueError(f"unknown reset option(s) {unknown}; valid are ['restart']")
-        new_run = seeds is not None or bool(options.get("restart")) or not self.started or self.phase.run_finished
+        restart = options.get("restart", False)
+        if not isinstance(restart, (bool, np.bool_)):
+            raise TypeError(f"options['restart'] must be True or False, got {restart!r}")
+        new_run = seeds is not None or bool(restart) or not self.started or self.phase.run_finished
         returns = self.start(seeds if seeds is not None else draw_seeds()) if new_run else None
         self.phase.start_episode()
         return new_run, returns

@@ -165,6 +165,8 @@ class HyperRLSettings:
         learner_class = LEARNERS[algo]
         config = learner_class.config_class.from_kwargs(**learner_kwargs)
         observation_space, inner_action_space = task_spaces(task)  # checks the task and its dependencies
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be True or False, got {normalize!r}")
         check_normalize(task, normalize)
         total = _positive_int("total_env_steps", total_env_steps)
         if obs_mode not in ENCODERS:

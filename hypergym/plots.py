@@ -22,6 +22,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from hypergym.rundir import read_summary
+
 __all__ = [
     "Embeddings",
     "Run",
@@ -171,23 +173,21 @@ def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
     seen: set[Path] = set()
     for d in dirs:
         for summary_path in sorted(Path(d).rglob("summary.json")):
-            run_dir = summary_path.parent.resolve()
-            if run_dir in seen:
+            if (run_dir := summary_path.parent.resolve()) in seen:
                 continue
             seen.add(run_dir)
             config = json.loads((run_dir / "config.json").read_text())
             label = config.get("agent_label") or config.get("agent", {}).get("name", "agent")
             columns: dict[str, list[float]] = {}
             with (run_dir / "steps.csv").open() as f:
-                for row in csv.DictReader(f):
-                    for key, value in row.items():
-                        columns.setdefault(key, []).append(_float(value))
+                for key, value in (item for row in csv.DictReader(f) for item in row.items()):
+                    columns.setdefault(key, []).append(_float(value))
             runs.append(
                 Run(
                     path=run_dir,
                     label=label,
                     seed=config.get("seed"),
-                    summary=json.loads(summary_path.read_text()),
+                    summary=read_summary(summary_path),
                     env_steps=np.asarray(columns.get("env_steps", []), dtype=np.float64),
                     inner_return=np.asarray(columns.get("inner_return", []), dtype=np.float64),
                     hyperparams={k[3:]: np.asarray(v) for k, v in columns.items() if k.startswith("hp_")},

@@ -12,7 +12,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,13 @@ __all__ = [
     "env_config",
     "jsonable",
     "member_dir",
+    "portable_name",
     "read_rows",
+    "read_summary",
     "scalar",
     "step_row",
     "write_csv",
+    "write_json",
 ]
 
 
@@ -167,6 +170,37 @@ def jsonable(x: Any) -> Any:
     return scalar(x) if isinstance(x, (np.ndarray, np.generic)) else repr(x)
 
 
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as strict JSON (NaN and infinities as ``null``), atomically: a file is whole or absent."""
+    text = json.dumps(_finite(jsonable(value)), indent=2, allow_nan=False)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    return [_finite(v) for v in x] if isinstance(x, list) else x
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's ``summary.json``, with ``null`` numbers (NaN when written) as NaN again."""
+    summary = json.loads(path.read_text())
+    numbers = {f.name for f in fields(RunResult) if f.type in ("float", float)}
+    return {k: math.nan if v is None and k in numbers else v for k, v in summary.items()}
+
+
+def portable_name(name: str) -> str:
+    """``name`` as a folder name every file system takes: characters other than letters, digits, ``-_.`` as ``-``.
+
+    (A user's agent ``my_agents:UCB`` gets the folder ``my_agents-UCB``; a colon is not allowed on Windows.)
+    """
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+
+
 def member_dir(out: str | Path, seed: Any) -> Path:
     """The run directory of the population member seeded ``seed`` in the folder ``out``: ``out/seed{seed}``."""
     return Path(out) / f"seed{seed}"
@@ -239,7 +273,7 @@ class Recorder:
         for run_dir, config in zip(self.dirs, configs, strict=True):
             if run_dir is not None:
                 run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "config.json").write_text(json.dumps(jsonable(config), indent=2))
+                write_json(run_dir / "config.json", config)
 
     def rewind(self, sizes: list[int], checkpoint: Path | None) -> None:
         """Cut each journal back to ``sizes`` bytes: the rows the checkpoint being resumed had.
@@ -283,7 +317,7 @@ class Recorder:
             journal = self.journals[i]
             earlier = read_rows(journal) if journal is not None and journaled[i] else []
             write_csv(run_dir / "steps.csv", earlier + rows[i])
-            (run_dir / "summary.json").write_text(json.dumps(asdict(results[i]), indent=2))
+            write_json(run_dir / "summary.json", asdict(results[i]))
         for journal in self.journals:
             if journal is not None:
                 journal.unlink(missing_ok=True)  # steps.csv supersedes it

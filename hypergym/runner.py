@@ -112,8 +112,8 @@ def run(
     """
     cadence = Cadence.checked(checkpoint_every, checkpoint_minutes)
     single = not isinstance(env, gym.vector.VectorEnv)
-    if single and not isinstance(seed, int | None):
-        raise ValueError(f"a single run takes one seed (int or None), got {seed!r}")
+    if single and (isinstance(seed, bool) or not isinstance(seed, int | None)):
+        raise ValueError(f"a single run takes one seed (an int >= 0, or None), got {seed!r}")
     if not single and seed is None:
         raise ValueError("a population needs seeds: pass seed=int (seeds s..s+N-1) or one seed per member")
     check_agent(agent, population=not single)
@@ -122,7 +122,7 @@ def run(
         raise ValueError("this env has no inner env-step budget: pass max_steps")
     venv: Any = SyncVectorEnv([partial(_one, env)], autoreset_mode=AutoresetMode.SAME_STEP) if single else env  # type: ignore[arg-type]
     population: Any = PerMemberAgent(venv, [agent], seed) if single else agent
-    seeds = member_seeds(seed, venv.num_envs)
+    seeds = member_seeds(seed, venv.num_envs)  # non-negative, distinct: one run directory each
     configs = _configs(env, population, seeds, single, extra_config)
     recorder = Recorder(out, seeds, single, journaled=bool(cadence) and out is not None)
     callbacks: list[RunCallback] = [ProgressBar(budget, max_steps, len(seeds))] if progress else []

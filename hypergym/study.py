@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hypergym.rundir import member_dir
+from hypergym.rundir import member_dir, portable_name, read_summary
 from hypergym.seeding import member_seeds
 
 #: Minutes (wall clock) between two checkpoints of a run started by ``run`` / ``compare`` / ``reproduce`` (0 on
@@ -144,7 +144,7 @@ def check_agents(
                     for name in names:
                         build(name, env)
                     env.close()
-    except ValueError as err:  # the env's own refusal of a setting
+    except (ValueError, TypeError) as err:  # the env's own refusal of a setting
         raise CLIError(f"{env_id}: {err}") from err
 
 
@@ -178,7 +178,7 @@ def execute(spec: RunSpec) -> list[dict[str, Any]]:
     if all((d / "summary.json").is_file() for d in dirs):
         for seed, d in zip(seeds, dirs, strict=True):
             check_finished(d, spec.env_id, seed, spec.agent, spec.env_kwargs)
-        return [{**json.loads((d / "summary.json").read_text()), "reused": True} for d in dirs]
+        return [{**read_summary(d / "summary.json"), "reused": True} for d in dirs]
     import gymnasium as gym
 
     from hypergym.agents import make_agent
@@ -200,7 +200,7 @@ def execute(spec: RunSpec) -> list[dict[str, Any]]:
         env.close()
     results = results if isinstance(results, list) else [results]
     return [
-        {**json.loads((d / "summary.json").read_text()), "reused": False, "hyper_steps": r.hyper_steps}
+        {**read_summary(d / "summary.json"), "reused": False, "hyper_steps": r.hyper_steps}
         for d, r in zip(dirs, results, strict=True)
     ]
 
@@ -357,10 +357,11 @@ def plan(
     specs: list[RunSpec] = []
     for agent in agents:
         common = (env_kwargs, agent_kwargs, False, checkpoint_every, tensorboard)
+        folder = out / portable_name(agent)  # a user's my_agents:UCB in my_agents-UCB
         if agent in as_population:  # one job of all the seeds
-            specs.append(RunSpec(env_id, agent, 0, str(out / agent), *common, seeds, checkpoint_minutes))
+            specs.append(RunSpec(env_id, agent, 0, str(folder), *common, seeds, checkpoint_minutes))
         else:
-            specs += [RunSpec(env_id, agent, s, str(member_dir(out / agent, s)), *common, 0, checkpoint_minutes)
+            specs += [RunSpec(env_id, agent, s, str(member_dir(folder, s)), *common, 0, checkpoint_minutes)
                       for s in range(seeds)]  # fmt: skip
     return specs
 

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hypergym.rundir import member_dir
+from hypergym.rundir import member_dir, portable_name
 
 __all__ = ["HyperStepLogger", "run_folder"]
 
@@ -33,8 +33,7 @@ _PREFIXES = {"hp_": "hyperparams/", "loss_": "losses/", "agent_": "agent/"}
 
 def run_folder(root: str | Path, agent: str, seed: Any) -> Path:
     """The folder of one run's event files under ``root``: ``root/<agent>/seed<seed>``."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in agent)
-    return member_dir(Path(root) / safe, seed)
+    return member_dir(Path(root) / portable_name(agent), seed)
 
 
 def _tag(column: str) -> str | None:

@@ -331,7 +331,7 @@ def test_compare_runs_a_users_agent_class_beside_the_built_in_ones(tmp_path, mon
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "my_agents:AlwaysMax" in table and "static" in table
-    steps = (out / "my_agents:AlwaysMax" / "seed1" / "steps.csv").read_text().splitlines()
+    steps = (out / "my_agents-AlwaysMax" / "seed1" / "steps.csv").read_text().splitlines()  # a portable name
     learning_rates = {row.split(",")[steps[0].split(",").index("hp_learning_rate")] for row in steps[1:]}
     assert learning_rates == {str(max(hypergym.PRESETS["HyperRL-A2C-CartPole"]["hyperparams"]["learning_rate"]))}
     assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "my_agents:Missing", "--seeds", "1"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import warnings
@@ -603,3 +604,38 @@ def test_a_single_run_agent_observes_the_ending_steps_info_then_acts_on_the_next
     assert all("G" in info and info["phase_step"] == 10 for info in probe.ends)  # the ending step's info
     assert probe.infos[0]["new_run"] and not any(i.get("new_run") for i in probe.infos[1:])  # then each reset's
     assert env.unwrapped.learner.env_steps == result.env_steps  # the finished run stays: no new run was started
+
+
+def test_loose_inputs_are_refused_before_any_run_directory_is_written(tmp_path):
+    """Duplicate, string, float and boolean seeds; a non-boolean restart option or normalize; JSON with NaN."""
+    import json
+
+    from hypergym.agents import make_agent
+
+    venv = _vec(total_env_steps=120)
+    agent = make_agent("static", venv)
+    for seeds, match in (([5, 5, 6], "repeat one"), ("12", "non-negative integer"), ([1.5, 2, 3], "non-negative"),
+                         ([True, 2, 3], "non-negative"), ([-1, 2, 3], "non-negative")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            hypergym.run(venv, agent, seed=seeds, out=tmp_path / "pop", progress=False)
+        with pytest.raises(ValueError, match=match):
+            venv.reset(seed=seeds)
+    assert not (tmp_path / "pop").exists()  # refused before anything was written
+    env = gym.make("HyperRL-A2C-CartPole", obs_mode="random", n_envs=2, total_env_steps=100)
+    for seed in (1.5, True, "3", [3]):
+        with pytest.raises(ValueError, match="a single run takes one seed"):
+            hypergym.run(env, make_agent("static", env), seed=seed, out=tmp_path / "one", progress=False)
+    assert not (tmp_path / "one").exists()
+    env.reset(seed=0)
+    with pytest.raises(TypeError, match=r"options\['restart'\] must be True or False, got 'no'"):
+        env.reset(options={"restart": "no"})
+    with pytest.raises(TypeError, match="normalize must be True or False, got 'no'"):
+        gym.make("HyperRL-A2C-CartPole", normalize="no")
+    # summary.json is strict JSON: a run without evaluations has null, not NaN, and reads back as NaN
+    result = hypergym.run(env, make_agent("static", env), seed=0, out=tmp_path / "json", progress=False)
+    text = (tmp_path / "json" / "summary.json").read_text()
+    assert "NaN" not in text and json.loads(text)["best_eval_return"] is None
+    from hypergym.rundir import read_summary
+
+    assert math.isnan(read_summary(tmp_path / "json" / "summary.json")["best_eval_return"])
+    assert math.isnan(result.best_eval_return)
