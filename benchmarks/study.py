@@ -23,32 +23,23 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from overhead import _timed
 
 import hypergym
 from hypergym.agents import make_agent
 from hypergym.devices import one_thread
 
 IDS = ("HyperRL-A2C-MountainCarContinuous", "HyperRL-A2C-BipedalWalker")
-
-
-def _timed(obj: Any, name: str, total: list[float]) -> None:
-    """Add the time spent in ``obj.name`` to ``total[0]``."""
-    method = getattr(obj, name)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            total[0] += time.perf_counter() - start
-
-    setattr(obj, name, wrapper)
 
 
 def seed_by_seed(env_id: str, seeds: int, kwargs: dict[str, Any]) -> float:
