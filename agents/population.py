@@ -15,6 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.utils import iterate
 
 from hypergym.agents.base import HyperAgent, PopulationAgent, Transition, agent_config
 from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
@@ -115,15 +116,24 @@ class PerMemberAgent(PopulationAgent):
             raise ValueError(f"{len(agents)} agents for a population of {self.num_envs}")
         self.members = list(agents)
         self.name = getattr(agents[0], "name", type(agents[0]).__name__)
+        self.batched_observation_space = venv.observation_space
+        self.acted: list[Any] = []  # each member agent's last action, as it returned it
 
     @staticmethod
     def member_view(venv: gym.vector.VectorEnv) -> Any:
         """What a single-run agent reads of its env (spaces, and the settings through ``unwrapped``)."""
         return _MemberView(venv)
 
-    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """Each member's agent's action."""
-        return np.stack([np.asarray(a.act(obs[i], member_info(info, i))) for i, a in enumerate(self.members)])
+    def act(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
+        """Each member's agent's action (for a learning episode that just began, with its first observation).
+
+        A member's agent sees the info the population's env returned: after a learning episode ends, a
+        ``HyperRLVectorEnv`` returns the ending step's info, a single env run by :func:`hypergym.run` (a
+        vector env of one) the reset's. The built-in agents read only ``env_steps``, the same in both.
+        """
+        members = zip(self.members, iterate(self.batched_observation_space, obs), strict=True)  # Dict, Tuple too
+        self.acted = [a.act(o, member_info(info, i)) for i, (a, o) in enumerate(members)]
+        return np.stack([np.asarray(a) for a in self.acted])
 
     def observe(
         self,
@@ -141,11 +151,13 @@ class PerMemberAgent(PopulationAgent):
         step's in ``final_obs`` and ``final_info``.)
         """
         final, ended = info.get("final_obs"), info.get("_final_obs")
-        for i, agent in enumerate(self.members):
+        acted = getattr(self, "acted", None) or list(actions)  # each agent's own action, as it returned it
+        before = iterate(self.batched_observation_space, obs)
+        after = iterate(self.batched_observation_space, next_obs)
+        for i, (agent, o, nxt) in enumerate(zip(self.members, before, after, strict=True)):
             last = final is not None and ended is not None and bool(ended[i])
-            action = actions[i] if np.ndim(actions[i]) else int(actions[i])
             t = Transition(
-                obs[i], action, float(rewards[i]), final[i] if last else next_obs[i], bool(terminated[i]),  # type: ignore[index]
+                o, acted[i], float(rewards[i]), final[i] if last else nxt, bool(terminated[i]),  # type: ignore[index]
                 bool(truncated[i]), member_info(info["final_info"] if last else info, i),
             )  # fmt: skip
             agent.observe(t)

@@ -49,7 +49,9 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
     ``metadata["autoreset_mode"]`` is ``SAME_STEP``: on the step that ends a learning episode the returned
     observation is already the next episode's (the same hyper-state when the run continues; a new run's
     when the budget is spent, seeded from the env's RNG); the ending one is in ``info["final_obs"]``
-    (an object array) with the step's info in ``info["final_info"]``.
+    (an object array) with the step's info in ``info["final_info"]``. With ``env.autorestart = False``
+    (what :func:`hypergym.run` sets while it drives the population) finished runs are not restarted: the
+    returned observation is the ending one, the trained learners stay, and ``reset()`` starts new runs.
 
     ## Info
     A dict of arrays with one entry per member (and ``_key`` masks): ``hyperparams`` and ``losses``
@@ -87,6 +89,8 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
         self.runs = InnerRuns(self.settings, n_members=self.num_envs)
         self._obs: np.ndarray | None = None
         self._needs_reset = True
+        #: Start new runs in the step that finishes the runs (Gymnasium's same-step autoreset); see Autoreset.
+        self.autorestart = True
 
     @property
     def run_seeds(self) -> list[int] | None:
@@ -162,7 +166,9 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
             # Same-step autoreset: the next learning episode starts now (a new run once the budget is spent).
             info["final_obs"] = objects(list(obs))
             info["final_info"] = self._with_masks(dict(info))
-            if runs.begin_episode(None, None, self._draw_seeds)[0]:
+            if runs.phase.run_finished and not self.autorestart:
+                self._needs_reset = True  # the trained runs stay until reset() starts new ones
+            elif runs.begin_episode(None, None, self._draw_seeds)[0]:
                 obs = runs.observe()
                 info["run_seed"] = np.asarray(self.run_seeds)
         self._obs = obs

@@ -142,7 +142,12 @@ def run(
     if loop is None:
         obs, info = venv.reset(seed=list(seeds))
         loop = Loop(obs, info, len(seeds))
+    restart = getattr(venv, "autorestart", None)
+    if restart is not None:
+        venv.autorestart = False  # a population's trained runs stay when they finish, as a single run's do
     results = _drive(venv, population, loop, recorder, callbacks, max_steps)
+    if restart is not None:
+        venv.autorestart = restart
     if resumed is not None:
         venv.close()  # the checkpoint's copy; the caller's env is the caller's to close
     return results[0] if single else results

@@ -31,7 +31,9 @@ def member_seeds(seed: int | Sequence[int] | None, n: int) -> list[int | None]:
         return [None] * n
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         seeds = [int(seed) + i for i in range(n)]
-    elif isinstance(seed, Sequence) and not isinstance(seed, str):
+    elif (isinstance(seed, Sequence) and not isinstance(seed, str)) or (
+        isinstance(seed, np.ndarray) and seed.ndim == 1
+    ):
         seeds = list(seed)
         if len(seeds) != n:
             raise ValueError(f"{len(seeds)} seeds for a population of {n} (one per member)")

@@ -11,12 +11,12 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hypergym.rundir import member_dir, portable_name, read_summary
+from hypergym.rundir import CHECKPOINT_FILE, member_dir, portable_name, read_summary
 from hypergym.seeding import member_seeds
 
 #: Minutes (wall clock) between two checkpoints of a run started by ``run`` / ``compare`` / ``reproduce`` (0 on
@@ -172,13 +172,20 @@ def execute(spec: RunSpec) -> list[dict[str, Any]]:
     """Run one spec (a run, or a population) in this process; one summary per run, finished runs reused.
 
     A finished run directory (or a population whose members all finished) is reused when it was written
-    with the spec's settings (:func:`check_finished`); a population runs and resumes as one.
+    with the spec's settings (:func:`check_finished`); a population runs and resumes as one. A population
+    some of whose seeds were run seed by seed (finished, or checkpointed in their own run directory, by a
+    ``compare`` of before populations, or ``--single-runs``) is finished the same way, seed by seed: nothing
+    finished is run again, and each checkpoint resumes.
     """
     seeds, dirs = spec.seeds(), spec.run_dirs()
-    if all((d / "summary.json").is_file() for d in dirs):
+    done = [(d / "summary.json").is_file() for d in dirs]
+    if all(done):
         for seed, d in zip(seeds, dirs, strict=True):
             check_finished(d, spec.env_id, seed, spec.agent, spec.env_kwargs)
         return [{**read_summary(d / "summary.json"), "reused": True} for d in dirs]
+    if spec.members and (any(done) or any((d / CHECKPOINT_FILE).is_file() for d in dirs)):
+        alone = [replace(spec, seed=s, out=str(d), members=0) for s, d in zip(seeds, dirs, strict=True)]
+        return [summary for one in alone for summary in execute(one)]
     import gymnasium as gym
 
     from hypergym.agents import make_agent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -639,3 +640,46 @@ def test_loose_inputs_are_refused_before_any_run_directory_is_written(tmp_path):
 
     assert math.isnan(read_summary(tmp_path / "json" / "summary.json")["best_eval_return"])
     assert math.isnan(result.best_eval_return)
+
+
+def test_a_population_run_keeps_its_trained_runs_and_numpy_seeds_work(tmp_path):
+    from hypergym.agents import make_agent
+
+    venv = _vec(total_env_steps=120)
+    results = hypergym.run(venv, make_agent("static", venv), seed=np.arange(3) + 4, progress=False)
+    assert venv.run_seeds == [4, 5, 6]  # not new runs started by the autoreset of the last step
+    assert venv.learner.env_steps == results[0].env_steps and venv.autorestart  # restored for the caller
+    _, info = venv.reset()  # the finished runs: reset starts new ones
+    assert info["new_run"].all() and venv.run_seeds != [4, 5, 6]
+
+
+def test_any_gymnasium_env_runs_with_its_own_observations_and_the_agents_own_actions():
+    """The runner's "any env" path: a Tuple observation, and the transition carries what act returned."""
+
+    class Stick:
+        def __init__(self) -> None:
+            self.seen: list = []
+
+        def act(self, obs, info):
+            assert isinstance(obs, tuple) and len(obs) == 3
+            return 0
+
+        def observe(self, transition):
+            self.seen.append((type(transition.action), type(transition.obs)))
+
+    agent = Stick()
+    result = hypergym.run(gym.make("Blackjack-v1"), agent, seed=0, progress=False, max_steps=6)
+    assert result.hyper_steps == 6 and set(agent.seen) == {(int, tuple)}
+
+
+def test_a_comparison_made_seed_by_seed_is_finished_seed_by_seed_not_overwritten(tmp_path):
+    from hypergym.study import RunSpec, execute
+
+    settings = {"total_env_steps": 100, "obs_mode": "random", "n_envs": 2}
+    first = execute(RunSpec("HyperRL-A2C-CartPole", "static", 0, str(tmp_path / "static" / "seed0"), settings))
+    before = (tmp_path / "static" / "seed0" / "steps.csv").read_text()
+    both = execute(RunSpec("HyperRL-A2C-CartPole", "static", 0, str(tmp_path / "static"), settings, members=2))
+    assert [s["reused"] for s in both] == [True, False] and both[0]["final_return"] == first[0]["final_return"]
+    assert (tmp_path / "static" / "seed0" / "steps.csv").read_text() == before
+    config = json.loads((tmp_path / "static" / "seed1" / "config.json").read_text())
+    assert "population" not in config and config["seed"] == 1  # the missing seed ran as its own run

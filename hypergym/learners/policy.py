@@ -12,7 +12,7 @@ one leaf tensor ``flat`` of shape ``[M, P]``; the layers are views of it, so
 
 Supported: flat ``Box`` observations (SB3's ``FlattenExtractor``) and images (a features extractor of
 Conv2d and Linear layers with activations and one Flatten, as SB3's ``NatureCNN`` and hypergym's ACKTR CNN,
-shared by the actor and the critic; convolutions of all members run as one grouped convolution),
+shared by the actor and the critic; on a CPU one convolution per member, on a GPU one grouped convolution),
 ``Discrete`` actions (categorical) and ``Box`` actions (diagonal Gaussian with a state-independent
 ``log_std``), any ``net_arch`` and activation. Other extractors and distributions are refused.
 """
