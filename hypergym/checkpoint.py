@@ -13,9 +13,10 @@ runner's records) with two kinds of object saved by their state rather than by t
   either: saving an Atari run raises :class:`CheckpointError`.
 
 Torch modules, optimisers, generators, NumPy generators, Gymnasium classic-control envs and the wrappers
-pickle as they are. The file starts with a header (format name, format version, hypergym version);
-reading a file of another format version, a truncated or corrupt file, or the wrong kind of object
-raises :class:`CheckpointError` before anything is changed.
+pickle as they are. The file starts with a header (format name, format version, hypergym version, and the
+length and SHA-256 of the pickled run state after it); reading a file of another format version, a file
+whose run state does not match its length and checksum (truncated, or any byte changed), or the wrong kind
+of object raises :class:`CheckpointError` before anything is unpickled or changed.
 
 A checkpoint is a pickle: loading one runs whatever code its writer put in it. Load only checkpoints
 from sources you trust (your own runs).
@@ -23,6 +24,7 @@ from sources you trust (your own runs).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -54,8 +56,9 @@ __all__ = [
 #: First line of every checkpoint file.
 FORMAT = b"hypergym-checkpoint\n"
 #: Version of the layout of the pickled objects; bumped when a change makes older files unreadable.
-#: 3: one sampling stream per member, and the runner's one loop over a population (a single run is one
-#: member); 2: one stream for all members; format 1 held the SB3-backed learner.
+#: 3: one sampling stream per member, the runner's one loop over a population (a single run is one member),
+#: and the run state's length and SHA-256 in the header; 2: one stream for all members; format 1 held the
+#: SB3-backed learner.
 FORMAT_VERSION = 3
 #: Why each older format cannot be read, for the error message.
 _OLDER_FORMATS = {
@@ -189,12 +192,8 @@ def write_checkpoint(path: str | Path, payload: Any) -> Path:
             f"cannot save a checkpoint to {given!r}: it names a directory; give a file path, e.g. "
             f"{str(path / 'run.ckpt')!r}"
         )
-    buffer = io.BytesIO()
-    buffer.write(FORMAT)
-
-    header = {"format_version": FORMAT_VERSION, "hypergym": __version__}
-    pickle.dump(header, buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler = _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    body = io.BytesIO()
+    pickler = _Pickler(body, protocol=pickle.HIGHEST_PROTOCOL)
     try:
         pickler.dump(payload)
     except CheckpointError:
@@ -208,6 +207,14 @@ def write_checkpoint(path: str | Path, payload: Any) -> Path:
             UserWarning,
             stacklevel=2,
         )
+    # The header holds the payload's length and SHA-256, checked before anything of it is unpickled.
+    data = body.getvalue()
+    header = {"format_version": FORMAT_VERSION, "hypergym": __version__, "size": len(data),
+              "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    buffer = io.BytesIO()
+    buffer.write(FORMAT)
+    pickle.dump(header, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    buffer.write(data)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -254,10 +261,17 @@ def read_checkpoint(path: str | Path) -> Any:
             f"{header.get('hypergym') if isinstance(header, dict) else '?'}); this hypergym reads format "
             f"{FORMAT_VERSION}" + (f": {why}" if why else "")
         )
+    payload = stream.read()
+    if len(payload) != header.get("size") or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise CheckpointError(
+            f"{path} is truncated or corrupt: its {len(payload):,} bytes of run state do not match the length and "
+            "SHA-256 written with them; it is refused before anything in it is read (delete it to start the run "
+            "afresh)"
+        )
     try:
-        return pickle.load(stream)
-    except Exception as err:  # truncated or corrupt: any unpickling error, reported as one
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from err
+        return pickle.loads(payload)
+    except Exception as err:  # written whole but unreadable here (e.g. a class that no longer exists)
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
 
 
 class Checkpointable:
