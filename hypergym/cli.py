@@ -21,6 +21,7 @@ from typing import Any
 from hypergym.checkpoint import CheckpointError
 from hypergym.presets import PROFILES
 from hypergym.rundir import member_dir
+from hypergym.runlock import RunFolderBusy
 from hypergym.study import (
     DEFAULT_CHECKPOINT_MINUTES,
     CLIError,
@@ -301,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as err:
         print(f"hypergym: error: {err}", file=sys.stderr)
         return 2
-    except (CheckpointError, ConnectionError) as err:  # a checkpoint of other settings; an unreachable cluster
+    except (CheckpointError, ConnectionError, RunFolderBusy) as err:  # other settings; no cluster; a second writer
         print(f"hypergym: error: {err}", file=sys.stderr)
         return 2
     return 0

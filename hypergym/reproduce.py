@@ -239,7 +239,10 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
 
     study = _study(name)
     n = seeds or study.seeds
-    run_many(study_specs(name, out, n), workers)  # every arm's runs and populations share the workers
+    from hypergym.runlock import folder_lock
+
+    with folder_lock(out):  # a second reproduce on this --out refuses at once
+        run_many(study_specs(name, out, n), workers)  # every arm's runs and populations share the workers
     return report(study, out, command or f"hypergym reproduce {name} --out {out}", n)
 
 

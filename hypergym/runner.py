@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from hypergym.callbacks import Checkpoints, Loop, ProgressBar, RunCallback, Tens
 from hypergym.checkpoint import Cadence
 from hypergym.envs.runs import member_info
 from hypergym.rundir import CHECKPOINT_FILE, Recorder, RunResult, env_config, step_row
+from hypergym.runlock import folder_lock
 from hypergym.seeding import member_seeds
 
 __all__ = ["CHECKPOINT_FILE", "Loop", "RunResult", "run"]
@@ -131,25 +133,26 @@ def run(
 
         label = (extra_config or {}).get("agent_label") or agent_config(population).get("name", type(agent).__name__)
         callbacks.append(TensorBoard([run_folder(tensorboard, str(label), s) for s in seeds]))
-    loop, resumed = None, None
-    if recorder.folder is not None:
-        checkpoints = Checkpoints(recorder.folder / CHECKPOINT_FILE, cadence, configs, recorder, venv, population)
-        resumed = checkpoints.resume() if cadence else None
+    with folder_lock(recorder.folder) if recorder.folder is not None else nullcontext():  # one writer
+        loop, resumed = None, None
+        if recorder.folder is not None:
+            checkpoints = Checkpoints(recorder.folder / CHECKPOINT_FILE, cadence, configs, recorder, venv, population)
+            resumed = checkpoints.resume() if cadence else None
+            if resumed is not None:
+                venv, population, loop = resumed
+            callbacks.append(checkpoints)
+            recorder.start(configs)
+        if loop is None:
+            obs, info = venv.reset(seed=list(seeds))
+            loop = Loop(obs, info, len(seeds))
+        restart = getattr(venv, "autorestart", None)
+        if restart is not None:
+            venv.autorestart = False  # a population's trained runs stay when they finish, as a single run's do
+        results = _drive(venv, population, loop, recorder, callbacks, max_steps)
+        if restart is not None:
+            venv.autorestart = restart
         if resumed is not None:
-            venv, population, loop = resumed
-        callbacks.append(checkpoints)
-        recorder.start(configs)
-    if loop is None:
-        obs, info = venv.reset(seed=list(seeds))
-        loop = Loop(obs, info, len(seeds))
-    restart = getattr(venv, "autorestart", None)
-    if restart is not None:
-        venv.autorestart = False  # a population's trained runs stay when they finish, as a single run's do
-    results = _drive(venv, population, loop, recorder, callbacks, max_steps)
-    if restart is not None:
-        venv.autorestart = restart
-    if resumed is not None:
-        venv.close()  # the checkpoint's copy; the caller's env is the caller's to close
+            venv.close()  # the checkpoint's copy; the caller's env is the caller's to close
     return results[0] if single else results
 
 

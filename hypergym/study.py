@@ -310,7 +310,10 @@ def compare(
         env_id, agents, seeds, out, env_kwargs, agent_kwargs, single_runs, checkpoint_every, tensorboard,
         checkpoint_minutes,
     )  # fmt: skip
-    run_many(specs, workers, backend, address)
+    from hypergym.runlock import folder_lock
+
+    with folder_lock(out):  # a second compare on this --out refuses at once
+        run_many(specs, workers, backend, address)
     from hypergym.plots import load_runs, plot_runs, summary_table
 
     runs = load_runs([out])
@@ -350,6 +353,9 @@ def plan(
     check_names(env_id, agents, env_kwargs)
     if not agents:
         raise CLIError("--agents names no agent; give a comma-separated list, e.g. --agents episodic,random,static")
+    twice = sorted({a for a in agents if list(agents).count(a) > 1})
+    if twice:
+        raise CLIError(f"--agents names {twice} more than once: each agent's runs have one folder; name each once")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise CLIError(f"--seeds must be an integer >= 1, got {seeds!r}")
     lockstep = _work_grid(env_id, env_kwargs)

@@ -398,6 +398,9 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
     while not list(killed.glob("**/checkpoint.ckpt")):  # populations: one checkpoint per agent's folder
         assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint before the compare ended"
         time.sleep(0.05)
+    # A second compare on the same --out while the first runs: it refuses at once, writing nothing.
+    second = subprocess.run([*args, "--out", str(killed)], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and f"is being written by process {proc.pid}" in second.stderr
     subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # the workers
     os.kill(proc.pid, signal.SIGKILL)  # and the parent
     proc.wait()
@@ -406,7 +409,8 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
     interrupted = list(killed.glob("**/checkpoint.ckpt"))  # removed once a run's (population's) summaries exist
     assert interrupted, "every run had finished: nothing was resumed"
 
-    subprocess.run([*args, "--out", str(killed)], check=True, capture_output=True)
+    rerun = subprocess.run([*args, "--out", str(killed)], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
     for summary in sorted((tmp_path / "whole").glob("*/seed*/summary.json")):
         a = json.loads(summary.read_text())
         b = json.loads((killed / summary.relative_to(tmp_path / "whole")).read_text())

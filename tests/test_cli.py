@@ -391,3 +391,37 @@ def test_every_pool_of_runs_checks_its_workers_and_backend_itself():
     with pytest.raises(CLIError, match="add --backend ray"):
         run_many([], workers=1, address="auto")
     assert run_many([], workers=1) == []
+
+
+def test_a_run_folder_has_one_writer_and_a_dead_writers_lock_is_taken_over(tmp_path, capsys):
+    """Two writers of one folder interleaved their rows; now the second refuses at once, before writing."""
+    import socket
+    import subprocess
+
+    import gymnasium as gym
+
+    from hypergym.agents import make_agent
+    from hypergym.cli import main
+    from hypergym.runlock import LOCK_FILE, RunFolderBusy
+
+    settings = ["--set", "total_env_steps=100", "obs_mode=random", "n_envs=2"]
+    assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "static,static", "--out", str(tmp_path / "x"),
+                 *settings]) == 2  # fmt: skip
+    assert "names ['static'] more than once" in capsys.readouterr().err
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        out = tmp_path / "busy"
+        out.mkdir()
+        (out / LOCK_FILE).write_text(f"{live.pid} {socket.gethostname()}")
+        assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "static", "--out", str(out), *settings]) == 2
+        assert f"is being written by process {live.pid}" in capsys.readouterr().err
+        env = gym.make("HyperRL-A2C-CartPole", total_env_steps=100, obs_mode="random", n_envs=2)
+        with pytest.raises(RunFolderBusy, match="delete the lock file"):
+            hypergym.run(env, make_agent("static", env), seed=0, out=out, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing written
+    finally:
+        live.kill()
+        live.wait()
+    # the same lock, its process now gone (as after a kill): taken over, the run goes on, the lock is released
+    assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "static", "--out", str(out), *settings]) == 0
+    assert (out / "static" / "seed0" / "summary.json").is_file() and not list(out.rglob(LOCK_FILE))
