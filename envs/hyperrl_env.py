@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from hypergym.checkpoint import Checkpointable
+from hypergym.devices import check_population_memory
 from hypergym.encoders import Encoder
 from hypergym.envs.runs import InnerRuns, member_info
 from hypergym.envs.settings import HyperRLSettings
@@ -188,6 +189,7 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
 
     def __init__(self, **kwargs: Any) -> None:
         self.settings = HyperRLSettings.from_kwargs(**kwargs)
+        check_population_memory(1, self.settings.member_bytes, self.settings.device)  # before any allocation
         self.action_space = self.settings.action_space
         self.observation_space = self.settings.observation_space
         self.runs = InnerRuns(self.settings, n_members=1)

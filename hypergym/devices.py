@@ -102,6 +102,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             raise ValueError(f"device={str(device)!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={str(device)!r} but MPS is not available here; use 'cpu' or 'auto'")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={str(device)!r} cannot train a learner; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return resolved
 
 
@@ -121,8 +123,9 @@ def check_population_memory(n_members: int, member_bytes: int, device: str | tor
     """
     need, have = n_members * member_bytes, device_memory(device)
     if need > have:
+        what = "a run" if n_members == 1 else f"a population of {n_members:,} members"
         raise ValueError(
-            f"a population of {n_members:,} members needs at least {need / 2**30:,.1f} GiB "
+            f"{what} needs at least {need / 2**30:,.1f} GiB "
             f"({member_bytes / 2**20:,.2f} MiB per member: parameters, optimiser state and rollout), but "
             f"{resolve_device(device)} has {have / 2**30:,.1f} GiB: even by this count at most "
             f"{max(1, have // member_bytes):,} members fit"

@@ -323,3 +323,19 @@ def test_fixed_learner_settings_are_checked_when_the_env_is_made(setting, messag
     with pytest.raises(ValueError, match=message), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the population's pinned batch size
         gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, **setting)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"encoder_kwargs": {"d": 0}}, r"encoder_kwargs\['d'\] must be an integer >= 1, got 0"),
+        ({"obs_mode": "random", "encoder_kwargs": {"h": 0}}, r"encoder_kwargs\['h'\] must be an integer >= 1"),
+        ({"obs_mode": "stats", "encoder_kwargs": {"n_orders": -1}}, r"\['n_orders'\] must be an integer >= 0"),
+        ({"device": "meta"}, "device='meta' cannot train a learner"),
+        ({"n_steps": 10**9}, r"a run needs at least .* GiB"),
+    ],
+)
+def test_settings_that_reset_would_reject_are_refused_when_the_env_is_made(kwargs, match):
+    """Before, these passed gym.make and failed at reset (a raw error, or a 59.6 GiB allocation attempt)."""
+    with pytest.raises(ValueError, match=match):
+        gym.make("HyperRL-A2C-CartPole", **kwargs)

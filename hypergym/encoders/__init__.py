@@ -72,6 +72,11 @@ def check_encoder_kwargs(obs_mode: str, kwargs: Mapping[str, Any]) -> None:
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise ValueError(f"unknown encoder_kwargs {unknown} for obs_mode={obs_mode!r}; valid keys are {valid}")
+    # Sizes are checked here, where the env is made, not when its first reset builds the encoder.
+    for name, least in (("d", 1), ("h", 1), ("n_orders", 0)):
+        value = kwargs.get(name, least)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"encoder_kwargs[{name!r}] must be an integer >= {least}, got {value!r}")
 
 
 def observation_space_of(obs_mode: str, layers: Sequence[LayerInfo], **kwargs: Any) -> spaces.Box:
