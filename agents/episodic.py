@@ -115,8 +115,16 @@ class EpisodicAgent(EpsilonGreedyAgent):
         obs_space = env.observation_space
         if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
             raise TypeError(f"EpisodicAgent needs a flat Box observation (the key), got {obs_space}")
-        if write_every < 1:
-            raise ValueError(f"write_every must be a positive integer, got {write_every!r}")
+        # Checked here, where the agent is made: a k of 2.5 used to crash the run thousands of steps in, and a
+        # capacity of 0 was silently replaced by the paper's rule.
+        for name, value in (("write_every", write_every), ("k", k), ("k_read", k_read), ("capacity", capacity)):
+            if (value is not None or name in ("write_every", "k")) and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                none = " or None" if name in ("k_read", "capacity") else ""
+                raise ValueError(f"{name} must be a positive integer{none}, got {value!r}")
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta <= 1:
+            raise ValueError(f"beta (the write rate) must lie in (0, 1], got {beta!r}")
         self.write_every = write_every
         self.n_actions = int(env.action_space.n)
         self.capacity = capacity or paper_capacity(env, write_every) or MAX_CAPACITY

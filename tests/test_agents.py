@@ -258,3 +258,25 @@ def test_agents_on_the_wrong_kind_of_env_fail_at_construction_with_what_fits():
         make_agent("pbt", env)
     with pytest.raises(ValueError, match="PBTAgent is a population agent, but got a single env"):
         PBTAgent(env)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"k": 2.5}, "k must be a positive integer, got 2.5"),
+        ({"capacity": 0}, "capacity must be a positive integer or None, got 0"),
+        ({"beta": 0}, r"beta \(the write rate\) must lie in \(0, 1\], got 0"),
+        ({"memory": "vector", "k_read": 0}, "k_read must be a positive integer or None, got 0"),
+    ],
+)
+def test_epgt_settings_are_checked_when_the_agent_is_made(kwargs, match, capsys):
+    """Before, k=2.5 crashed a run 3,000 steps in and capacity=0 became the paper's rule silently."""
+    from hypergym.cli import main
+
+    env = gym.make("HyperRL-A2C-CartPole", obs_mode="random")
+    with pytest.raises(ValueError, match=match):
+        make_agent("episodic", env, **kwargs)
+    key, value = next(iter(kwargs.items()))
+    if key != "memory":  # the command line refuses it before any run, with one line and status 2
+        assert main(["run", "HyperRL-A2C-CartPole", "--agent", "episodic", "--agent-set", f"{key}={value}"]) == 2
+        assert match.split(" must")[0].replace("\\", "") in capsys.readouterr().err
