@@ -19,14 +19,13 @@ from gymnasium.vector.utils import iterate
 
 from hypergym.agents.base import HyperAgent, PopulationAgent, Transition, agent_config
 from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
-from hypergym.agents.simple import static_action, uniform_actions
+from hypergym.agents.simple import static_action
 from hypergym.envs.runs import member_info
 
 __all__ = [
     "PerMemberAgent",
     "PopulationAgent",
     "PopulationEpisodicAgent",
-    "PopulationRandomAgent",
     "PopulationStaticAgent",
 ]
 
@@ -75,29 +74,6 @@ class PopulationStaticAgent(PopulationAgent):
         return {**super().config(), "action": np.asarray(self.action).tolist()}
 
 
-class PopulationRandomAgent(PopulationAgent):
-    """Uniformly random actions (the paper's RND baseline), member ``i``'s from a stream of its own seed.
-
-    Member ``i`` draws what :class:`~hypergym.agents.RandomAgent` seeded with its seed draws, so the
-    population's members choose as the single runs of their seeds do.
-
-    Args:
-        venv: A :class:`~hypergym.envs.HyperRLVectorEnv`.
-        seeds: The members' seeds.
-    """
-
-    name = "random"
-
-    def __init__(self, venv: gym.vector.VectorEnv, seeds: Sequence[int | None] = ()) -> None:
-        seeds = list(seeds) or [None] * venv.num_envs
-        super().__init__(venv, seeds[0])
-        self.rngs = [np.random.default_rng(s) for s in seeds]
-
-    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """Uniform actions, one per member."""
-        return np.stack([np.asarray(uniform_actions(self.single_action_space, rng)) for rng in self.rngs])
-
-
 class PerMemberAgent(PopulationAgent):
     """One single-run agent per member: the adapter that runs any single-run hyper-agent on a population.
 
@@ -118,6 +94,13 @@ class PerMemberAgent(PopulationAgent):
         self.name = getattr(agents[0], "name", type(agents[0]).__name__)
         self.batched_observation_space = venv.observation_space
         self.acted: list[Any] = []  # each member agent's last action, as it returned it
+        self._infos: tuple[Any, list[dict[str, Any]]] = (None, [])  # a step's info and its members' infos
+
+    def _members(self, info: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each member's info of the batched ``info``; observe's ``info`` is the next act's: split it once."""
+        if self._infos[0] is not info:
+            self._infos = (info, [member_info(info, i) for i in range(self.num_envs)])
+        return self._infos[1]
 
     @staticmethod
     def member_view(venv: gym.vector.VectorEnv) -> Any:
@@ -132,7 +115,8 @@ class PerMemberAgent(PopulationAgent):
         vector env of one) the reset's. The built-in agents read only ``env_steps``, the same in both.
         """
         members = zip(self.members, iterate(self.batched_observation_space, obs), strict=True)  # Dict, Tuple too
-        self.acted = [a.act(o, member_info(info, i)) for i, (a, o) in enumerate(members)]
+        infos = self._members(info)
+        self.acted = [a.act(o, infos[i]) for i, (a, o) in enumerate(members)]
         return np.stack([np.asarray(a) for a in self.acted])
 
     def observe(
@@ -151,14 +135,15 @@ class PerMemberAgent(PopulationAgent):
         step's in ``final_obs`` and ``final_info``.)
         """
         final, ended = info.get("final_obs"), info.get("_final_obs")
-        acted = getattr(self, "acted", None) or list(actions)  # each agent's own action, as it returned it
+        acted = self.acted or list(actions)  # each agent's own action, as it returned it
         before = iterate(self.batched_observation_space, obs)
         after = iterate(self.batched_observation_space, next_obs)
+        infos = self._members(info)
         for i, (agent, o, nxt) in enumerate(zip(self.members, before, after, strict=True)):
             last = final is not None and ended is not None and bool(ended[i])
             t = Transition(
                 o, acted[i], float(rewards[i]), final[i] if last else nxt, bool(terminated[i]),  # type: ignore[index]
-                bool(truncated[i]), member_info(info["final_info"] if last else info, i),
+                bool(truncated[i]), member_info(info["final_info"], i) if last else infos[i],
             )  # fmt: skip
             agent.observe(t)
 

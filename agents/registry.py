@@ -30,7 +30,6 @@ from hypergym.agents.pbt import PBTAgent
 from hypergym.agents.population import (
     PerMemberAgent,
     PopulationEpisodicAgent,
-    PopulationRandomAgent,
     PopulationStaticAgent,
 )
 from hypergym.agents.simple import RandomAgent, StaticAgent
@@ -82,7 +81,7 @@ AGENTS: dict[str, AgentEntry] = {
     "episodic-factored": AgentEntry(FactoredEpisodicAgent),
     "dqn": AgentEntry(DQNAgent),
     "hoof": AgentEntry(HOOFAgent, no_population=_HOOF_WHY),
-    "random": AgentEntry(_random, PopulationRandomAgent),
+    "random": AgentEntry(_random),  # per member: each member's RandomAgent draws from its own seed
     "static": AgentEntry(StaticAgent, PopulationStaticAgent),
     "static-min": AgentEntry(partial(StaticAgent, action="min"), partial(PopulationStaticAgent, action="min")),
     "static-max": AgentEntry(partial(StaticAgent, action="max"), partial(PopulationStaticAgent, action="max")),

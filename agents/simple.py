@@ -12,18 +12,16 @@ from hypergym.agents.base import HyperAgent, check_single_env
 __all__ = ["RandomAgent", "StaticAgent", "static_action", "uniform_actions"]
 
 
-def uniform_actions(space: gym.Space, rng: np.random.Generator, n: int | None = None) -> Any:
-    """One uniformly random action of ``space`` (``n=None``), or ``n`` of them drawn in one call.
+def uniform_actions(space: gym.Space, rng: np.random.Generator) -> Any:
+    """One uniformly random action of ``space``.
 
     Raises:
         TypeError: For a space other than ``Discrete`` / ``MultiDiscrete``.
     """
     if isinstance(space, gym.spaces.Discrete):
-        draws = space.start + rng.integers(space.n, size=n)
-        return int(draws) if n is None else draws
+        return int(space.start + rng.integers(space.n))
     if isinstance(space, gym.spaces.MultiDiscrete):
-        shape = space.nvec.shape if n is None else (n, *space.nvec.shape)
-        return (rng.random(shape) * space.nvec).astype(np.int64)
+        return (rng.random(space.nvec.shape) * space.nvec).astype(np.int64)
     raise TypeError(f"random actions need a Discrete or MultiDiscrete action space, got {space}")
 
 

@@ -74,41 +74,35 @@ class MemberStreams:
 
     def uniform(self, shape: tuple[int, ...], members: np.ndarray | None = None) -> np.ndarray:
         """``[M, *shape]`` float32 uniforms in [0, 1); with ``members`` (``[M]`` bool) only theirs are drawn."""
-        return self._stack(np, [(lambda g: g.random(shape, dtype=np.float32)) for _ in self.numpy], members, shape)
+        draws = _each(self.numpy, members, lambda g: g.random(shape, dtype=np.float32))
+        return np.stack([np.zeros(shape, np.float32) if d is None else d for d in draws])
 
     def normal(self, shape: tuple[int, ...], members: np.ndarray | None = None) -> np.ndarray:
         """``[M, *shape]`` float32 standard normals (only ``members``' drawn, if given)."""
-        draws = [(lambda g: g.standard_normal(shape, dtype=np.float32)) for _ in self.numpy]
-        return self._stack(np, draws, members, shape)
+        draws = _each(self.numpy, members, lambda g: g.standard_normal(shape, dtype=np.float32))
+        return np.stack([np.zeros(shape, np.float32) if d is None else d for d in draws])
 
     def torch_uniform(
         self, shape: tuple[int, ...], device: torch.device, members: np.ndarray | None = None
     ) -> torch.Tensor:
         """``[M, *shape]`` uniforms in [0, 1) on ``device`` (only ``members``' drawn, if given)."""
-        draws = [(lambda g: torch.rand(shape, generator=g, device=device)) for _ in self.torch]
-        return self._stack(torch, draws, members, shape, device)
+        draws = _each(self.torch, members, lambda g: torch.rand(shape, generator=g, device=device))
+        return torch.stack([torch.zeros(shape, device=device) if d is None else d for d in draws])
 
     def torch_normal(
         self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, members: np.ndarray | None = None
     ) -> torch.Tensor:
         """``[M, *shape]`` standard normals on ``device`` (only ``members``' drawn, if given)."""
-        draws = [(lambda g: torch.randn(shape, generator=g, device=device, dtype=dtype)) for _ in self.torch]
-        return self._stack(torch, draws, members, shape, device, dtype)
+        draws = _each(self.torch, members, lambda g: torch.randn(shape, generator=g, device=device, dtype=dtype))
+        return torch.stack([torch.zeros(shape, device=device, dtype=dtype) if d is None else d for d in draws])
 
-    def _stack(self, lib: Any, draws: list[Any], members: np.ndarray | None, shape: tuple[int, ...],
-               device: Any = None, dtype: Any = None) -> Any:  # fmt: skip
-        # A member that does not draw keeps its stream where it is: another member's retry (a rollback) must
-        # not move it, or it would no longer draw what the single run of its seed draws.
-        generators = self.numpy if lib is np else self.torch
-        out = []
-        for i, (draw, g) in enumerate(zip(draws, generators, strict=True)):
-            if members is None or members[i]:
-                out.append(draw(g))
-            elif lib is np:
-                out.append(np.zeros(shape, dtype=np.float32))
-            else:
-                out.append(torch.zeros(shape, device=device, dtype=dtype or torch.float32))
-        return lib.stack(out)
+
+def _each(generators: list[Any], members: np.ndarray | None, draw: Any) -> list[Any]:
+    """``draw(g)`` of each member's generator; ``None`` for a member not in ``members``, whose stream stays put.
+
+    (Another member's retry, a rollback, must not move it: it would no longer draw what its single run draws.)
+    """
+    return [draw(g) if members is None or members[i] else None for i, g in enumerate(generators)]
 
 
 class TorchRNG:

@@ -12,7 +12,7 @@ from torch import nn
 
 from hypergym.encoders.base import F32_MAX, Encoder, member_linear
 from hypergym.hyperstate import HyperStateProjector, LayerInfo
-from hypergym.seeding import TorchRNG, derive_seeds
+from hypergym.seeding import MemberStreams, TorchRNG, derive_seeds
 
 if TYPE_CHECKING:
     from hypergym.learners import Learner
@@ -146,10 +146,7 @@ class VAEEncoder(Encoder):
         self.C = [self.params[f"projector.C.{m}"] for m in range(len(self.C))]
         self.mean_square = torch.ones(self.n_members, self.raw_dim, device=self.device)
         # One noise stream per member, from its own seed: a member's VAE trains as its single run's does.
-        self.noises = [
-            torch.Generator(device=self.device).manual_seed(int(np.random.SeedSequence([s]).generate_state(1)[0]))
-            for s in noise_seeds
-        ]
+        self.noises = MemberStreams(noise_seeds, self.device)
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=learning_rate, fused=True)
         self._stats_ready = False
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -235,7 +232,7 @@ class VAEEncoder(Encoder):
         x = self._preprocess(s)
         target = torch.sigmoid(x).detach()
         mu, logvar = self._moments(x)
-        eps = torch.stack([torch.randn(mu.shape[1:], generator=g, device=self.device) for g in self.noises])
+        eps = self.noises.torch_normal(mu.shape[1:], self.device, mu.dtype)
         p = self.params
         z = mu + torch.exp(0.5 * logvar) * eps
         hidden = torch.tanh(member_linear(p["omega.0.weight"], p["omega.0.bias"], z))

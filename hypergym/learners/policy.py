@@ -285,10 +285,11 @@ class BatchedActorCritic:
         """Every member's convolution: ``x [M, B, C, H, W]`` to ``[M, B, C', H', W']``.
 
         On a CPU one convolution per member, on its own slice of the batch (its single run's convolution): a
-        grouped convolution over the members' channels was slower here (NatureCNN, 4 members x 8 frames: 6.1 ms
-        grouped, 3.9 ms as four calls, one thread), and the channel layout it needs cost a transposed copy of
-        every batch and, in the backward pass, a full-size gradient per member slice. On a GPU one grouped
-        convolution (one kernel for all members).
+        grouped convolution over the members' channels was slower (NatureCNN, 4 members x 8 frames: 6.1 ms
+        grouped, 3.9 ms as four calls, one thread, measured before the member-major layout), and the channel
+        layout it needs cost a transposed copy of every batch and, in the backward pass, a full-size gradient
+        per member slice (a Pong population of 4 ran 0.80 of a single run's throughput in that layout, 0.93
+        in this one, ``benchmarks/population.py``). On a GPU one grouped convolution (one kernel for all).
         """
         block, conv = self.blocks[name], self.blocks[name].conv or {}
         weight, bias = self.weight(name), self.bias(name)
