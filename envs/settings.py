@@ -185,6 +185,15 @@ class HyperRLSettings:
         rollouts_per_phase = _positive_int("updates_per_phase", updates_per_phase, allow_none=True) or 1
         per_episode = _positive_int("phases_per_episode", phases_per_episode, allow_none=True)
         envs = int(_positive_int("n_envs", n_envs) or 0)  # never None: None is refused
+        # A run stops at the end of the phase that reaches the budget, so it passes the budget by less than
+        # one phase; a first phase larger than the whole budget would run far past it.
+        phase_steps = config.n_steps * envs * rollouts_per_phase
+        if phase_steps > int(total or 0):
+            raise ValueError(
+                f"one update phase ({rollouts_per_phase} rollout(s) of n_steps {config.n_steps} x n_envs {envs} = "
+                f"{phase_steps} env steps) exceeds total_env_steps {total}: raise total_env_steps to at least "
+                f"{phase_steps}, or shorten the phase (updates_per_phase, n_steps, n_envs)"
+            )
         kwargs = dict(encoder_kwargs or {})
         check_encoder_kwargs(obs_mode, kwargs)
         resolve_device(device)  # fail now, not at the first reset, on a device this machine lacks

@@ -173,7 +173,7 @@ def test_errors_list_the_valid_choices_and_exit_non_zero(argv, match, capsys):
 
 def test_compare_checks_every_agent_on_its_env_before_any_run_starts(tmp_path, capsys):
     argv = ["compare", "HyperRL-ACKTR-CartPole", "--agents", "random,pbt,hoof", "--seeds", "2", "--out", str(tmp_path),
-            "--set", "total_env_steps=200"]  # fmt: skip
+            "--set", "total_env_steps=800"]  # fmt: skip
     assert main(argv) == 2
     assert "hoof on HyperRL-ACKTR-CartPole: HOOF supports A2C and PPO" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither random's runs nor pbt's population started
@@ -183,7 +183,7 @@ def test_a_resume_with_other_settings_exits_2_with_the_reason(tmp_path, capsys):
     from hypergym.checkpoint import write_checkpoint
 
     write_checkpoint(tmp_path / "checkpoint.ckpt", {"kind": "run", "config": "{}", "env": None, "agent": None})
-    argv = ["run", "HyperRL-A2C-CartPole", "--agent", "random", "--set", "total_env_steps=100", "--out", str(tmp_path)]
+    argv = ["run", "HyperRL-A2C-CartPole", "--agent", "random", "--set", "total_env_steps=200", "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "was written by a run with other settings" in capsys.readouterr().err
 
@@ -360,7 +360,7 @@ def test_every_command_line_run_uses_one_torch_thread_inline_or_in_a_worker(tmp_
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        settings = {"total_env_steps": 100, "obs_mode": "random", "policy_kwargs": {"net_arch": [8]}}
+        settings = {"total_env_steps": 200, "obs_mode": "random", "policy_kwargs": {"net_arch": [8]}}
         execute(RunSpec("HyperRL-A2C-CartPole", "thread_probe:Probe", 0, str(tmp_path / "run"), settings))
         assert thread_probe.Probe.threads == {1} and torch.get_num_threads() == 2  # restored afterwards
         seen = []

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -133,6 +134,34 @@ def test_budget_end_sets_run_finished_then_reset_starts_a_new_run():
     assert finished[-1] and not any(finished[:-1])
     _, info = env.reset()
     assert info["new_run"]
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "phase"),
+    [
+        ("HyperRL-A2C-CartPole", {"updates_per_phase": 100_000}, "100000 rollout(s) of n_steps 5 x n_envs 4 = 2000000"),
+        ("HyperRL-PPO-CartPole", {"n_steps": 4096}, "1 rollout(s) of n_steps 4096 x n_envs 1 = 4096"),
+    ],
+)
+def test_a_first_phase_larger_than_the_budget_is_refused_with_the_numbers(env_id, kwargs, phase):
+    """Before, ``updates_per_phase=100000`` on a 1,000-step budget ran 540,000 env steps and on."""
+    message = f"one update phase ({phase} env steps) exceeds total_env_steps 1000"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gym.make(env_id, total_env_steps=1000, obs_mode="random", **kwargs)
+
+
+def test_a_run_passes_its_budget_by_less_than_one_phase():
+    env = gym.make("HyperRL-A2C-CartPole", total_env_steps=1000, obs_mode="random", updates_per_phase=3,
+                   policy_kwargs=TINY_NET)  # fmt: skip
+    env.reset(seed=0)
+    phase = 3 * 5 * 4
+    while True:
+        _, _, infos = run_episode(env)
+        if infos[-1]["run_finished"]:
+            break
+        env.reset()
+    info = infos[-1]
+    assert 1000 <= info["env_steps"] < 1000 + phase
 
 
 def test_whole_run_as_one_episode():
@@ -332,7 +361,7 @@ def test_fixed_learner_settings_are_checked_when_the_env_is_made(setting, messag
         ({"obs_mode": "random", "encoder_kwargs": {"h": 0}}, r"encoder_kwargs\['h'\] must be an integer >= 1"),
         ({"obs_mode": "stats", "encoder_kwargs": {"n_orders": -1}}, r"\['n_orders'\] must be an integer >= 0"),
         ({"device": "meta"}, "device='meta' cannot train a learner"),
-        ({"n_steps": 10**9}, r"a run needs at least .* GiB"),
+        ({"n_steps": 10**9, "total_env_steps": 10**11}, r"a run needs at least .* GiB"),
     ],
 )
 def test_settings_that_reset_would_reject_are_refused_when_the_env_is_made(kwargs, match):

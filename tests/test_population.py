@@ -307,7 +307,7 @@ def test_an_absurd_population_is_refused_with_the_memory_it_needs_before_allocat
 
 
 def test_run_finish_starts_new_runs_in_the_same_step():
-    env = _vec(total_env_steps=60)
+    env = _vec(total_env_steps=100)  # one phase of 10 rollouts x 5 steps x 2 envs
     env.reset(seed=0)
     seeds = env.run_seeds
     for _ in range(20):
