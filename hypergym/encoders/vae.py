@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,14 +33,23 @@ def check_vae_settings(
         ValueError: Naming the bad setting and what it must be.
     """
     for name, value in (("h", h), ("train_every", train_every), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _is_int(value, 1):
             raise ValueError(f"VAE {name} must be a positive integer, got {value!r}")
-    if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
+    if hidden is not None and not _is_int(hidden, 1):
         raise ValueError(f"VAE hidden must be a positive integer or None, got {hidden!r}")
-    if freeze_after is not None and freeze_after < 0:
-        raise ValueError(f"freeze_after must be >= 0 or None, got {freeze_after!r}")
-    if learning_rate <= 0:
-        raise ValueError(f"VAE learning_rate must be positive, got {learning_rate!r}")
+    if freeze_after is not None and not _is_int(freeze_after, 0):
+        raise ValueError(f"freeze_after must be an integer >= 0 or None, got {freeze_after!r}")
+    # NaN compares false with everything, so "not 0 < lr" (not "lr <= 0") is what refuses it.
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, (int, float))
+        or not 0 < learning_rate < math.inf
+    ):
+        raise ValueError(f"VAE learning_rate must be a finite positive number, got {learning_rate!r}")
+
+
+def _is_int(value: object, least: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= least
 
 
 class VAEModel(nn.Module):
