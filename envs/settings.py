@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import gymnasium as gym
@@ -130,6 +130,36 @@ class HyperRLSettings:
         base = preset_kwargs(preset) if preset is not None else {}
         settings = cls._checked(**apply_env_profile(profile, base, kwargs, defaults))
         return replace(settings, profile=profile)
+
+    def described(self) -> dict[str, str]:
+        """Every setting that defines the MDP, each as a comparable string (what a checkpoint must match).
+
+        The learner settings appear as ``config.<name>``; derived values (layers, spaces, memory) are left out.
+        """
+        derived = {
+            "learner_class",
+            "config",
+            "reward_fn",
+            "layers",
+            "action_space",
+            "observation_space",
+            "member_bytes",
+        }
+        out = {f.name: repr(getattr(self, f.name)) for f in fields(self) if f.name not in derived}
+        out.update({f"config.{f.name}": repr(getattr(self.config, f.name)) for f in fields(self.config)})
+        reward = self.reward_fn
+        out["reward"] = f"{type(reward).__name__}({sorted(vars(reward).items())})"
+        out["encoder_kwargs"] = repr(sorted(self.encoder_kwargs.items()))
+        return out
+
+    def differences(self, other: HyperRLSettings) -> list[str]:
+        """``"name: ours != theirs"`` for each setting of :meth:`described` in which ``other`` differs."""
+        ours, theirs = self.described(), other.described()
+        return [
+            f"{k}: {ours.get(k)} != {theirs.get(k)}"
+            for k in sorted(set(ours) | set(theirs))
+            if ours.get(k) != theirs.get(k)
+        ]
 
     @classmethod
     def argument_names(cls) -> list[str]:

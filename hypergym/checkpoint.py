@@ -309,8 +309,8 @@ class Checkpointable:
 
         Raises:
             CheckpointError: If the file is missing, corrupt, of another format version, or holds another
-                kind of env, or another id, learner, task, population size or spaces; this env is then
-                unchanged. A checkpoint is a pickle: load only files you trust.
+                kind of env, or another id, population size or setting (the budget, the grid, a learner
+                setting, the reward...: each differing one is named); this env is then unchanged. A checkpoint is a pickle: load only files you trust.
         """
         payload = read_checkpoint(path)
         loaded = payload.get("env") if isinstance(payload, dict) else None
@@ -322,6 +322,13 @@ class Checkpointable:
                 f"{path} holds {theirs or type(self).__name__} ({their_kind}), but this env is "
                 f"{ours or type(self).__name__} ({our_kind}): load it into an env made with the same id and "
                 "settings, or with hypergym.load(path)"
+            )
+        # Loading replaces the whole env, so settings it was made with would silently give way to the file's.
+        changed = self.settings.differences(loaded.settings)  # type: ignore[attr-defined]
+        if changed:
+            raise CheckpointError(
+                f"{path} was saved by an env with other settings (this env's != the file's): {'; '.join(changed)}. "
+                "Make the env with the checkpoint's settings, or load it with hypergym.load(path)"
             )
         self.close()  # type: ignore[attr-defined]
         self.__dict__.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 
 import gymnasium as gym
@@ -138,6 +139,32 @@ def test_a_checkpoint_of_another_id_or_population_size_is_refused_naming_both(tm
         three.load(pair)
     with pytest.raises(CheckpointError, match="holds no HyperRLVectorEnv"):
         three.load(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"total_env_steps": 8000}, "total_env_steps: 8000 != 4000"),
+        ({"divergence_penalty": -5.0}, "divergence_penalty: -5.0 != 0.0"),
+        ({"hyperparams": {"learning_rate": (1e-4, 2e-4, 3e-4, 4e-4, 5e-4)}}, "space: HyperparamSpace(learning_rate=[0.0001,"),
+        ({"gamma": 0.9}, "config.gamma: 0.9 != 0.99"),
+        ({"reward": "rollout_return"}, "reward: RolloutReturn"),
+    ],
+)
+def test_a_checkpoint_loaded_into_an_env_with_other_settings_is_refused_naming_them(change, named, tmp_path):
+    """Before, the env silently took on the checkpoint's budget, grid or penalty."""
+    small = {"obs_mode": "random", "policy_kwargs": {"net_arch": [8]}, "total_env_steps": 4000}
+    env = gym.make("HyperRL-A2C-CartPole", **small).unwrapped
+    env.reset(seed=0)
+    path = env.save(tmp_path / "run.ckpt")
+    other = gym.make("HyperRL-A2C-CartPole", **{**small, **change}).unwrapped
+    before = other.settings
+    with pytest.raises(CheckpointError, match=r"saved by an env with other settings .*" + re.escape(named)):
+        other.load(path)
+    assert other.settings is before  # unchanged
+    same = gym.make("HyperRL-A2C-CartPole", **small).unwrapped
+    same.load(path)  # the same settings load
+    assert same.learner is not None
 
 
 def test_save_names_the_path_it_cannot_write_and_hypergym_load_returns_an_env_ready_to_step(tmp_path):
