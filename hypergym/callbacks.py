@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hypergym.checkpoint import Cadence, CheckpointError, read_checkpoint, write_checkpoint
-from hypergym.rundir import MemberTally, Recorder, jsonable
+from hypergym.rundir import MemberTally, Recorder, jsonable, read_rows
 
 __all__ = ["Checkpoints", "Loop", "ProgressBar", "RunCallback", "TensorBoard"]
 
@@ -56,6 +56,9 @@ class RunCallback:
     def on_end(self, loop: Loop) -> None:
         """After the last step."""
 
+    def on_abort(self, loop: Loop) -> None:
+        """When the loop stops on an error or an interrupt (release what ``on_start`` took)."""
+
 
 class ProgressBar(RunCallback):
     """A tqdm bar over one member's inner env steps (or over hyper-steps, for an env without a budget)."""
@@ -83,19 +86,36 @@ class ProgressBar(RunCallback):
         """See :class:`RunCallback`."""
         self.bar.close()
 
+    on_abort = on_end
+
 
 class TensorBoard(RunCallback):
-    """Every member's hyper-steps to TensorBoard, one folder each (:mod:`hypergym.tensorboard_log`)."""
+    """Every member's hyper-steps to TensorBoard, one folder each (:mod:`hypergym.tensorboard_log`).
 
-    def __init__(self, folders: list[Path]) -> None:
-        self.folders = folders
+    Each folder holds the events of the run as it stands: at the start, events a killed attempt left are
+    deleted and the rows of the checkpoint being resumed (its journals) are logged again, so a resumed run
+    has each hyper-step once.
+
+    Args:
+        folders: Each member's event folder.
+        journals: Each member's journal of rows (``None``: not recorded).
+    """
+
+    def __init__(self, folders: list[Path], journals: list[Path | None]) -> None:
+        self.folders, self.journals = folders, journals
         self.loggers: list[Any] = []
 
     def on_start(self, loop: Loop) -> None:
         """See :class:`RunCallback`."""
-        from hypergym.tensorboard_log import HyperStepLogger
+        from hypergym.tensorboard_log import HyperStepLogger, clear_events
 
+        for folder in self.folders:
+            if folder.is_dir():
+                clear_events(folder)
         self.loggers = [HyperStepLogger(folder) for folder in self.folders]
+        for logger, journal, size in zip(self.loggers, self.journals, loop.journal, strict=True):
+            for row in read_rows(journal) if journal is not None and size else []:
+                logger.write(row)
 
     def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
         """See :class:`RunCallback`."""
@@ -106,6 +126,8 @@ class TensorBoard(RunCallback):
         """See :class:`RunCallback`."""
         for logger in self.loggers:
             logger.close()
+
+    on_abort = on_end  # what was logged reaches the files; a resume replaces what came after its checkpoint
 
 
 class Checkpoints(RunCallback):

@@ -310,7 +310,8 @@ class Checkpointable:
         Raises:
             CheckpointError: If the file is missing, corrupt, of another format version, or holds another
                 kind of env, or another id, population size or setting (the budget, the grid, a learner
-                setting, the reward...: each differing one is named); this env is then unchanged. A checkpoint is a pickle: load only files you trust.
+                setting, the reward...: each differing one is named); this env is then unchanged. A checkpoint
+                is a pickle: load only files you trust.
         """
         payload = read_checkpoint(path)
         loaded = payload.get("env") if isinstance(payload, dict) else None

@@ -124,7 +124,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
     """``value`` as :mod:`csv` writes it: ``None`` empty, anything else by ``str``."""
     return "" if value is None else str(value)
 
@@ -138,7 +138,7 @@ def append_rows(path: Path, rows: list[dict[str, Any]]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         for row in rows:
-            f.write(json.dumps({k: _cell(v) for k, v in row.items()}) + "\n")
+            f.write(json.dumps({k: csv_cell(v) for k, v in row.items()}) + "\n")
         f.flush()
         return f.tell()
 

@@ -132,7 +132,7 @@ def run(
         from hypergym.tensorboard_log import run_folder
 
         label = (extra_config or {}).get("agent_label") or agent_config(population).get("name", type(agent).__name__)
-        callbacks.append(TensorBoard([run_folder(tensorboard, str(label), s) for s in seeds]))
+        callbacks.append(TensorBoard([run_folder(tensorboard, str(label), s) for s in seeds], recorder.journals))
     with folder_lock(recorder.folder) if recorder.folder is not None else nullcontext():  # one writer
         loop, resumed = None, None
         if recorder.folder is not None:
@@ -159,9 +159,24 @@ def run(
 def _drive(
     env: Any, agent: Any, loop: Loop, recorder: Recorder, callbacks: list[RunCallback], max_steps: int | None
 ) -> list[RunResult]:
-    """The one loop, over a population in Gymnasium's vector conventions (same-step autoreset)."""
+    """Run the loop between its callbacks' start and end (or abort, on an error or an interrupt)."""
     for callback in callbacks:
         callback.on_start(loop)
+    try:
+        results = _loop(env, agent, loop, recorder, callbacks, max_steps)
+    except BaseException:  # an error or an interrupt: the callbacks still release what they took
+        for callback in callbacks:
+            callback.on_abort(loop)
+        raise
+    for callback in callbacks:
+        callback.on_end(loop)
+    return results
+
+
+def _loop(
+    env: Any, agent: Any, loop: Loop, recorder: Recorder, callbacks: list[RunCallback], max_steps: int | None
+) -> list[RunResult]:
+    """The one loop, over a population in Gymnasium's vector conventions (same-step autoreset)."""
     start = time.perf_counter() - loop.elapsed
     obs, info = loop.obs, loop.info
     while not loop.done:
@@ -188,8 +203,6 @@ def _drive(
     wall = time.perf_counter() - start
     results = [t.result(loop.step, wall, loop.n, d) for t, d in zip(loop.tallies, recorder.dirs, strict=True)]
     recorder.finish(results, loop.rows, loop.journal)
-    for callback in callbacks:
-        callback.on_end(loop)
     return results
 
 

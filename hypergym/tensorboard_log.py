@@ -14,9 +14,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hypergym.rundir import member_dir, portable_name
+from hypergym.rundir import csv_cell, member_dir, portable_name
 
-__all__ = ["HyperStepLogger", "run_folder"]
+__all__ = ["HyperStepLogger", "clear_events", "run_folder"]
 
 #: ``steps.csv`` columns -> TensorBoard tags; prefixed columns keep their suffix.
 _TAGS = {
@@ -34,6 +34,22 @@ _PREFIXES = {"hp_": "hyperparams/", "loss_": "losses/", "agent_": "agent/"}
 def run_folder(root: str | Path, agent: str, seed: Any) -> Path:
     """The folder of one run's event files under ``root``: ``root/<agent>/seed<seed>``."""
     return member_dir(Path(root) / portable_name(agent), seed)
+
+
+def _number(cell: str) -> float | None:
+    """The number a ``steps.csv`` cell holds (``True``/``False`` as 1/0); ``None`` for text and empty cells."""
+    if cell in ("True", "False"):
+        return float(cell == "True")
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def clear_events(folder: Path) -> None:
+    """Delete the event files in ``folder``: a run's folder holds one attempt's events (no duplicates)."""
+    for events in folder.glob("events.out.tfevents.*"):
+        events.unlink()
 
 
 def _tag(column: str) -> str | None:
@@ -66,13 +82,15 @@ class HyperStepLogger:
         self.logger = configure(str(self.folder), ["tensorboard"])
 
     def write(self, row: dict[str, Any]) -> None:
-        """Log one ``steps.csv`` row (non-numeric and NaN entries are left out) at its env steps."""
+        """Log one ``steps.csv`` row (non-numeric and NaN entries are left out) at its env steps.
+
+        A row read back from a journal (its cells as strings) logs the same numbers as the row itself: each
+        value is read from the cell :mod:`csv` writes of it.
+        """
         for column, value in row.items():
             tag = _tag(column)
-            if tag is None or isinstance(value, str) or value is None:
-                continue
-            number = float(value)
-            if math.isfinite(number):
+            number = _number(csv_cell(value)) if tag is not None else None
+            if number is not None and math.isfinite(number):
                 self.logger.record(tag, number)
         self.logger.dump(step=int(row.get("env_steps") or row.get("step") or 0))
 

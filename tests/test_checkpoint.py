@@ -146,7 +146,7 @@ def test_a_checkpoint_of_another_id_or_population_size_is_refused_naming_both(tm
     [
         ({"total_env_steps": 8000}, "total_env_steps: 8000 != 4000"),
         ({"divergence_penalty": -5.0}, "divergence_penalty: -5.0 != 0.0"),
-        ({"hyperparams": {"learning_rate": (1e-4, 2e-4, 3e-4, 4e-4, 5e-4)}}, "space: HyperparamSpace(learning_rate=[0.0001,"),
+        ({"hyperparams": {"learning_rate": (1e-4, 2e-4, 3e-4, 4e-4, 6e-4)}}, "space: HyperparamSpace(learning_rate=["),
         ({"gamma": 0.9}, "config.gamma: 0.9 != 0.99"),
         ({"reward": "rollout_return"}, "reward: RolloutReturn"),
     ],

@@ -68,3 +68,45 @@ def test_a_missing_tensorboard_is_named(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match=r'pip install "hypergym\[tensorboard\]"'):
         HyperStepLogger(tmp_path)
     assert main(["run", "HyperRL-A2C-CartPole", "--agent", "static", "--tensorboard", str(tmp_path)]) == 2
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_a_resumed_run_logs_each_hyper_step_once_with_the_uninterrupted_numbers(tmp_path, monkeypatch):
+    """Before, a kill and rerun logged the hyper-steps after the checkpoint twice (44 of them in the probe)."""
+    from hypergym.envs import HyperRLEnv
+
+    def fresh():
+        env = gym.make("HyperRL-A2C-CartPole", total_env_steps=800, n_steps=5, n_envs=2, updates_per_phase=2,
+                       policy_kwargs=TINY_NET, obs_mode="random")  # fmt: skip
+        return env, make_agent("random", env, seed=0)
+
+    env, agent = fresh()
+    whole = hypergym.run(env, agent, seed=1, out=tmp_path / "whole", progress=False, tensorboard=tmp_path / "tb1",
+                         checkpoint_every=3)  # fmt: skip
+    real_step, calls = HyperRLEnv.step, [0]
+
+    def crashing_step(self, action):
+        calls[0] += 1
+        if calls[0] > 2 * whole.hyper_steps // 3:
+            raise _Crash
+        return real_step(self, action)
+
+    monkeypatch.setattr(HyperRLEnv, "step", crashing_step)
+    env, agent = fresh()
+    with pytest.raises(_Crash):
+        hypergym.run(env, agent, seed=1, out=tmp_path / "killed", progress=False, tensorboard=tmp_path / "tb2",
+                     checkpoint_every=3)  # fmt: skip
+    monkeypatch.undo()
+    killed = _scalars(tmp_path / "tb2" / "random" / "seed1")["hyper/reward"]
+    assert len(killed) == 2 * whole.hyper_steps // 3  # the killed attempt's events reached the file
+    env, agent = fresh()
+    hypergym.run(env, agent, seed=1, out=tmp_path / "killed", progress=False, tensorboard=tmp_path / "tb2",
+                 checkpoint_every=3)  # fmt: skip
+    expected, got = _scalars(tmp_path / "tb1" / "random" / "seed1"), _scalars(tmp_path / "tb2" / "random" / "seed1")
+    assert len(got["hyper/reward"]) == whole.hyper_steps
+    assert got.keys() == expected.keys()
+    for tag in expected:
+        assert got[tag] == expected[tag], tag
