@@ -29,7 +29,6 @@ import io
 import math
 import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from hypergym.files import atomic_write
 from hypergym.version import __version__
 
 __all__ = [
@@ -216,22 +216,9 @@ def write_checkpoint(path: str | Path, payload: Any) -> Path:
     pickle.dump(header, buffer, protocol=pickle.HIGHEST_PROTOCOL)
     buffer.write(data)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        atomic_write(path, buffer.getvalue(), sync=True)
     except OSError as err:
         raise CheckpointError(f"cannot write a checkpoint to {given!r}: {err.strerror or err}") from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write a checkpoint to {given!r}: {err.strerror or err}") from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from hypergym.checkpoint import CheckpointError
+from hypergym.files import os_error_line
 from hypergym.presets import PROFILES
-from hypergym.rundir import member_dir
+from hypergym.rundir import RunFilesError, member_dir
 from hypergym.runlock import RunFolderBusy
 from hypergym.study import (
     DEFAULT_CHECKPOINT_MINUTES,
@@ -176,8 +177,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from hypergym.plots import load_runs, plot_runs, summary_table, write_summary_csv
+    from hypergym.plots import check_figure_path, load_runs, plot_runs, summary_table, write_summary_csv
 
+    try:
+        check_figure_path(args.out)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
     runs = load_runs([Path(d) for d in args.dirs])
     if not runs:
         raise CLIError(f"no finished runs (folders with summary.json) under {args.dirs}")
@@ -302,8 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as err:
         print(f"hypergym: error: {err}", file=sys.stderr)
         return 2
-    except (CheckpointError, ConnectionError, RunFolderBusy) as err:  # other settings; no cluster; a second writer
+    except (CheckpointError, ConnectionError, RunFolderBusy, RunFilesError) as err:
+        # other settings; no cluster; a second writer; a corrupt run directory
         print(f"hypergym: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, an unwritable --out or --png: the file and the cause, in one line
+        print(f"hypergym: error: {os_error_line(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,142 +1,33 @@
-"""Pictures of what the hyper-state encoders learn (paper Fig. 4a / Fig. 15).
+"""Figures and tables of finished runs: returns and chosen hyperparameters over env steps (paper Fig. 2).
 
-``python -m hypergym.plots tsne HyperRL-A2C-MountainCarContinuous --out tsne.png`` runs the env with a
-seeded random hyper-agent, records the observation (the hyper-state embedding) at every hyper-step and
-the hyper-return of the learning episode it belongs to, and draws a t-SNE map of the embeddings
-coloured by that return, one panel per ``obs_mode``. Needs the ``plots`` extra (matplotlib,
-scikit-learn).
+:func:`load_runs` reads run directories back (``hypergym plot``, ``compare`` and ``reproduce`` use it);
+:func:`plot_runs` draws them, :func:`summary_table` and :func:`write_summary_csv` tabulate them. Needs the
+``plots`` extra (matplotlib). The t-SNE map of hyper-states is :mod:`hypergym.tsne`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-from hypergym.rundir import read_summary
+from hypergym.rundir import csv_number, read_run
 
 __all__ = [
-    "Embeddings",
     "Run",
-    "collect_embeddings",
+    "check_figure_path",
     "load_runs",
     "plot_runs",
-    "plot_tsne",
     "summary_table",
-    "tsne_2d",
     "write_summary_csv",
 ]
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    """Hyper-state observations of one run, each with the hyper-return it led to."""
-
-    observations: np.ndarray
-    """``[n, obs_dim]`` observations at which the hyper-actions were chosen."""
-    hyper_returns: np.ndarray
-    """``[n]`` hyper-return of each step's learning episode (G of its update phase when n = 1)."""
-    env_steps: np.ndarray
-    """``[n]`` inner env steps when the observation was made."""
-    final_encoder_loss: float | None
-    """The encoder's last reconstruction loss (``vae`` only)."""
-
-
-def collect_embeddings(env_id: str, seed: int = 0, **env_kwargs: Any) -> Embeddings:
-    """Run ``env_id`` to the end of one inner run with uniformly random hyper-actions.
-
-    Args:
-        env_id: A registered ``HyperRL-*`` id.
-        seed: Seed of the run and of the random hyper-agent.
-        **env_kwargs: Overrides of the preset (``total_env_steps``, ``obs_mode``, ...).
-    """
-    import hypergym  # noqa: F401 - registers the ids
-
-    env = gym.make(env_id, **env_kwargs)
-    env.action_space.seed(seed)
-    obs, info = env.reset(seed=seed)
-    observations: list[np.ndarray] = []
-    returns: list[float] = []
-    steps: list[int] = []
-    episode: list[tuple[np.ndarray, int]] = []
-    while True:
-        episode.append((obs, info["env_steps"]))
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        if terminated or truncated:
-            g = float(info.get("G", reward))
-            for o, s in episode:
-                observations.append(o)
-                returns.append(g)
-                steps.append(s)
-            episode = []
-            if info["run_finished"]:
-                break
-            obs, info = env.reset()
-    loss = info.get("encoder_loss")
-    env.close()
-    return Embeddings(np.asarray(observations), np.asarray(returns), np.asarray(steps), loss)
-
-
-def tsne_2d(x: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
-    """2-D t-SNE of ``x`` (scikit-learn, PCA initialisation, seeded)."""
-    from sklearn.manifold import TSNE
-
-    perplexity = min(perplexity, max(2.0, (len(x) - 1) / 3))
-    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
-
-
-def plot_tsne(
-    panels: Sequence[tuple[str, Embeddings]], path: str | Path, title: str = "", seed: int = 0, max_points: int = 2000
-) -> Path:
-    """Draw one t-SNE panel per ``(label, embeddings)``, points coloured by hyper-return; save a PNG.
-
-    Args:
-        panels: Labels and the embeddings to map.
-        path: Output PNG path (folders are created).
-        title: Figure title.
-        seed: Seed of the subsampling and of t-SNE.
-        max_points: At most this many points per panel (uniform subsample).
-
-    Returns:
-        The path written.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    all_returns = np.concatenate([e.hyper_returns for _, e in panels])
-    vmin, vmax = float(np.min(all_returns)), float(np.max(all_returns))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
-    scatter = None
-    for ax, (label, emb) in zip(axes[0], panels, strict=True):
-        idx = np.arange(len(emb.observations))
-        if len(idx) > max_points:
-            idx = np.sort(rng.choice(idx, size=max_points, replace=False))
-        xy = tsne_2d(emb.observations[idx], seed=seed)
-        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=emb.hyper_returns[idx], cmap="viridis", s=6, vmin=vmin, vmax=vmax)
-        ax.set_title(label)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if scatter is not None:
-        fig.colorbar(scatter, ax=axes[0].tolist(), label="hyper-return G")
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 @dataclass
@@ -168,7 +59,11 @@ class Run:
 
 
 def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
-    """Every finished run (a folder with ``summary.json``) at or below ``dirs``, sorted by label and seed."""
+    """Every finished run (a folder with ``summary.json``) at or below ``dirs``, sorted by label and seed.
+
+    Raises:
+        RunFilesError: Naming a run's file that cannot be read or disagrees with the others.
+    """
     runs = []
     seen: set[Path] = set()
     for d in dirs:
@@ -176,18 +71,18 @@ def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
             if (run_dir := summary_path.parent.resolve()) in seen:
                 continue
             seen.add(run_dir)
-            config = json.loads((run_dir / "config.json").read_text())
+            files = read_run(run_dir)
+            config = files.config
             label = config.get("agent_label") or config.get("agent", {}).get("name", "agent")
             columns: dict[str, list[float]] = {}
-            with (run_dir / "steps.csv").open() as f:
-                for key, value in (item for row in csv.DictReader(f) for item in row.items()):
-                    columns.setdefault(key, []).append(_float(value))
+            for key, value in (item for row in files.rows for item in row.items()):
+                columns.setdefault(key, []).append(csv_number(value))
             runs.append(
                 Run(
                     path=run_dir,
                     label=label,
                     seed=config.get("seed"),
-                    summary=read_summary(summary_path),
+                    summary=files.summary,
                     env_steps=np.asarray(columns.get("env_steps", []), dtype=np.float64),
                     inner_return=np.asarray(columns.get("inner_return", []), dtype=np.float64),
                     hyperparams={k[3:]: np.asarray(v) for k, v in columns.items() if k.startswith("hp_")},
@@ -198,17 +93,6 @@ def load_runs(dirs: Sequence[str | Path]) -> list[Run]:
                 )
             )
     return sorted(runs, key=lambda r: (r.label, r.seed if r.seed is not None else -1))
-
-
-def _float(value: str) -> float:
-    if value in ("", "nan", "NaN"):
-        return math.nan
-    if value in ("True", "False"):
-        return float(value == "True")
-    try:
-        return float(value)
-    except ValueError:
-        return math.nan
 
 
 def _by_label(runs: Sequence[Run]) -> dict[str, list[Run]]:
@@ -267,6 +151,24 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     out = np.full(len(y), np.nan)
     out[n > 0] = (total[end] - total[start])[n > 0] / n[n > 0]
     return out
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """``path`` if a figure can be written there, checked before any run starts.
+
+    Raises:
+        ValueError: On a format matplotlib does not write, a folder, or a folder that cannot be made there.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path, formats = Path(path), FigureCanvasAgg.get_supported_filetypes()
+    if path.suffix and path.suffix[1:].lower() not in formats:
+        raise ValueError(f"cannot write a figure to {path}: its format is one of {sorted(formats)}, not {path.suffix}")
+    parent = next(p for p in path.absolute().parents if p.exists())
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        why = "it is a folder" if path.is_dir() else f"{parent} is not a writable folder"
+        raise ValueError(f"cannot write a figure to {path}: {why}")
+    return path
 
 
 def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: int = 100, max_hparams: int = 3) -> Path:
@@ -358,43 +260,3 @@ def write_summary_csv(
         writer.writerow([label, "seed", *keys])
         for run in runs:
             writer.writerow([run.label, run.seed, *(run.summary.get(k) for k in keys)])
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m hypergym.plots tsne ID [--steps N] [--obs-modes ...] --out PNG``."""
-    parser = argparse.ArgumentParser(prog="python -m hypergym.plots", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    tsne = sub.add_parser("tsne", help="t-SNE map of hyper-state embeddings coloured by hyper-return")
-    tsne.add_argument("env_id", help="a registered id, e.g. HyperRL-A2C-MountainCarContinuous")
-    tsne.add_argument("--steps", type=int, default=None, help="inner env-step budget (default: the preset's)")
-    tsne.add_argument("--obs-modes", nargs="+", default=["vae", "random"], help="one panel per obs_mode")
-    tsne.add_argument("--seed", type=int, default=0)
-    tsne.add_argument("--max-points", type=int, default=2000)
-    tsne.add_argument("--device", default="cpu")
-    tsne.add_argument("--out", required=True, help="output PNG path")
-    args = parser.parse_args(argv)
-
-    panels = []
-    for mode in args.obs_modes:
-        kwargs: dict[str, Any] = {"obs_mode": mode, "device": args.device}
-        if args.steps is not None:
-            kwargs["total_env_steps"] = args.steps
-        emb = collect_embeddings(args.env_id, seed=args.seed, **kwargs)
-        extra = f", final reconstruction MSE {emb.final_encoder_loss:.4f}" if emb.final_encoder_loss else ""
-        print(
-            f"{mode}: {len(emb.observations)} hyper-steps, G in [{emb.hyper_returns.min():.2f}, "
-            f"{emb.hyper_returns.max():.2f}]{extra}"
-        )
-        panels.append((f"obs_mode={mode}", emb))
-    out = plot_tsne(
-        panels,
-        args.out,
-        title=f"{args.env_id}: hyper-state embeddings (t-SNE)",
-        seed=args.seed,
-        max_points=args.max_points,
-    )
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -9,6 +9,7 @@ returns and the speed. While a checkpointed run goes on, its rows so far wait in
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -19,19 +20,26 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from hypergym.files import atomic_write
+
 __all__ = [
     "CHECKPOINT_FILE",
     "FINAL_EPISODES",
     "STEPS_JOURNAL",
+    "FinishedRun",
     "MemberTally",
     "Recorder",
+    "RunFilesError",
     "RunResult",
     "append_rows",
+    "csv_cell",
+    "csv_number",
     "env_config",
     "jsonable",
     "member_dir",
     "portable_name",
     "read_rows",
+    "read_run",
     "read_summary",
     "scalar",
     "step_row",
@@ -114,19 +122,30 @@ def step_row(step: int, episode: int, action: Any, reward: float, info: dict[str
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """``steps.csv``: the union of the rows' columns, in order of first appearance."""
+    """``steps.csv``: the union of the rows' columns, in order of first appearance (written atomically)."""
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
 def csv_cell(value: Any) -> str:
     """``value`` as :mod:`csv` writes it: ``None`` empty, anything else by ``str``."""
     return "" if value is None else str(value)
+
+
+def csv_number(cell: str) -> float:
+    """The number a ``steps.csv`` cell holds (``True``/``False`` as 1/0); NaN for text and empty cells."""
+    if cell in ("True", "False"):
+        return float(cell == "True")
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan
 
 
 def append_rows(path: Path, rows: list[dict[str, Any]]) -> int:
@@ -172,10 +191,7 @@ def jsonable(x: Any) -> Any:
 
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as strict JSON (NaN and infinities as ``null``), atomically: a file is whole or absent."""
-    text = json.dumps(_finite(jsonable(value)), indent=2, allow_nan=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(_finite(jsonable(value)), indent=2, allow_nan=False))
 
 
 def _finite(x: Any) -> Any:
@@ -189,8 +205,64 @@ def _finite(x: Any) -> Any:
 def read_summary(path: Path) -> dict[str, Any]:
     """A run's ``summary.json``, with ``null`` numbers (NaN when written) as NaN again."""
     summary = json.loads(path.read_text())
+    if not isinstance(summary, dict):
+        raise ValueError(f"a summary is a JSON object, not {type(summary).__name__}")
     numbers = {f.name for f in fields(RunResult) if f.type in ("float", float)}
     return {k: math.nan if v is None and k in numbers else v for k, v in summary.items()}
+
+
+class RunFilesError(ValueError):
+    """A run directory whose files cannot be read or do not agree: names the file, the cause and the remedy."""
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """The files of a finished run directory, read and checked against each other (:func:`read_run`)."""
+
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    rows: list[dict[str, str]]
+    """``steps.csv``'s rows, as text."""
+
+
+def read_run(run_dir: Path) -> FinishedRun:
+    """Read a finished run directory: ``config.json``, ``summary.json`` and ``steps.csv``, checked.
+
+    The summary must match the rows (one row per hyper-step, steps 0, 1, ... in order, its env steps those
+    of the last row), so that a run cut short, corrupt or assembled from two writers is never taken as done.
+
+    Raises:
+        RunFilesError: Naming the file and what is wrong with it.
+    """
+    fix = f"delete {run_dir} to run it again"
+
+    def parsed(name: str, parse: Any) -> Any:
+        path = run_dir / name
+        try:
+            value = parse(path)
+        except OSError as err:
+            raise RunFilesError(f"{path} cannot be read ({err.strerror or err}); {fix}") from err
+        except (ValueError, csv.Error) as err:
+            raise RunFilesError(f"{path} is corrupt ({err}); {fix}") from err
+        if not isinstance(value, (dict, list)):
+            raise RunFilesError(f"{path} is corrupt (it holds a {type(value).__name__}); {fix}")
+        return value
+
+    config = parsed("config.json", lambda p: json.loads(p.read_text()))
+    summary = parsed("summary.json", read_summary)
+    rows = parsed("steps.csv", lambda p: list(csv.DictReader(io.StringIO(p.read_text(), newline=""))))
+    steps = [row.get("step") for row in rows]
+    if summary.get("hyper_steps") != len(rows) or steps != [str(i) for i in range(len(rows))]:
+        raise RunFilesError(
+            f"{run_dir / 'steps.csv'} holds {len(rows)} rows, not the hyper-steps 0..{summary.get('hyper_steps')} - 1 "
+            f"its summary.json counts, in order; {fix}"
+        )
+    if rows and rows[-1].get("env_steps") not in (None, "", str(summary.get("env_steps"))):
+        raise RunFilesError(
+            f"{run_dir / 'summary.json'} says {summary.get('env_steps')} env steps, but the last row of steps.csv "
+            f"{rows[-1].get('env_steps')}; {fix}"
+        )
+    return FinishedRun(config, summary, rows)
 
 
 def portable_name(name: str) -> str:

@@ -7,7 +7,6 @@ reuses what is, and writes the table, the figure and the per-run CSV.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -16,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hypergym.rundir import CHECKPOINT_FILE, member_dir, portable_name, read_summary
+from hypergym.rundir import CHECKPOINT_FILE, member_dir, portable_name, read_run, read_summary
 from hypergym.seeding import member_seeds
 
 #: Minutes (wall clock) between two checkpoints of a run started by ``run`` / ``compare`` / ``reproduce`` (0 on
@@ -153,10 +152,11 @@ def check_finished(run_dir: Path, env_id: str, seed: int, agent: str, env_kwargs
 
     Raises:
         CLIError: Naming the directory and what differs.
+        RunFilesError: If its files cannot be read or disagree (a corrupt or incomplete run), naming the file.
     """
     from hypergym.rundir import jsonable
 
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_run(run_dir).config  # complete and consistent, or refused naming the file
     wanted = {"env_id": env_id, "seed": seed, "agent_label": agent}
     if env_kwargs is not None:
         wanted["env_overrides"] = jsonable(env_kwargs)
@@ -304,8 +304,15 @@ def compare(
     Raises:
         CLIError: On an unknown id, agent or setting, or an agent that cannot be built on the id.
         ConnectionError: If the Ray cluster at ``address`` does not answer (before any run starts).
+        CLIError: Also if ``png`` cannot be written (its format or its folder), before any run starts.
     """
+    from hypergym.plots import check_figure_path, load_runs, plot_runs, summary_table
+
     check_pool(workers, backend, address)  # before plan builds every agent's env
+    try:
+        png = check_figure_path(png or out / "comparison.png")
+    except ValueError as err:
+        raise CLIError(str(err)) from err
     specs = plan(
         env_id, agents, seeds, out, env_kwargs, agent_kwargs, single_runs, checkpoint_every, tensorboard,
         checkpoint_minutes,
@@ -314,11 +321,8 @@ def compare(
 
     with folder_lock(out):  # a second compare on this --out refuses at once
         run_many(specs, workers, backend, address)
-    from hypergym.plots import load_runs, plot_runs, summary_table
-
     runs = load_runs([out])
     print(summary_table(runs))
-    png = png or out / "comparison.png"
     plot_runs(runs, png, title=env_id)
     print(f"wrote {png}")
     return png

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hypergym.rundir import csv_cell, member_dir, portable_name
+from hypergym.rundir import csv_cell, csv_number, member_dir, portable_name
 
 __all__ = ["HyperStepLogger", "clear_events", "run_folder"]
 
@@ -34,16 +34,6 @@ _PREFIXES = {"hp_": "hyperparams/", "loss_": "losses/", "agent_": "agent/"}
 def run_folder(root: str | Path, agent: str, seed: Any) -> Path:
     """The folder of one run's event files under ``root``: ``root/<agent>/seed<seed>``."""
     return member_dir(Path(root) / portable_name(agent), seed)
-
-
-def _number(cell: str) -> float | None:
-    """The number a ``steps.csv`` cell holds (``True``/``False`` as 1/0); ``None`` for text and empty cells."""
-    if cell in ("True", "False"):
-        return float(cell == "True")
-    try:
-        return float(cell)
-    except ValueError:
-        return None
 
 
 def clear_events(folder: Path) -> None:
@@ -89,8 +79,8 @@ class HyperStepLogger:
         """
         for column, value in row.items():
             tag = _tag(column)
-            number = _number(csv_cell(value)) if tag is not None else None
-            if number is not None and math.isfinite(number):
+            number = csv_number(csv_cell(value))
+            if tag is not None and math.isfinite(number):
                 self.logger.record(tag, number)
         self.logger.dump(step=int(row.get("env_steps") or row.get("step") or 0))
 

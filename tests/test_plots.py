@@ -8,7 +8,8 @@ pytest.importorskip("matplotlib")
 
 from conftest import TINY_NET
 
-from hypergym.plots import _smooth, collect_embeddings, main, plot_tsne
+from hypergym.plots import _smooth
+from hypergym.tsne import collect_embeddings, main, plot_tsne
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -28,7 +29,7 @@ def test_collect_embeddings_labels_every_step_with_its_phase_return():
 
 def test_plot_tsne_writes_a_png(tmp_path):
     rng = np.random.default_rng(0)
-    from hypergym.plots import Embeddings
+    from hypergym.tsne import Embeddings
 
     emb = Embeddings(rng.normal(size=(40, 8)), rng.normal(size=40), np.arange(40), None)
     out = plot_tsne([("a", emb), ("b", emb)], tmp_path / "sub" / "t.png", title="t")
@@ -37,7 +38,7 @@ def test_plot_tsne_writes_a_png(tmp_path):
 
 def test_command_line_produces_the_picture(tmp_path, capsys):
     out = tmp_path / "tsne.png"
-    main(["tsne", "HyperRL-A2C-CartPole", "--steps", "400", "--obs-modes", "vae", "--out", str(out)])
+    main(["HyperRL-A2C-CartPole", "--steps", "400", "--obs-modes", "vae", "--out", str(out)])
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     assert "wrote" in capsys.readouterr().out
 
