@@ -425,7 +425,9 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
     while not list(killed.glob("**/checkpoint.ckpt")):  # populations: one checkpoint per agent's folder
         assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint before the compare ended"
         time.sleep(0.05)
-    # A second compare on the same --out while the first runs: it refuses at once, writing nothing.
+    # A second compare on the same --out while the first runs (paused, so that it cannot finish meanwhile):
+    # it refuses at once, writing nothing.
+    os.killpg(proc.pid, signal.SIGSTOP)
     second = subprocess.run([*args, "--out", str(killed)], capture_output=True, text=True, timeout=120)
     assert second.returncode == 2 and f"is being written by process {proc.pid}" in second.stderr
     subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # the workers
@@ -444,6 +446,8 @@ def test_compare_killed_with_sigkill_then_rerun_gives_the_uninterrupted_numbers(
         for timing in ("wall_seconds", "env_steps_per_second", "run_dir"):
             a.pop(timing), b.pop(timing)
         assert a == b, summary
+        steps = summary.with_name("steps.csv")
+        assert steps.read_text() == (killed / steps.relative_to(tmp_path / "whole")).read_text(), steps
     assert not list(killed.glob("**/checkpoint.ckpt"))
 
 
