@@ -152,6 +152,19 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
     this step), ``losses``, ``diverged``, ``run_finished``, ``G`` on the last step of a phase, and the
     encoder's figures (``encoder_loss``, ``encoder_kl`` for ``vae``, once it has trained).
 
+    ## Divergence
+    A non-finite loss, gradient or parameter never raises: the learner's parameters and optimiser state
+    return to the last state that gave a finite loss, ``info["diverged"]`` is true, and the run goes on.
+
+    ## Determinism
+    All randomness flows from the seed (inner envs, policy initialisation and sampling through private
+    torch streams, minibatch orders, the encoder); the global torch and NumPy generators are not touched.
+    The same seed gives the same observations and rewards on a CPU *with the same number of torch
+    threads*: float reductions split over threads round differently, and a hyper-agent's choices can
+    amplify the difference over a run. The command line runs every run on one thread; ``hypergym.run``
+    records the count in each run's ``config.json`` (``torch_threads``), and ``torch.set_num_threads(1)``
+    in Python gives the command line's numbers.
+
     ## Arguments
     Args:
         algo: ``"A2C"``, ``"ACKTR"`` or ``"PPO"``.

@@ -80,7 +80,10 @@ class ProgressBar(RunCallback):
 
     def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
         """See :class:`RunCallback`."""
-        self.bar.update(self._done(loop) - self.bar.n)
+        done = self._done(loop)
+        if self.bar.total is not None and done > self.bar.total:
+            self.bar.total = done  # the last phase passes the budget: the bar ends full, not overrun
+        self.bar.update(done - self.bar.n)
 
     def on_end(self, loop: Loop) -> None:
         """See :class:`RunCallback`."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from hypergym.agents.base import agent_config, check_agent
@@ -219,6 +220,7 @@ def _configs(
             **env_config(env),
             "agent": member(i) if member is not None else agent_config(agent),
             "seed": s,
+            "torch_threads": torch.get_num_threads(),  # results depend on it (see HyperRLEnv's Determinism)
             **size,
             **(extra or {}),
             **grid,
