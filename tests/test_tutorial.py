@@ -48,9 +48,33 @@ def test_the_tutorials_python_blocks_run_in_order(tmp_path, monkeypatch):
     assert Path(namespace["figure"]).stat().st_size > 0
     ucb_steps = (tmp_path / "runs" / "tutorial" / "ucb" / "seed0" / "steps.csv").read_text().splitlines()
     assert "agent_best_arm" in ucb_steps[0].split(",")  # its optional step_record reached steps.csv
-    # UCB tries every arm once before it repeats one: the first 5 updates use the 5 learning rates
-    actions = [int(row.split(",")[5]) for row in ucb_steps[1:6]]
-    assert sorted(actions) == [0, 1, 2, 3, 4]
+    # UCB holds one arm for a whole phase (10 updates here), then tries another
+    actions = [int(row.split(",")[5]) for row in ucb_steps[1:21]]
+    assert len(set(actions[:10])) == 1 and len(set(actions[10:])) == 1 and actions[0] != actions[10]
+
+
+def test_the_tutorials_ucb_concentrates_on_the_arm_whose_phases_returned_most(tmp_path):
+    """Section 5's lesson, on the tutorial's class as printed. A UCB that chose an arm at every step credited
+    all five arms with each phase's G and pulled each one a fifth of the time: this failed for it."""
+    import csv
+    from collections import Counter
+
+    import gymnasium as gym
+    import numpy as np
+
+    import hypergym
+
+    (block,) = [b for b in _blocks("python") if b.startswith("class UCB")]
+    namespace: dict = {"np": np}
+    exec(compile(block, str(TUTORIAL), "exec"), namespace)
+    env = gym.make("HyperRL-A2C-CartPole", total_env_steps=20_000, obs_mode="random")  # UCB ignores obs
+    agent = namespace["UCB"](env, seed=1)
+    result = hypergym.run(env, agent, seed=1, out=tmp_path / "ucb", progress=False)
+    assert result.learning_episodes == 100
+    actions = Counter(int(row["action"]) for row in csv.DictReader((tmp_path / "ucb" / "steps.csv").open()))
+    arm, count = actions.most_common(1)[0]
+    assert count >= 0.5 * result.hyper_steps, actions  # one arm held for at least half of the run
+    assert arm == int(np.argmax(agent.value))  # the arm with the best mean G
 
 
 def test_the_tutorials_compare_command_runs_the_users_class(tmp_path, monkeypatch, capsys):
