@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from hypergym.rundir import csv_number, read_run
+from hypergym.verdicts import bootstrap_difference, holm, permutation_test
 
 __all__ = [
     "Run",
     "check_figure_path",
+    "differences_table",
     "load_runs",
     "plot_runs",
     "summary_table",
@@ -103,14 +105,14 @@ def _by_label(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 
 def summary_table(runs: Sequence[Run]) -> str:
-    """A text table: per agent, the mean and std over seeds of the final return, and more.
+    """A text table: per agent, the mean and standard deviation (``+- sd``) over seeds of the final return, and more.
 
     Runs with evaluations (``eval_every``) add the best evaluation's mean and std over seeds (the paper's
     metric) beside the final training return.
     """
     evaluated = any(math.isfinite(float(r.summary.get("best_eval_return", math.nan))) for r in runs)
-    head = f"{'agent':>12s} {'seeds':>5s} {'final return':>20s}"
-    head += f" {'best eval':>20s}" if evaluated else ""
+    head = f"{'agent':>12s} {'seeds':>5s} {'final return +- sd':>20s}"
+    head += f" {'best eval +- sd':>20s}" if evaluated else ""
     lines = [f"{head} {'best G':>10s} {'env steps/s':>12s} {'diverged':>8s}"]
     for label, group in _by_label(runs).items():
         finals = np.array([r.summary["final_return"] for r in group], dtype=np.float64)
@@ -122,6 +124,32 @@ def summary_table(runs: Sequence[Run]) -> str:
             evals = np.array([r.summary.get("best_eval_return", math.nan) for r in group], dtype=np.float64)
             row += f" {f'{np.nanmean(evals):9.2f} +- {np.nanstd(evals):7.2f}':>20s}"
         lines.append(f"{row} {np.nanmean(best):10.2f} {np.nanmean(speed):12.0f} {diverged:8d}")
+    return "\n".join(lines)
+
+
+def differences_table(runs: Sequence[Run], baseline: str = "static") -> str:
+    """Each agent against ``baseline``: the difference of means, its interval, its p-value and the verdict.
+
+    The metric is the best evaluation where the runs have one (the paper's), else the final training return.
+    The interval is the 95% percentile bootstrap (:func:`~hypergym.verdicts.bootstrap_difference`); the
+    p-value is an exact permutation test over the seeds (:func:`~hypergym.verdicts.permutation_test`),
+    Holm-adjusted for the number of agents compared; the verdict is ``better`` or ``worse`` where that
+    adjusted p is below 0.05. ``""`` when no run is labelled ``baseline``.
+    """
+    groups = _by_label(runs)
+    if baseline not in groups or len(groups) < 2:
+        return ""
+    evaluated = any(math.isfinite(float(r.summary.get("best_eval_return", math.nan))) for r in runs)
+    metric = "best_eval_return" if evaluated else "final_return"
+    values = {label: [float(r.summary.get(metric, math.nan)) for r in group] for label, group in groups.items()}
+    others = [label for label in groups if label != baseline]
+    tests = [bootstrap_difference(values[label], values[baseline]) for label in others]
+    adjusted = holm([permutation_test(values[label], values[baseline]) for label in others])
+    lines = [f"difference to {baseline} ({metric}; 95% bootstrap interval; exact permutation p, Holm-adjusted "
+             f"over {len(others)} comparison(s))"]  # fmt: skip
+    for label, (diff, low, high), p in zip(others, tests, adjusted, strict=True):
+        call = "n/a" if not math.isfinite(p) else "no difference" if p >= 0.05 else "better" if diff > 0 else "worse"
+        lines.append(f"{label:>12s} {diff:+9.2f} [{low:+9.2f}, {high:+9.2f}]  p {p:5.3f}  {call}")
     return "\n".join(lines)
 
 

@@ -306,7 +306,7 @@ def compare(
         ConnectionError: If the Ray cluster at ``address`` does not answer (before any run starts).
         CLIError: Also if ``png`` cannot be written (its format or its folder), before any run starts.
     """
-    from hypergym.plots import check_figure_path, load_runs, plot_runs, summary_table
+    from hypergym.plots import check_figure_path, differences_table, load_runs, plot_runs, summary_table
 
     check_pool(workers, backend, address)  # before plan builds every agent's env
     try:
@@ -322,7 +322,7 @@ def compare(
     with folder_lock(out):  # a second compare on this --out refuses at once
         run_many(specs, workers, backend, address)
     runs = load_runs([out])
-    print(summary_table(runs))
+    print(summary_table(runs), differences_table(runs), sep="\n\n")
     plot_runs(runs, png, title=env_id)
     print(f"wrote {png}")
     return png

@@ -425,3 +425,20 @@ def test_a_run_folder_has_one_writer_and_a_dead_writers_lock_is_taken_over(tmp_p
     # the same lock, its process now gone (as after a kill): taken over, the run goes on, the lock is released
     assert main(["compare", "HyperRL-A2C-CartPole", "--agents", "static", "--out", str(out), *settings]) == 0
     assert (out / "static" / "seed0" / "summary.json").is_file() and not list(out.rglob(LOCK_FILE))
+
+
+def test_every_option_of_every_command_has_help_and_every_command_an_example(monkeypatch):
+    from hypergym.agents import AGENTS
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping inside names
+    from hypergym.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in commands.items():
+        assert "example:\n  hypergym " + name in sub.epilog, name
+        for action in sub._actions:
+            assert action.help, (name, action.dest)
+    compare_help = commands["compare"].format_help()
+    assert all(agent in compare_help for agent in AGENTS) and "module:ClassName" in compare_help
+    assert "(default: 3)" in compare_help and "(default: None)" not in compare_help
