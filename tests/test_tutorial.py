@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 TUTORIAL = Path(__file__).resolve().parent.parent / "docs" / "tutorial.md"
 #: The tutorial's budget lines and what the suite runs instead (a few seconds, not minutes).
@@ -92,3 +93,51 @@ def test_the_tutorials_compare_command_runs_the_users_class(tmp_path, monkeypatc
     assert main([*args, "--workers", "1", "--out", str(tmp_path / "cmp")]) == 0
     assert "my_agents:UCB" in capsys.readouterr().out
     assert (tmp_path / "runs" / "tb" / "my_agents-UCB" / "seed0").is_dir()
+
+
+def test_the_notebook_is_the_tutorial_and_runs_at_a_small_budget(tmp_path):
+    """``docs/tutorial.ipynb`` is paired with ``tutorial.md`` (jupytext) and runs top to bottom in a kernel."""
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+
+    notebook = jupytext.read(TUTORIAL.with_suffix(".ipynb"))
+    paired = jupytext.read(TUTORIAL)
+    code = [c.source for c in notebook.cells if c.cell_type == "code"]
+    remake = "rerun: jupytext --to ipynb --output docs/tutorial.ipynb docs/tutorial.md"
+    assert code == [c.source for c in paired.cells if c.cell_type == "code"], remake
+    for cell in notebook.cells:
+        for line, smaller in SMALLER.items():
+            cell.source = cell.source.replace(line, smaller)
+    nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "action 3 is" in outputs and "final return +- sd" in outputs
+    assert (tmp_path / "runs" / "tutorial" / "comparison.png").stat().st_size > 0
+
+
+def test_the_solutions_run_and_exercise_1_gives_what_they_say(tmp_path, monkeypatch):
+    """``docs/tutorial-solutions.md`` runs (after the tutorial's UCB); c = 10 settles on one arm, c = 1000 goes
+    round the arms (seed 1, as the table measured)."""
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    solutions = TUTORIAL.with_name("tutorial-solutions.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", solutions, flags=re.S | re.M)
+    (ucb,) = [b for b in _blocks("python") if b.startswith("class UCB")]
+    namespace: dict = {"np": np}
+    exec(compile(ucb, str(TUTORIAL), "exec"), namespace)
+    exec(compile("\n".join(blocks), "tutorial-solutions.md", "exec"), namespace)
+    pulls_of = namespace["pulls_of"]
+    settled, _ = pulls_of(namespace["UCB"], seed=1, c=10.0)
+    spread, _ = pulls_of(namespace["UCB"], seed=1, c=1000.0)
+    assert max(settled) >= 80 and max(spread) <= 21, (settled, spread)
+    import gymnasium as gym
+
+    import hypergym
+
+    env = gym.make("HyperRL-A2C-CartPole", total_env_steps=2000, obs_mode="vae")
+    agent = namespace["StateUCB"](env, seed=0)
+    assert hypergym.run(env, agent, seed=0, progress=False).learning_episodes == 10
+    assert agent.pulls.sum() == 10
