@@ -8,8 +8,10 @@ In the shape of SB3's ``BaseCallback``: the loop (:func:`hypergym.runner.run`) c
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from hypergym.checkpoint import Cadence, CheckpointError, read_checkpoint, write_checkpoint
 from hypergym.rundir import MemberTally, Recorder, jsonable, read_rows
 
-__all__ = ["Checkpoints", "Loop", "ProgressBar", "RunCallback", "TensorBoard"]
+__all__ = ["Checkpoints", "Loop", "ProgressBar", "RunCallback", "SharedProgress", "StudyProgress", "TensorBoard"]
 
 
 @dataclass
@@ -195,3 +197,70 @@ class Checkpoints(RunCallback):
     def on_end(self, loop: Loop) -> None:
         """See :class:`RunCallback`."""
         self.path.unlink(missing_ok=True)  # the summaries supersede it
+
+
+class SharedProgress(RunCallback):
+    """Write the run's env steps (all members') into a table the process that started the run reads.
+
+    Args:
+        table: Shared between processes (a ``multiprocessing.Manager().dict()``) or a plain dict.
+        key: This run's entry.
+        every: Seconds between two writes (a write to a manager's table is a round trip).
+    """
+
+    def __init__(self, table: MutableMapping[str, int], key: str, every: float = 0.5) -> None:
+        self.table, self.key, self.every, self.last = table, key, every, 0.0
+
+    def _write(self, loop: Loop) -> None:
+        self.table[self.key] = sum(t.env_steps for t in loop.tallies)
+        self.last = time.perf_counter()
+
+    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+        """See :class:`RunCallback`."""
+        if time.perf_counter() - self.last >= self.every:
+            self._write(loop)
+
+    on_end = _write
+
+
+class StudyProgress:
+    """A live bar over a study's inner env steps (runs done, rate, time left), fed by :class:`SharedProgress`.
+
+    Args:
+        total: The env steps of every run to make (budget x members, summed).
+        runs: Runs to make.
+        table: Where the runs write their env steps.
+        every: Seconds between two redraws.
+    """
+
+    def __init__(self, total: int, runs: int, table: MutableMapping[str, int], every: float = 1.0) -> None:
+        from tqdm.auto import tqdm
+
+        self.table, self.runs, self.every, self.done = table, runs, every, 0
+        self.bar = tqdm(total=total, unit="env step", unit_scale=True, desc=f"runs 0/{runs}", leave=False)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self) -> None:
+        while not self.stop.wait(self.every):
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Show what the table says now."""
+        steps = sum(dict(self.table).values())
+        self.bar.total = max(self.bar.total, steps)  # the last phase of a run passes its budget
+        self.bar.update(steps - self.bar.n)
+
+    def finished(self, runs: int, line: str) -> None:
+        """``runs`` more runs ended: print ``line`` above the bar."""
+        self.done += runs
+        self.bar.set_description(f"runs {self.done}/{self.runs}")
+        self.bar.write(line)
+
+    def close(self) -> None:
+        """Stop following and remove the bar."""
+        self.stop.set()
+        self.thread.join()
+        self.redraw()
+        self.bar.close()

@@ -21,19 +21,11 @@ from typing import Any
 
 from hypergym.checkpoint import CheckpointError
 from hypergym.files import os_error_line
+from hypergym.jobs import DEFAULT_CHECKPOINT_MINUTES, CLIError, RunSpec, default_workers, execute
 from hypergym.presets import PROFILES
 from hypergym.rundir import RunFilesError, member_dir
 from hypergym.runlock import RunFolderBusy
-from hypergym.study import (
-    DEFAULT_CHECKPOINT_MINUTES,
-    CLIError,
-    RunSpec,
-    check_agents,
-    check_names,
-    compare,
-    default_workers,
-    execute,
-)
+from hypergym.study import check_agents, check_names, compare
 
 __all__ = ["main", "parse_assignments"]
 

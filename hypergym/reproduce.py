@@ -27,8 +27,8 @@ from hypergym.spaces import log_uniform
 from hypergym.verdicts import bootstrap_difference, verdict
 
 if TYPE_CHECKING:
+    from hypergym.jobs import RunSpec
     from hypergym.plots import Run
-    from hypergym.study import RunSpec
 
 __all__ = ["STUDIES", "Arm", "Study", "arm_dir", "bootstrap_difference", "report", "reproduce", "study_specs"]
 
@@ -235,7 +235,7 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
     share them (``ingredients`` reuses ``fig2a``'s EPGT and static runs); an arm with overrides runs in a
     folder named after its label. A finished run is reused only if it was made with the same settings.
     """
-    from hypergym.study import run_many
+    from hypergym.jobs import run_many
 
     study = _study(name)
     n = seeds or study.seeds
@@ -301,7 +301,7 @@ def _schedule_lines(study: Study, by_arm: dict[str, list[Run]]) -> list[str]:
 
 
 def _study(name: str) -> Study:
-    from hypergym.study import CLIError
+    from hypergym.jobs import CLIError
 
     if name not in STUDIES:
         raise CLIError(f"unknown study {name!r}; choose from {sorted(STUDIES)}")

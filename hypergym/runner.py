@@ -75,6 +75,7 @@ def run(
     checkpoint_every: int | None = None,
     tensorboard: str | Path | None = None,
     checkpoint_minutes: float | None = None,
+    callbacks: Sequence[RunCallback] = (),
 ) -> RunResult | list[RunResult]:
     """Drive ``agent`` through learning episodes of ``env`` until the inner run (or every member's) finishes.
 
@@ -104,6 +105,7 @@ def run(
             least this many minutes (wall clock) after the last save (or the start). A phase is one update
             under the ``code`` profile's A2C and hundreds under PPO; minutes bound both the work a kill
             loses and the time spent saving. When the checkpoints fall does not change the numbers.
+        callbacks: More :class:`~hypergym.callbacks.RunCallback` s, called after the built-in ones.
 
     Returns:
         The run's :class:`RunResult`; for a population, a list of them, one per member.
@@ -128,12 +130,12 @@ def run(
     seeds = member_seeds(seed, venv.num_envs)  # non-negative, distinct: one run directory each
     configs = _configs(env, population, seeds, single, extra_config)
     recorder = Recorder(out, seeds, single, journaled=bool(cadence) and out is not None)
-    callbacks: list[RunCallback] = [ProgressBar(budget, max_steps, len(seeds))] if progress else []
+    steps: list[RunCallback] = [ProgressBar(budget, max_steps, len(seeds))] if progress else []
     if tensorboard is not None:
         from hypergym.tensorboard_log import run_folder
 
         label = (extra_config or {}).get("agent_label") or agent_config(population).get("name", type(agent).__name__)
-        callbacks.append(TensorBoard([run_folder(tensorboard, str(label), s) for s in seeds], recorder.journals))
+        steps.append(TensorBoard([run_folder(tensorboard, str(label), s) for s in seeds], recorder.journals))
     with folder_lock(recorder.folder) if recorder.folder is not None else nullcontext():  # one writer
         loop, resumed = None, None
         if recorder.folder is not None:
@@ -141,7 +143,7 @@ def run(
             resumed = checkpoints.resume() if cadence else None
             if resumed is not None:
                 venv, population, loop = resumed
-            callbacks.append(checkpoints)
+            steps.append(checkpoints)
             recorder.start(configs)
         if loop is None:
             obs, info = venv.reset(seed=list(seeds))
@@ -149,7 +151,7 @@ def run(
         restart = getattr(venv, "autorestart", None)
         if restart is not None:
             venv.autorestart = False  # a population's trained runs stay when they finish, as a single run's do
-        results = _drive(venv, population, loop, recorder, callbacks, max_steps)
+        results = _drive(venv, population, loop, recorder, [*steps, *callbacks], max_steps)
         if restart is not None:
             venv.autorestart = restart
         if resumed is not None:

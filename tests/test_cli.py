@@ -76,7 +76,7 @@ def test_run_many_submits_populations_before_single_runs(tmp_path, monkeypatch, 
     """Longest job first: a population of N is about N runs' work, so it must not start last and run alone."""
     from concurrent.futures import Future
 
-    from hypergym import study
+    from hypergym import jobs
 
     submitted: list[str] = []
 
@@ -90,18 +90,18 @@ def test_run_many_submits_populations_before_single_runs(tmp_path, monkeypatch, 
         def __exit__(self, *exc: object) -> None:
             return None
 
-        def submit(self, fn: object, spec: study.RunSpec) -> Future:
+        def submit(self, fn: object, spec: jobs.RunSpec, table: object) -> Future:
             submitted.append(spec.agent)
             future: Future = Future()
             summary = {"final_return": 0.0, "env_steps": 1, "wall_seconds": 1.0, "env_steps_per_second": 1.0}
             future.set_result([summary] * len(spec.run_dirs()))
             return future
 
-    monkeypatch.setattr(study, "ProcessPoolExecutor", RecordingPool)
-    specs = [study.RunSpec("HyperRL-A2C-CartPole", "random", s, str(tmp_path / f"r{s}")) for s in range(2)]
-    specs.append(study.RunSpec("HyperRL-A2C-CartPole", "pbt", 0, str(tmp_path / "pbt"), members=4))
-    specs.append(study.RunSpec("HyperRL-A2C-CartPole", "static", 0, str(tmp_path / "static"), members=2))
-    results = study.run_many(specs, workers=2)
+    monkeypatch.setattr(jobs, "ProcessPoolExecutor", RecordingPool)
+    specs = [jobs.RunSpec("HyperRL-A2C-CartPole", "random", s, str(tmp_path / f"r{s}")) for s in range(2)]
+    specs.append(jobs.RunSpec("HyperRL-A2C-CartPole", "pbt", 0, str(tmp_path / "pbt"), members=4))
+    specs.append(jobs.RunSpec("HyperRL-A2C-CartPole", "static", 0, str(tmp_path / "static"), members=2))
+    results = jobs.run_many(specs, workers=2)
     assert submitted == ["pbt", "static", "random", "random"]
     assert len(results) == 8
     capsys.readouterr()
@@ -342,7 +342,7 @@ def test_every_command_line_run_uses_one_torch_thread_inline_or_in_a_worker(tmp_
     """Torch's reductions depend on the thread count: a run must not get other floats under --workers 1."""
     import torch
 
-    from hypergym.study import RunSpec, execute
+    from hypergym.jobs import RunSpec, execute
 
     (tmp_path / "thread_probe.py").write_text(
         "import torch\n"
@@ -382,7 +382,7 @@ def test_every_command_line_run_uses_one_torch_thread_inline_or_in_a_worker(tmp_
 
 def test_every_pool_of_runs_checks_its_workers_and_backend_itself():
     """``reproduce`` reaches run_many without compare's checks: the pool refuses bad settings on its own."""
-    from hypergym.study import CLIError, run_many
+    from hypergym.jobs import CLIError, run_many
 
     with pytest.raises(CLIError, match="--workers must be an integer >= 1, got 0"):
         run_many([], workers=0)
@@ -442,3 +442,24 @@ def test_every_option_of_every_command_has_help_and_every_command_an_example(mon
     compare_help = commands["compare"].format_help()
     assert all(agent in compare_help for agent in AGENTS) and "module:ClassName" in compare_help
     assert "(default: 3)" in compare_help and "(default: None)" not in compare_help
+
+
+def test_run_many_shows_one_live_bar_over_the_env_steps_of_every_run_in_every_worker(tmp_path, monkeypatch):
+    """Before, compare printed nothing until a run ended; now the workers' runs feed one bar (runs done, rate)."""
+    from hypergym import callbacks, jobs
+
+    closed = []
+
+    class Recording(callbacks.StudyProgress):
+        def close(self) -> None:
+            super().close()
+            closed.append((self.bar.n, self.bar.total, self.done, self.runs))
+
+    monkeypatch.setattr(jobs, "StudyProgress", Recording)
+    small = {"total_env_steps": 400, "obs_mode": "random", "policy_kwargs": {"net_arch": [8]}}
+    specs = [jobs.RunSpec("HyperRL-A2C-CartPole", "static", s, str(tmp_path / f"r{s}"), small) for s in range(2)]
+    specs.append(jobs.RunSpec("HyperRL-A2C-CartPole", "random", 0, str(tmp_path / "pop"), small, members=2))
+    jobs.run_many(specs, workers=2)
+    ((steps, total, done, runs),) = closed
+    assert (done, runs) == (4, 4)
+    assert steps == total == 4 * 420  # every run's env steps (its first rollout and 2 phases), from the workers

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hypergym.jobs import RunSpec, run_many
 from hypergym.reproduce import STUDIES, arm_dir
-from hypergym.study import RunSpec, run_many
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 #: (study, arm, seed) rerun: one cheap static run of Fig. 2a. The CSV was made on earlier machines; on other CPU

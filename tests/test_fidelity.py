@@ -351,7 +351,7 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     paper = json.loads((tmp_path / "HyperRL-A2C-CartPole" / "paper" / "static" / "seed0" / "config.json").read_text())
     assert paper["env_kwargs"]["profile"] == "paper"
     # a finished run is reused only with its own settings: another id in the same folder is refused
-    from hypergym.study import CLIError, RunSpec, execute
+    from hypergym.jobs import CLIError, RunSpec, execute
 
     spec = RunSpec("HyperRL-PPO-CartPole", "static", 0, str(tmp_path / "HyperRL-A2C-CartPole" / "paper" / "static" /
                    "seed0"), {"profile": "paper"})  # fmt: skip

@@ -673,7 +673,7 @@ def test_any_gymnasium_env_runs_with_its_own_observations_and_the_agents_own_act
 
 
 def test_a_comparison_made_seed_by_seed_is_finished_seed_by_seed_not_overwritten(tmp_path):
-    from hypergym.study import RunSpec, execute
+    from hypergym.jobs import RunSpec, execute
 
     settings = {"total_env_steps": 100, "obs_mode": "random", "n_envs": 2}
     first = execute(RunSpec("HyperRL-A2C-CartPole", "static", 0, str(tmp_path / "static" / "seed0"), settings))
