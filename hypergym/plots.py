@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hypergym.rundir import csv_number, read_run
-from hypergym.verdicts import bootstrap_difference, holm, permutation_test
+from hypergym.verdicts import judge_family
 
 __all__ = [
     "Run",
@@ -143,13 +143,12 @@ def differences_table(runs: Sequence[Run], baseline: str = "static") -> str:
     metric = "best_eval_return" if evaluated else "final_return"
     values = {label: [float(r.summary.get(metric, math.nan)) for r in group] for label, group in groups.items()}
     others = [label for label in groups if label != baseline]
-    tests = [bootstrap_difference(values[label], values[baseline]) for label in others]
-    adjusted = holm([permutation_test(values[label], values[baseline]) for label in others])
+    judged = judge_family([(values[label], values[baseline]) for label in others])
     lines = [f"difference to {baseline} ({metric}; 95% bootstrap interval; exact permutation p, Holm-adjusted "
              f"over {len(others)} comparison(s))"]  # fmt: skip
-    for label, (diff, low, high), p in zip(others, tests, adjusted, strict=True):
-        call = "n/a" if not math.isfinite(p) else "no difference" if p >= 0.05 else "better" if diff > 0 else "worse"
-        lines.append(f"{label:>12s} {diff:+9.2f} [{low:+9.2f}, {high:+9.2f}]  p {p:5.3f}  {call}")
+    for label, j in zip(others, judged, strict=True):
+        size = f"{j.difference:+9.2f} [{j.low:+9.2f}, {j.high:+9.2f}]"
+        lines.append(f"{label:>12s} {size}  p {j.adjusted:5.3f}  {j.verdict}")
     return "\n".join(lines)
 
 

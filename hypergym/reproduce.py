@@ -8,8 +8,9 @@ unfinished ones resume from their checkpoints). :func:`report` then writes, besi
 - ``NAME.png``: returns over env steps and the chosen hyperparameters, per arm;
 - ``NAME.md``: per arm the mean, standard error and median of both metrics over seeds, and for each
   arm the difference of means to the study's baseline with a 95% percentile-bootstrap interval (seeds
-  resampled within each arm) and its verdict: ``better`` or ``worse`` when the interval excludes 0, else
-  ``no difference``. The section is ready for ``docs/results.md``, its command included.
+  resampled within each arm), the exact permutation p-value Holm-adjusted over the study's family of
+  comparisons (named in the report), and the verdict from it: ``better`` or ``worse`` where the adjusted
+  p < 0.05, else ``no difference``. The section is ready for ``docs/results.md``, its command included.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hypergym.spaces import log_uniform
-from hypergym.verdicts import bootstrap_difference, verdict
+from hypergym.verdicts import bootstrap_difference, judge_family
 
 if TYPE_CHECKING:
     from hypergym.jobs import RunSpec
@@ -255,18 +256,21 @@ def _rival_lines(study: Study, by_arm: dict[str, list[Run]], metric: str) -> lis
     """Each arm that is not a rival against the best rival of its profile (the claim "beats the best fixed")."""
     profiles = {arm.label: arm.profile for arm in study.arms}
     measured = [r for r in study.rivals if np.isfinite(_metric(by_arm[r], metric)).any()]
-    lines = []
+    pairs = []
     for arm in study.arms:
         rivals = [r for r in measured if profiles[r] == arm.profile]
         if arm.label in study.rivals or not rivals or not by_arm[arm.label]:
             continue
         best = max(rivals, key=lambda r: float(np.nanmean(_metric(by_arm[r], metric))))
-        diff, low, high = bootstrap_difference(_metric(by_arm[arm.label], metric), _metric(by_arm[best], metric))
-        lines.append(f"| {arm.label} | {best} (of {len(rivals)}) | {diff:+.3g} [{low:+.3g}, {high:+.3g}] "
-                     f"| {verdict(low, high)} |")  # fmt: skip
-    intro = ("Against the best rival of the arm's profile (the one with the best mean of the paper's metric, "
-             "chosen after the fact, which favours it):")  # fmt: skip
-    return _table(intro, ("arm", "best rival", "best eval - best rival [95% CI]", "verdict"), lines)
+        pairs.append((arm.label, best, len(rivals)))
+    judged = judge_family([(_metric(by_arm[a], metric), _metric(by_arm[b], metric)) for a, b, _ in pairs])
+    lines = [f"| {a} | {b} (of {n}) | {j.difference:+.3g} [{j.low:+.3g}, {j.high:+.3g}] | {j.adjusted:.3f} "
+             f"({j.p:.3f} alone) | {j.verdict} |" for (a, b, n), j in zip(pairs, judged, strict=True)]  # fmt: skip
+    intro = (
+        "Against the best rival of the arm's profile (the one with the best mean of the paper's metric, "
+        f"chosen after the fact, which favours it); p Holm-adjusted over these {len(pairs)} comparisons:"
+    )
+    return _table(intro, ("arm", "best rival", "best eval - best rival [95% CI]", "p (Holm)", "verdict"), lines)
 
 
 def _table(intro: str, columns: Sequence[str], rows: list[str]) -> list[str]:
@@ -346,6 +350,10 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     write_summary_csv(runs, out / f"{study.name}.csv", (*metrics, "env_steps", "env_steps_per_second"), label="arm")
     plot_runs(runs, out / f"{study.name}.png", title=study.title)
     # the baseline's label with each arm's profile filled in (a report said `static ({profile})` literally)
+    baseline_of = {arm.label: study.baseline.format(profile=arm.profile) for arm in study.arms}
+    family = [arm.label for arm in study.arms if arm.label != baseline_of[arm.label]]
+    judged = dict(zip(family, judge_family([(_metric(by_arm[a], metrics[0]), _metric(by_arm[baseline_of[a]],
+                                            metrics[0])) for a in family]), strict=True))  # fmt: skip
     baselines = list(dict.fromkeys(f"`{study.baseline.format(profile=arm.profile)}`" for arm in study.arms))
     baseline_text = " or ".join(baselines) + (", the one of each arm's profile," if len(baselines) > 1 else "")
     lines = [
@@ -353,17 +361,16 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
         f"Command: `{command}` ({study.env_id}, {len({r.seed for r in runs})} seeds, settings "
         f"{study.env_kwargs or 'of the preset'}). Files: `{study.name}.csv`, `{study.name}.png`.", "",
         "Best evaluation = the paper's metric (best mean of the deterministic evaluations); final = mean of the "
-        "last 10 training episodes. Difference to the baseline "
-        f"{baseline_text} with a 95% bootstrap interval over seeds (seeds resampled within each arm): the "
-        "verdict is `better` or `worse` where the interval excludes 0.", "",
+        f"last 10 training episodes. Difference to the baseline {baseline_text} with a 95% bootstrap interval "
+        "over seeds (seeds resampled within each arm; the effect's size); p = exact permutation test over the "
+        f"seeds, Holm-adjusted over the family of the {len(family)} comparisons of this table (each arm against "
+        "its baseline): the verdict is `better` or `worse` where that p < 0.05.", "",
         "| arm | runs | best eval: mean ± s.e. | median | final: mean ± s.e. | median | best eval - baseline [95% CI] "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| p (Holm) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for arm in study.arms:
         label, group = arm.label, by_arm[arm.label]
-        baseline = study.baseline.format(profile=arm.profile)
-        base = by_arm[baseline]
         cells = [label, str(len(group))]
         for metric in metrics:
             x = np.array(_metric(group, metric), dtype=np.float64)
@@ -371,11 +378,12 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
             se = x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else math.nan
             mean = f"{x.mean():.1f} ± {se:.1f}" if len(x) > 1 else f"{x.mean():.1f}" if len(x) else "n/a"
             cells += [mean, f"{np.median(x):.1f}" if len(x) else "n/a"]
-        diff, low, high = bootstrap_difference(_metric(group, metrics[0]), _metric(base, metrics[0]))
-        same = label == baseline
-        shown = f"{diff:+.3g} [{low:+.3g}, {high:+.3g}]" if math.isfinite(diff) else "n/a"
-        cells.append("—" if same else shown)
-        cells.append("baseline" if same else verdict(low, high))
+        if label in judged:
+            j = judged[label]
+            shown = f"{j.difference:+.3g} [{j.low:+.3g}, {j.high:+.3g}]" if math.isfinite(j.difference) else "n/a"
+            cells += [shown, f"{j.adjusted:.3f} ({j.p:.3f} alone)", j.verdict]
+        else:
+            cells += ["—", "—", "baseline"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _rival_lines(study, by_arm, metrics[0]) + _schedule_lines(study, by_arm)
     path = out / f"{study.name}.md"

@@ -5,13 +5,14 @@ Also Holm's correction for the number of comparisons, and the verdict of an inte
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP_DRAWS", "EXACT_SPLITS", "bootstrap_difference", "holm", "permutation_test", "verdict"]
+__all__ = ["ALPHA", "BOOTSTRAP_DRAWS", "EXACT_SPLITS", "Judgement", "bootstrap_difference", "holm"]
+__all__ += ["judge_family", "permutation_test", "verdict"]
 
 #: Bootstrap resamples of a difference of means (and random splits of a permutation test too large to enumerate).
 BOOTSTRAP_DRAWS = 10_000
@@ -50,39 +51,70 @@ def permutation_test(
 ) -> float:
     """Two-sided p-value of ``mean(a) - mean(b)`` under the null that the seeds' labels are exchangeable.
 
-    Exact when the pooled samples have at most ``exact_up_to`` splits into groups of ``len(a)`` and
-    ``len(b)``: every split is counted (3 seeds against 3 have 20, so the smallest p is 2/20 = 0.1; 10
-    against 10 have 184,756). Else from ``draws`` random splits, ``(extreme + 1) / (draws + 1)``. NaNs are
-    left out; NaN when a sample is empty.
+    SciPy's ``permutation_test`` (independent samples; two-sided: twice the smaller one-sided p). Exact
+    when the pooled samples have at most ``exact_up_to`` splits into groups of ``len(a)`` and ``len(b)``:
+    every split counted (3 seeds against 3 have 20, so the smallest p is 2/20 = 0.1; 10 against 10 have
+    184,756). Else from ``draws`` random splits. NaNs are left out; NaN when a sample is empty.
     """
+    from scipy import stats
+
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     if not len(x) or not len(y):
         return math.nan
-    pooled, n = np.concatenate([x, y]), len(x)
-    exact = math.comb(len(pooled), n) <= exact_up_to
-    if exact:
-        firsts = np.array(list(itertools.combinations(range(len(pooled)), n)))
-    else:
-        shuffled = np.random.default_rng(seed).permuted(np.tile(np.arange(len(pooled)), (draws, 1)), axis=1)
-        firsts = shuffled[:, :n]
-    sums = pooled[firsts].sum(1)
-    differences = sums / n - (pooled.sum() - sums) / len(y)
-    observed = abs(x.mean() - y.mean())
-    extreme = int((np.abs(differences) >= observed * (1 - 1e-12)).sum())  # ties count: rounding of equal sums
-    return extreme / len(differences) if exact else (extreme + 1) / (draws + 1)
+    splits = math.comb(len(x) + len(y), len(x))
+    result = stats.permutation_test(
+        (x, y), _difference_of_means, permutation_type="independent", vectorized=True, alternative="two-sided",
+        n_resamples=splits if splits <= exact_up_to else draws, rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    return float(result.pvalue)
+
+
+def _difference_of_means(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment: p-values that hold for the whole family of comparisons (NaNs kept).
+    """Holm's step-down adjustment (statsmodels' ``multipletests``): p-values for the whole family (NaNs kept).
 
     The k-th smallest of m p-values is multiplied by ``m - k + 1`` (k from 1), made non-decreasing, capped at 1.
     """
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(pvalues, dtype=np.float64)
-    known = np.flatnonzero(np.isfinite(p))
+    known = np.isfinite(p)
     adjusted = np.full(len(p), math.nan)
-    running = 0.0
-    for rank, i in enumerate(known[np.argsort(p[known], kind="stable")]):
-        running = max(running, min(1.0, (len(known) - rank) * float(p[i])))
-        adjusted[i] = running
+    if known.any():
+        adjusted[known] = multipletests(p[known], method="holm")[1]
     return adjusted.tolist()
+
+
+#: The family-wise error rate of a verdict.
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One comparison of a family: ``mean(a) - mean(b)`` and what the data say of it."""
+
+    difference: float
+    low: float
+    """The 95% percentile-bootstrap interval of the difference (its size, not the verdict)."""
+    high: float
+    p: float
+    """The exact (or Monte-Carlo) permutation p-value of the comparison alone."""
+    adjusted: float
+    """``p`` Holm-adjusted over the family."""
+    verdict: str
+    """``better`` / ``worse`` where ``adjusted < ALPHA``, else ``no difference`` (``n/a`` without data)."""
+
+
+def judge_family(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -> list[Judgement]:
+    """Judge every ``(a, b)`` of one family of comparisons, the verdicts from the Holm-adjusted p-values."""
+    sizes = [bootstrap_difference(a, b) for a, b in pairs]
+    raw = [permutation_test(a, b) for a, b in pairs]
+    out = []
+    for (diff, low, high), p, adjusted in zip(sizes, raw, holm(raw), strict=True):
+        call = "n/a" if not math.isfinite(adjusted) else "no difference" if adjusted >= ALPHA else "better"
+        out.append(Judgement(diff, low, high, p, adjusted, "worse" if call == "better" and diff < 0 else call))
+    return out

@@ -14,13 +14,16 @@ from hypergym.verdicts import holm, permutation_test
 
 
 def _brute_force(a, b):
+    """Every split of the pooled samples: twice the smaller one-sided p (SciPy's two-sided p)."""
     pooled, n = np.array(a + b, dtype=float), len(a)
-    observed, count, total = abs(np.mean(a) - np.mean(b)), 0, 0
+    observed, greater, less, total = np.mean(a) - np.mean(b), 0, 0, 0
     for first in itertools.combinations(range(len(pooled)), n):
         rest = [i for i in range(len(pooled)) if i not in first]
-        count += abs(pooled[list(first)].mean() - pooled[rest].mean()) >= observed - 1e-12
+        d = pooled[list(first)].mean() - pooled[rest].mean()
+        greater += d >= observed - 1e-12
+        less += d <= observed + 1e-12
         total += 1
-    return count / total
+    return min(1.0, 2 * min(greater, less) / total)
 
 
 def test_the_permutation_test_counts_every_split_exactly():
@@ -46,6 +49,8 @@ def test_holm_multiplies_the_kth_smallest_by_m_minus_k_plus_1_and_keeps_the_orde
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.01]) == pytest.approx([0.5, 0.02])
     assert holm([0.9, 0.9]) == pytest.approx([1.0, 1.0])
+    raw = [0.03, 0.04]  # each below 0.05 alone; as a family of two, neither
+    assert all(p < 0.05 for p in raw) and all(p >= 0.05 for p in holm(raw))
     adjusted = holm([0.02, math.nan])
     assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1])
 
