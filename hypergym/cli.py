@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -329,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except BrokenPipeError:  # the reader stopped early (hypergym list | head): as other Unix tools, say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail again
+        return 0
     except CLIError as err:
         print(f"hypergym: error: {err}", file=sys.stderr)
         return 2

@@ -54,13 +54,13 @@ def permutation_test(
     SciPy's ``permutation_test`` (independent samples; two-sided: twice the smaller one-sided p). Exact
     when the pooled samples have at most ``exact_up_to`` splits into groups of ``len(a)`` and ``len(b)``:
     every split counted (3 seeds against 3 have 20, so the smallest p is 2/20 = 0.1; 10 against 10 have
-    184,756). Else from ``draws`` random splits. NaNs are left out; NaN when a sample is empty.
+    184,756). Else from ``draws`` random splits. NaNs are left out; NaN when a sample has fewer than 2 values.
     """
     from scipy import stats
 
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    if not len(x) or not len(y):
+    if len(x) < 2 or len(y) < 2:  # one seed has no spread to test against (SciPy refuses it too)
         return math.nan
     splits = math.comb(len(x) + len(y), len(x))
     result = stats.permutation_test(

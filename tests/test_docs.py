@@ -57,3 +57,16 @@ def test_the_kept_fig2b_runs_remake_its_csv_row_for_row(tmp_path):
     made = sorted(map(tuple, csv.reader((tmp_path / "fig2b.csv").open())))
     assert made == sorted(map(tuple, csv.reader((RESULTS / "fig2b.csv").open())))
     assert len(made) == 111  # the header and 110 runs
+
+
+def test_the_re_judged_verdicts_on_the_results_page_are_what_the_kept_csvs_give():
+    """``docs/results.md``'s re-judged section is ``python docs/results/rejudge.py``'s output, digit for digit."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("rejudge", RESULTS / "rejudge.py")
+    rejudge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rejudge)
+    page = (RESULTS.parent / "results.md").read_text()
+    (shown,) = re.findall(r"<!-- rejudge:start -->\n(.*?)<!-- rejudge:end -->", page, flags=re.S)
+    assert shown == rejudge.section()

@@ -130,3 +130,15 @@ def test_a_corrupt_or_incomplete_finished_run_is_never_reused_nor_plotted(case, 
     assert main(["plot", str(run_dir.parent), "--out", str(tmp_path / "p.png")]) == 2
     _one_line_error(capsys, str(path))
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """``hypergym list | head``: the closed pipe ends the command quietly (it was one error line, exit 2)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "hypergym.cli", "list"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0 and proc.stderr.read() == b""

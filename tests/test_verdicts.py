@@ -34,7 +34,7 @@ def test_the_permutation_test_counts_every_split_exactly():
     assert permutation_test([10, 11, 12], [1, 2, 3]) == pytest.approx(2 / 20)  # the smallest p with 3 vs 3
     assert permutation_test([1, 2, 3], [1, 2, 3]) == 1.0
     assert permutation_test(list(range(10, 20)), list(range(10))) == pytest.approx(2 / math.comb(20, 10))
-    assert math.isnan(permutation_test([], [1.0]))
+    assert math.isnan(permutation_test([], [1.0])) and math.isnan(permutation_test([1.0], [2.0, 3.0]))
 
 
 def test_a_permutation_test_too_large_to_enumerate_samples_splits():
