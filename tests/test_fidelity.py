@@ -327,9 +327,12 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert "baseline `static (code)` or `static (paper)`, the one of each arm's profile," in text
     assert "{profile}" not in text
     assert text.count("| baseline |") == 2
-    # against the best rival of its own profile (2 of the 3 are `code`), and what each scheduler chose
-    assert re.search(r"\| random \(code\) \| static(-max)? \(code\) \(of 2\) \| [-+]", text)
-    assert "| lr x2 (code) | static" in text  # not a rival, so compared too
+    # a scheduling arm against every rival of its own profile (2 of the 3 are `code`), one Holm family
+    rivals = text.split("Each scheduling arm against every rival")[1].split("What the scheduling")[0]
+    assert "Holm-adjusted over these 2:" in rivals
+    assert re.search(r"\| random \(code\) \| static \(code\) \| [-+]", rivals)
+    assert re.search(r"\| random \(code\) \| static-max \(code\) \| [-+]", rivals)
+    assert "| lr x2 (code) |" not in rivals  # a fixed schedule is not a scheduler making the claim
     schedules = text.split("What the scheduling")[1]  # 2 runs x 6 hyper-steps of the second half per arm
     assert re.search(r"\| random \(code\) \| 12 \| \d+\.\d% \(20\.0%\) \| learning_rate ", schedules)
     assert re.search(r"\| static \(code\) \| 12 \| 100\.0% \(20\.0%\) \| learning_rate 0\.0007 ", schedules)
