@@ -77,7 +77,9 @@ class EpisodicAgent(EpsilonGreedyAgent):
         k_read: Neighbours of a read with the ``"vector"`` memory (default: the released code's 5).
         key_dim: Keys are ``tanh`` of a frozen random linear map of the observation to this many dims
             (released code: 5); ``None``: the observation itself (the paper's 32-d keys).
-        released_reshape: With the ``"vector"`` memory, read with the released code's reshape (an ablation).
+        released_reshape: With the ``"vector"`` memory, read as the released code does, reshaping the
+            neighbours x actions block as actions x neighbours (the ``code`` profile's read); ``False``: the
+            transposed read the released code meant.
     """
 
     name = "episodic"

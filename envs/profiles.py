@@ -121,5 +121,8 @@ def agent_profile(profile: str, name: str, env: Any) -> dict[str, Any]:
         hx = getattr(env, "unwrapped", env)
         task = getattr(hx, "task", None)
         mujoco_ppo = getattr(hx, "algo", None) == "PPO" and task is not None and task_spec(task).family == "mujoco"
-        out.update(memory="vector", key_dim=5, k_read=5, k=3, write_every=1, capacity=10_000 if mujoco_ppo else 5_000)
+        # The released read (dnd.py line 153) reshapes the neighbours x actions block as actions x neighbours:
+        # the profile reads as the released code did; released_reshape=False is the transposed (intended) read.
+        out.update(memory="vector", key_dim=5, k_read=5, k=3, write_every=1, capacity=10_000 if mujoco_ppo else 5_000,
+                   released_reshape=True)  # fmt: skip
     return out

@@ -92,7 +92,8 @@ _TEXT_VERSIONS = (
     Arm("EPGT code, text actions (absolute lr grid, no decay)", "episodic", "code",
         env_kwargs={"hyperparams": {"learning_rate": log_uniform(4e-5, 1e-2, 15)}, "lr_decay": "none"}),
     Arm("EPGT code, text memory (per action, K 3, 32-d keys)", "episodic", "code",
-        agent_kwargs={"memory": "per_action", "key_dim": None, "k_read": None, "capacity": None}),
+        agent_kwargs={"memory": "per_action", "key_dim": None, "k_read": None, "capacity": None,
+                      "released_reshape": False}),
     Arm("EPGT code, text A2C (OpenAI defaults)", "episodic", "code",
         env_kwargs={"gae_lambda": 1.0, "vf_coef": 0.25, "normalize": False}),
 )  # fmt: skip

@@ -126,6 +126,21 @@ def test_the_vector_memory_writes_one_hot_returns_and_reads_a_squared_distance_k
     np.testing.assert_allclose(bugged.read(np.array([0.25])), block.reshape(3, 2) @ w)
 
 
+def test_a_5_neighbour_7_action_block_read_both_ways():
+    """The released read (dnd.py:153): values.reshape(actions, neighbours) @ w; the transposed: w @ values."""
+    from hypergym.agents.vector_memory import VectorMemory
+
+    keys = np.arange(5, dtype=np.float32)[:, None]  # nearest to 0 first: 0, 1, 2, 3, 4
+    block = np.arange(35, dtype=np.float64).reshape(5, 7)  # neighbour i's value of action j: 7 i + j
+    w = 1 / (keys[:, 0].astype(np.float64) ** 2 + 1e-3)
+    w /= w.sum()
+    for released, expected in ((True, block.reshape(7, 5) @ w), (False, w @ block)):
+        mem = VectorMemory(7, 1, 10, k_read=5, released_reshape=released)
+        mem.keys, mem.values, mem.last_used = keys.copy(), block.copy(), np.zeros(5, dtype=np.int64)
+        np.testing.assert_allclose(mem.read(np.array([0.0])), expected)
+    assert not np.allclose(block.reshape(7, 5) @ w, w @ block)  # the two reads differ
+
+
 def test_the_vector_memory_evicts_the_least_recently_used_key():
     from hypergym.agents.vector_memory import VectorMemory
 
@@ -210,6 +225,8 @@ def test_make_agent_follows_the_envs_profile_unless_told_otherwise():
     cfg = make_agent("episodic", env, seed=0).config()
     assert (cfg["memory"], cfg["k_read"], cfg["k"], cfg["key_dim"]) == ("vector", 5, 3, 5)
     assert (cfg["decay_fraction"], cfg["floor"], cfg["write_every"], cfg["capacity"]) == (0.5, 0.01, 1, 5000)
+    assert cfg["released_reshape"] is True  # the released read; the transposed one is the named option below
+    assert make_agent("episodic", env, seed=0, released_reshape=False).config()["released_reshape"] is False
     assert make_agent("episodic", env, seed=0, k_read=7).config()["k_read"] == 7  # kwargs override
     assert make_agent("episodic", env, seed=0, profile="paper").config()["memory"] == "per_action"
     assert make_agent("dqn", env, seed=0).config()["decay_fraction"] == 0.5
