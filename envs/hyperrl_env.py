@@ -187,6 +187,9 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
             ``1 - env steps / total_env_steps`` (counted before its rollout; ``info["lr_scale"]``), so a grid
             of multipliers of the default (:func:`hypergym.spaces.eq5_grid`) acts on a decaying base rate
             as in the authors' released code; a static agent then follows the same decay.
+        credit: ``"after"`` (the paper): G is the return of the rollout collected after the phase's last
+            update; ``"before"`` (the released code's A2C and ACKTR, the ``code`` profile): of the rollout that
+            update trained on, collected before it.
         encoder_kwargs: Extra arguments of the encoder (``d``, ``n_orders``, ``h``; VAE: ``hidden``,
             ``learning_rate``, ``train_every``, ``batch_size``, ``kl_weight``, ``freeze_after``).
         **learner_kwargs: Learner settings (``learning_rate``, ``n_steps``, ``batch_size``, ``n_epochs``,

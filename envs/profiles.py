@@ -6,7 +6,8 @@ text (``shared/research/epgt-code-vs-paper.md``). A profile names one side of ev
 - env side (:func:`apply_env_profile`, ``gym.make(id, profile="code")``): the hyper-reward
   ``critic_return``; learning-rate actions as Eq. 5 multipliers of the default, default first, on a base
   that decays linearly to 0 over the budget (``lr_decay="linear"``, so the static baseline decays too);
-  for A2C and ACKTR one update per phase (the code's ``episode_size=1``: every update is credited); for
+  for A2C and ACKTR one update per phase (the code's ``episode_size=1``: every update is credited, with the
+  return of the rollout collected before it, ``credit="before"``); for
   A2C on vector tasks ikostrikov's defaults (VecNormalize, GAE 0.95, value coefficient 0.5).
 - agent side (:func:`agent_profile`, ``make_agent(name, env, profile="code")``): epsilon 1 -> 0.01 over the
   first half of the run; EPGT's memory of value vectors (read K = 5, write K = 3, ``1/(d^2 + 1e-3)``,
@@ -67,7 +68,8 @@ def _code_changes(env_id: str, kwargs: Mapping[str, Any], defaults: Mapping[str,
     task = kwargs.get("task", defaults["task"])
     changes: dict[str, Any] = {"reward": "critic_return", "lr_decay": "linear"}
     if algo in ("A2C", "ACKTR"):
-        changes["updates_per_phase"] = 1
+        # one update per phase, credited with the return of the rollout it trained on (a2c_acktr.py:51-57)
+        changes.update(updates_per_phase=1, credit="before")
     if algo == "A2C" and task_spec(task).family != "atari":
         changes.update(_IKOSTRIKOV_A2C)
     grid = kwargs.get("hyperparams", defaults["hyperparams"])

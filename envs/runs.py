@@ -116,6 +116,7 @@ class InnerRuns:
         self._values = [np.asarray(p.values) for p in settings.space.params]
         self.eval_seeds: list[int] = []
         self.next_eval = 0
+        self.last_stats: list[Any] = []
 
     def _default_indices(self) -> np.ndarray:
         return np.tile(np.asarray(self.settings.space.default_indices(), dtype=np.float32), (self.n_members, 1))
@@ -165,6 +166,7 @@ class InnerRuns:
         self.eval_seeds = [d[3] for d in derived]
         self.next_eval = s.eval_every or 0
         stats, _ = learner.collect_rollout()
+        self.last_stats = stats  # the rollout the next update trains on (credit="before" credits it)
         self._schedule_lr(0)
         return [list(st.episode_returns) for st in stats]
 
@@ -228,14 +230,17 @@ class InnerRuns:
         }
         terminated = truncated = False
         if learner.rollout_exhausted:
-            steps_before = learner.env_steps
+            # (a checkpoint written before credit existed has no last_stats; its runs credit "after")
+            steps_before, trained_on = learner.env_steps, getattr(self, "last_stats", [])
             stats, rolled_back = learner.collect_rollout()
+            self.last_stats = stats
             self._schedule_lr(steps_before)
             diverged |= rolled_back
             for i, st in enumerate(stats):
                 info["episode_returns"][i] = list(st.episode_returns)
             if self.phase.rollout_collected():
-                rewards = np.array([s.reward_fn(st) for st in stats], dtype=np.float64)
+                credited = trained_on if s.credit == "before" else stats
+                rewards = np.array([s.reward_fn(st) for st in credited], dtype=np.float64)
                 info["G"] = rewards.copy()
                 terminated, truncated = self.phase.end_phase(learner.env_steps, s.total_env_steps)
             if s.eval_every is not None and (learner.env_steps >= self.next_eval or self.phase.run_finished):

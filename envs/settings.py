@@ -36,6 +36,8 @@ __all__ = ["ACTION_MODES", "LR_DECAYS", "OBS_EXTRAS", "HyperRLSettings"]
 ACTION_MODES = ("discrete", "multi_discrete")
 #: Valid entries of ``obs_extras``.
 OBS_EXTRAS = ("progress", "hyperparams")
+#: Valid ``credit`` values: G from the rollout after the phase (the paper), or before its last update (the code).
+CREDITS = ("after", "before")
 #: Valid ``lr_decay`` values: none, or the learning rate in force times ``1 - env steps done / budget``.
 LR_DECAYS = ("none", "linear")
 
@@ -103,6 +105,9 @@ class HyperRLSettings:
     """Env steps between two deterministic evaluations (the paper's protocol; ``None``: none)."""
     eval_episodes: int = 10
     """Episodes of each evaluation."""
+    credit: str = "after"
+    """Which rollout's return a phase's G is: ``"after"`` the phase (the paper's environment phase) or
+    ``"before"`` its last update (the one it trained on: the released code's A2C and ACKTR)."""
     profile: str = "paper"
     """The EPGT profile the settings were made with (:mod:`hypergym.envs.profiles`)."""
 
@@ -188,6 +193,7 @@ class HyperRLSettings:
         lr_decay: str = "none",
         eval_every: int | None = None,
         eval_episodes: int = 10,
+        credit: str = "after",
         **learner_kwargs: Any,
     ) -> HyperRLSettings:
         if algo not in LEARNERS:
@@ -238,6 +244,8 @@ class HyperRLSettings:
         episodes = int(_positive_int("eval_episodes", eval_episodes) or 0)
         if lr_decay not in LR_DECAYS:
             raise ValueError(f"unknown lr_decay {lr_decay!r}; choose from {list(LR_DECAYS)}")
+        if credit not in CREDITS:
+            raise ValueError(f"unknown credit {credit!r}; choose from {list(CREDITS)}")
         if not math.isfinite(float(divergence_penalty)):
             raise ValueError(f"divergence_penalty must be a finite number, got {divergence_penalty!r}")
         defaults = {name: getattr(config, name) for name in learner_class.supported_hyperparams()}
@@ -299,6 +307,7 @@ class HyperRLSettings:
             lr_decay=lr_decay,
             eval_every=every,
             eval_episodes=episodes,
+            credit=credit,
             encoder_kwargs=kwargs,
             layers=tuple(layers),
             action_space=space.gym_space(action_mode),

@@ -449,3 +449,25 @@ def test_the_hyper_state_encoder_leaves_the_learner_alone_so_blind_arms_may_use_
     blind = [a for s in STUDIES.values() for a in s.arms if a.env_kwargs.get("obs_mode") == "random"]
     blind = [a for a in blind if a.agent != "episodic"]  # the hyperstate study's EPGT reads its random projection
     assert len(blind) == 3 + 3 + 9 and {a.agent for a in blind} == {"static", "pbt", "pb2"}
+
+
+def test_credit_before_gives_each_phase_the_return_of_the_rollout_it_trained_on():
+    """The released A2C credits an update with the rollout collected BEFORE it; the paper, the one after. The
+    learning is the same either way, so phase k's G under "before" is phase k-1's G under "after"."""
+    gs = {}
+    for credit in ("after", "before"):
+        env = gym.make("HyperRL-A2C-CartPole", obs_mode="random", updates_per_phase=1, credit=credit,
+                       reward="critic_return", total_env_steps=400)  # fmt: skip
+        env.reset(seed=3)
+        first = env.unwrapped.runs.last_stats  # the rollout collected at reset: the first update trains on it
+        gs[credit] = []
+        for _ in range(6):
+            *_, info = env.step(0)
+            gs[credit].append(float(info["G"]))
+            env.reset()
+        if credit == "before":
+            assert gs[credit][0] == env.unwrapped.settings.reward_fn(first[0])
+    assert gs["before"][1:] == gs["after"][:-1] and gs["before"] != gs["after"]
+    a2c = gym.make("HyperRL-A2C-CartPole", profile="code", obs_mode="random").unwrapped.settings
+    ppo = gym.make("HyperRL-PPO-CartPole", profile="code", obs_mode="random").unwrapped.settings
+    assert (a2c.credit, ppo.credit) == ("before", "after")  # the code profile, for A2C and ACKTR
