@@ -9,6 +9,8 @@ native vector env with the DeepMind preprocessing, episodic life, clipped traini
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -82,8 +84,33 @@ def task_spec(task: str) -> TaskSpec:
     return TASKS[task]
 
 
+def _mujoco_warnings_through_python() -> None:
+    """Send MuJoCo's warnings to :mod:`warnings` instead of printing them (unless the caller set a handler).
+
+    Gymnasium's MuJoCo models use an attribute MuJoCo deprecates, and MuJoCo printed that on every env
+    made: a deprecation is a ``DeprecationWarning`` raised here (so hidden by default, ``-W default`` shows
+    it; attributed to Gymnasium's code it would pass Gymnasium's own filter), anything else a
+    ``RuntimeWarning``.
+    """
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def _mujoco_warning(text: str) -> None:
+    category = DeprecationWarning if "deprecated" in text else RuntimeWarning
+    # Under -W error the warning would raise inside MuJoCo's C code, which aborts the process: drop it instead.
+    with contextlib.suppress(Exception):
+        warnings.warn(f"MuJoCo: {text}", category, stacklevel=1)
+
+
 def make_one_env(spec: TaskSpec, **make_kwargs: Any) -> gym.Env:
     """One env of ``spec`` (``gym.make`` with its time limit), naming the extra to install when one is missing."""
+    if spec.family == "mujoco":
+        _mujoco_warnings_through_python()
     try:
         if callable(spec.env_id):
             return spec.env_id(**spec.env_kwargs)

@@ -371,3 +371,14 @@ def test_settings_that_reset_would_reject_are_refused_when_the_env_is_made(kwarg
     """Before, these passed gym.make and failed at reset (a raw error, or a 59.6 GiB allocation attempt)."""
     with pytest.raises(ValueError, match=match):
         gym.make("HyperRL-A2C-CartPole", **kwargs)
+
+
+def test_mujocos_deprecation_notice_is_a_python_warning_not_a_print_on_every_env():
+    """MuJoCo printed "compiler attribute 'settotalmass' is deprecated" for every MuJoCo env made."""
+    code = "import gymnasium as gym, hypergym; gym.make('HyperRL-PPO-HalfCheetah', obs_mode='random').reset(seed=0)"
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "settotalmass" not in quiet.stdout + quiet.stderr
+    shown = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, check=True)
+    assert "DeprecationWarning: MuJoCo: compiler attribute 'settotalmass'" in shown.stderr
+    # raised inside MuJoCo's C code, -W error would abort the process: the notice is dropped there instead
+    subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=True)
