@@ -115,8 +115,7 @@ class TensorBoard(RunCallback):
         from hypergym.tensorboard_log import HyperStepLogger, clear_events
 
         for folder in self.folders:
-            if folder.is_dir():
-                clear_events(folder)
+            clear_events(folder)
         self.loggers = [HyperStepLogger(folder) for folder in self.folders]
         for logger, journal, size in zip(self.loggers, self.journals, loop.journal, strict=True):
             for row in read_rows(journal) if journal is not None and size else []:

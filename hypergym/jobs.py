@@ -167,8 +167,8 @@ def run_many(
     where = "Ray" if backend == "ray" else f"{workers} worker(s)"
     print(f"{runs} runs: {runs - left} already finished, {left} to run on {where}", flush=True)
     results: list[dict[str, Any]] = []
-    local = backend != "ray" and (workers <= 1 or len(todo) <= 1)
-    manager: Any = nullcontext({}) if local or backend == "ray" else Manager()
+    pooled = backend != "ray" and workers > 1 and len(todo) > 1  # worker processes: a table they all reach
+    manager: Any = Manager() if pooled else nullcontext({})
     with manager as shared:  # where the runs write their env steps
         table: Any = shared if isinstance(shared, dict) else shared.dict()
         total = sum(_budget(s) * len(s.run_dirs()) for s in todo)
@@ -192,7 +192,7 @@ def run_many(
                 say(f"{spec.agent}: population of {spec.members}, {speed:,.0f} env steps/s in all", 0)
 
         try:
-            _execute_all(specs, todo, workers, backend, address, table, report)
+            _execute_all(specs, workers if pooled else 1, backend, address, table, report)
         finally:
             if bar is not None:
                 bar.close()
@@ -206,14 +206,15 @@ def _budget(spec: RunSpec) -> int:
     return int(spec.env_kwargs.get("total_env_steps", hypergym.PRESETS[spec.env_id]["total_env_steps"]))
 
 
-def _execute_all(specs: Sequence[RunSpec], todo: Sequence[RunSpec], workers: int, backend: str, address: str | None,
-                 table: Any, report: Any) -> None:  # fmt: skip
-
+def _execute_all(
+    specs: Sequence[RunSpec], workers: int, backend: str, address: str | None, table: Any, report: Any
+) -> None:
+    """Run ``specs`` as Ray tasks, inline (``workers`` 1) or in worker processes; ``report`` each as it ends."""
     if backend == "ray":
         from hypergym.ray_backend import map_on_ray
 
         map_on_ray(execute, [(spec,) for spec in specs], address=address, on_result=lambda i, r: report(specs[i], r))
-    elif workers <= 1 or len(todo) <= 1:
+    elif workers <= 1:
         for spec in specs:
             report(spec, execute(spec, table))
     else:

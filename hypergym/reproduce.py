@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from hypergym.jobs import RunSpec
     from hypergym.plots import Run
 
-__all__ = ["STUDIES", "Arm", "Study", "arm_dir", "bootstrap_difference", "report", "reproduce", "study_specs"]
+__all__ = ["STUDIES", "Arm", "Study", "arm_dir", "bootstrap_difference", "families", "report", "reproduce"]
+__all__ += ["study_specs"]
 
 
 @dataclass(frozen=True)
@@ -253,23 +254,31 @@ def _metric(runs: Sequence[Run], metric: str) -> list[float]:
     return [math.nan if r.summary.get(metric) is None else float(r.summary[metric]) for r in runs]
 
 
-def _rival_lines(study: Study, by_arm: dict[str, list[Run]], metric: str) -> list[str]:
-    """Each scheduling arm against every rival of its profile (the claim "beats each fixed rate"), one family.
+def families(study: Study) -> dict[str, list[tuple[str, str]]]:
+    """The study's declared families of comparisons, ``(arm, against)`` labels, each Holm-corrected on its own.
 
-    Every rival is compared, not the best one picked after the fact: picking it is a comparison too.
+    Each arm against its profile's baseline; each scheduling arm against every rival of its profile (every
+    rival, not the best one picked after the fact: picking it is a comparison too); the plain EPGT arm
+    against PBT and PB2 (Table 2's claim).
     """
-    pairs = [
-        (arm.label, rival)
-        for arm in study.arms
-        if arm.label not in study.rivals and not arm.agent.startswith("static") and by_arm[arm.label]
-        for rival in study.rivals
-        if rival.endswith(f"({arm.profile})") and np.isfinite(_metric(by_arm[rival], metric)).any()
-    ]
+    base = {arm.label: study.baseline.format(profile=arm.profile) for arm in study.arms}
+    schedulers = [a for a in study.arms if a.label not in study.rivals and not a.agent.startswith("static")]
+    methods = [a.label for a in study.arms if a.agent in ("pbt", "pb2")]
+    plain_epgt = [a.label for a in study.arms if a.agent == "episodic" and not (a.env_kwargs or a.agent_kwargs)]
+    return {
+        "against the baseline": [(a.label, base[a.label]) for a in study.arms if a.label != base[a.label]],
+        "against every rival": [(a.label, r) for a in schedulers for r in study.rivals if r.endswith(f"({a.profile})")],
+        "against PBT and PB2": [(a, m) for a in plain_epgt for m in methods],
+    }
+
+
+def _family_lines(name: str, pairs: list[tuple[str, str]], by_arm: dict[str, list[Run]], metric: str) -> list[str]:
+    """A table of one family of comparisons (nothing when it is empty)."""
     judged = judge_family([(_metric(by_arm[a], metric), _metric(by_arm[b], metric)) for a, b in pairs])
     lines = [f"| {a} | {b} | {j.difference:+.3g} [{j.low:+.3g}, {j.high:+.3g}] | {j.adjusted:.3f} ({j.p:.3f} alone) "
              f"| {j.verdict} |" for (a, b), j in zip(pairs, judged, strict=True)]  # fmt: skip
-    intro = f"Each scheduling arm against every rival of its profile; p Holm-adjusted over these {len(pairs)}:"
-    return _table(intro, ("arm", "rival", "best eval - rival [95% CI]", "p (Holm)", "verdict"), lines)
+    intro = f"Each arm {name}; p Holm-adjusted over these {len(pairs)}:"
+    return _table(intro, ("arm", "against", "best eval difference [95% CI]", "p (Holm)", "verdict"), lines)
 
 
 def _table(intro: str, columns: Sequence[str], rows: list[str]) -> list[str]:
@@ -348,11 +357,10 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     metrics = ("best_eval_return", "final_return")
     write_summary_csv(runs, out / f"{study.name}.csv", (*metrics, "env_steps", "env_steps_per_second"), label="arm")
     plot_runs(runs, out / f"{study.name}.png", title=study.title)
-    # the baseline's label with each arm's profile filled in (a report said `static ({profile})` literally)
-    baseline_of = {arm.label: study.baseline.format(profile=arm.profile) for arm in study.arms}
-    family = [arm.label for arm in study.arms if arm.label != baseline_of[arm.label]]
-    judged = dict(zip(family, judge_family([(_metric(by_arm[a], metrics[0]), _metric(by_arm[baseline_of[a]],
-                                            metrics[0])) for a in family]), strict=True))  # fmt: skip
+    declared = families(study)
+    family = declared.pop("against the baseline")
+    samples = [(_metric(by_arm[a], metrics[0]), _metric(by_arm[b], metrics[0])) for a, b in family]
+    judged = dict(zip([a for a, _ in family], judge_family(samples), strict=True))
     baselines = list(dict.fromkeys(f"`{study.baseline.format(profile=arm.profile)}`" for arm in study.arms))
     baseline_text = " or ".join(baselines) + (", the one of each arm's profile," if len(baselines) > 1 else "")
     lines = [
@@ -384,7 +392,9 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
         else:
             cells += ["—", "—", "baseline"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += _rival_lines(study, by_arm, metrics[0]) + _schedule_lines(study, by_arm)
+    for name, pairs in declared.items():
+        lines += _family_lines(name, pairs, by_arm, metrics[0])
+    lines += _schedule_lines(study, by_arm)
     path = out / f"{study.name}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

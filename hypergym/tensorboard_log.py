@@ -79,8 +79,10 @@ class HyperStepLogger:
         """
         for column, value in row.items():
             tag = _tag(column)
+            if tag is None:
+                continue
             number = csv_number(csv_cell(value))
-            if tag is not None and math.isfinite(number):
+            if math.isfinite(number):
                 self.logger.record(tag, number)
         self.logger.dump(step=int(row.get("env_steps") or row.get("step") or 0))
 

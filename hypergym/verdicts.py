@@ -115,6 +115,7 @@ def judge_family(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -> li
     raw = [permutation_test(a, b) for a, b in pairs]
     out = []
     for (diff, low, high), p, adjusted in zip(sizes, raw, holm(raw), strict=True):
-        call = "n/a" if not math.isfinite(adjusted) else "no difference" if adjusted >= ALPHA else "better"
-        out.append(Judgement(diff, low, high, p, adjusted, "worse" if call == "better" and diff < 0 else call))
+        significant = "better" if diff > 0 else "worse"
+        call = "n/a" if not math.isfinite(adjusted) else "no difference" if adjusted >= ALPHA else significant
+        out.append(Judgement(diff, low, high, p, adjusted, call))
     return out

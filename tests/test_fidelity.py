@@ -345,7 +345,7 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert "{profile}" not in text
     assert text.count("| baseline |") == 2
     # a scheduling arm against every rival of its own profile (2 of the 3 are `code`), one Holm family
-    rivals = text.split("Each scheduling arm against every rival")[1].split("What the scheduling")[0]
+    rivals = text.split("Each arm against every rival")[1].split("What the scheduling")[0]
     assert "Holm-adjusted over these 2:" in rivals
     assert re.search(r"\| random \(code\) \| static \(code\) \| [-+]", rivals)
     assert re.search(r"\| random \(code\) \| static-max \(code\) \| [-+]", rivals)

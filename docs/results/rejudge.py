@@ -1,9 +1,8 @@
 """Re-judge every study of docs/results.md from its kept CSV with the exact permutation test and Holm.
 
 ``python docs/results/rejudge.py`` prints the Markdown of the re-judged verdicts in ``docs/results.md``;
-``tests/test_docs.py`` checks that the page holds what it prints. The families are the report's (each arm
-against its profile's baseline; for Fig. 2b each scheduling arm against every fixed rate of its profile) and, for
-Table 2, EPGT against PBT and PB2; both metrics are judged: the best evaluation (the metric of the paper's
+``tests/test_docs.py`` checks that the page holds what it prints. The families are the report's
+(:func:`hypergym.reproduce.families`); both metrics are judged: the best evaluation (the metric of the paper's
 Tables 1-2) and the final training return (mean of the last 10 training episodes; the paper's Fig. 2
 plots the training return). "before" is the earlier verdict: the 95% bootstrap interval excluding 0,
 no correction.
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hypergym.reproduce import STUDIES
+from hypergym.reproduce import STUDIES, families
 from hypergym.verdicts import bootstrap_difference, judge_family, verdict
 
 HERE = Path(__file__).resolve().parent
@@ -33,28 +32,6 @@ def _values(name: str) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def _families(name: str, values: dict[str, dict[str, list[float]]], metric: str) -> dict[str, list[tuple[str, str]]]:
-    """The report's families: each arm against its profile's baseline; each arm against its best rival."""
-    study = STUDIES[name]
-    baseline = []
-    for arm in study.arms:
-        base = study.baseline.format(profile=arm.profile)
-        if arm.label != base and arm.label in values and base in values:
-            baseline.append((arm.label, base))
-    rivals = [r for r in study.rivals if r in values]
-    best = [  # every rival, not the best one picked after the fact (picking it is a comparison too)
-        (arm.label, r)
-        for arm in study.arms
-        if arm.label not in study.rivals and not arm.agent.startswith("static") and arm.label in values
-        for r in rivals
-        if r.endswith(f"({arm.profile})")
-    ]
-    # Table 2's claim: EPGT matches or beats the population methods
-    methods = [a.label for a in study.arms if a.agent in ("pbt", "pb2") and a.label in values]
-    epgt = [(a.label, m) for a in study.arms if a.agent == "episodic" and a.label == "episodic (code)" for m in methods]
-    return {"against the baseline": baseline, "against every rival": best, "against PBT and PB2": epgt}
-
-
 def section() -> str:
     """The Markdown section: one table per study, every comparison on both metrics."""
     lines = []
@@ -63,7 +40,8 @@ def section() -> str:
             continue
         values = _values(name)
         for metric, label in METRICS.items():
-            for family, pairs in _families(name, values, metric).items():
+            for family, declared in families(STUDIES[name]).items():
+                pairs = [(a, b) for a, b in declared if a in values and b in values]
                 if not pairs:
                     continue
                 judged = judge_family([(values[a][metric], values[b][metric]) for a, b in pairs])
