@@ -151,9 +151,11 @@ def run(
         restart = getattr(venv, "autorestart", None)
         if restart is not None:
             venv.autorestart = False  # a population's trained runs stay when they finish, as a single run's do
-        results = _drive(venv, population, loop, recorder, [*steps, *callbacks], max_steps)
-        if restart is not None:
-            venv.autorestart = restart
+        try:
+            results = _drive(venv, population, loop, recorder, [*steps, *callbacks], max_steps)
+        finally:  # also on an error or an interrupt: the caller's env is left as it was given
+            if restart is not None:
+                venv.autorestart = restart
         if resumed is not None:
             venv.close()  # the checkpoint's copy; the caller's env is the caller's to close
     return results[0] if single else results

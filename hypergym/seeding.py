@@ -74,35 +74,44 @@ class MemberStreams:
 
     def uniform(self, shape: tuple[int, ...], members: np.ndarray | None = None) -> np.ndarray:
         """``[M, *shape]`` float32 uniforms in [0, 1); with ``members`` (``[M]`` bool) only theirs are drawn."""
-        draws = _each(self.numpy, members, lambda g: g.random(shape, dtype=np.float32))
-        return np.stack([np.zeros(shape, np.float32) if d is None else d for d in draws])
+        out = np.zeros((len(self.numpy), *shape), np.float32)
+        for i in _drawing(len(self.numpy), members):
+            self.numpy[i].random(dtype=np.float32, out=out[i])
+        return out
 
     def normal(self, shape: tuple[int, ...], members: np.ndarray | None = None) -> np.ndarray:
         """``[M, *shape]`` float32 standard normals (only ``members``' drawn, if given)."""
-        draws = _each(self.numpy, members, lambda g: g.standard_normal(shape, dtype=np.float32))
-        return np.stack([np.zeros(shape, np.float32) if d is None else d for d in draws])
+        out = np.zeros((len(self.numpy), *shape), np.float32)
+        for i in _drawing(len(self.numpy), members):
+            self.numpy[i].standard_normal(dtype=np.float32, out=out[i])
+        return out
 
     def torch_uniform(
         self, shape: tuple[int, ...], device: torch.device, members: np.ndarray | None = None
     ) -> torch.Tensor:
         """``[M, *shape]`` uniforms in [0, 1) on ``device`` (only ``members``' drawn, if given)."""
-        draws = _each(self.torch, members, lambda g: torch.rand(shape, generator=g, device=device))
-        return torch.stack([torch.zeros(shape, device=device) if d is None else d for d in draws])
+        out = torch.zeros((len(self.torch), *shape), device=device)
+        for i in _drawing(len(self.torch), members):
+            torch.rand(shape, generator=self.torch[i], out=out[i])
+        return out
 
     def torch_normal(
         self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, members: np.ndarray | None = None
     ) -> torch.Tensor:
         """``[M, *shape]`` standard normals on ``device`` (only ``members``' drawn, if given)."""
-        draws = _each(self.torch, members, lambda g: torch.randn(shape, generator=g, device=device, dtype=dtype))
-        return torch.stack([torch.zeros(shape, device=device, dtype=dtype) if d is None else d for d in draws])
+        out = torch.zeros((len(self.torch), *shape), device=device, dtype=dtype)
+        for i in _drawing(len(self.torch), members):
+            torch.randn(shape, generator=self.torch[i], out=out[i])
+        return out
 
 
-def _each(generators: list[Any], members: np.ndarray | None, draw: Any) -> list[Any]:
-    """``draw(g)`` of each member's generator; ``None`` for a member not in ``members``, whose stream stays put.
+def _drawing(n: int, members: np.ndarray | None) -> Any:
+    """The members that draw: every one, or those ``members`` marks; the others' rows are zeros.
 
-    (Another member's retry, a rollback, must not move it: it would no longer draw what its single run draws.)
+    The others' streams stay put: another member's retry (a rollback) must not move them, or they would no
+    longer draw what their single runs draw.
     """
-    return [draw(g) if members is None or members[i] else None for i, g in enumerate(generators)]
+    return range(n) if members is None else np.flatnonzero(members)
 
 
 class TorchRNG:

@@ -290,8 +290,7 @@ class HyperparamSpace:
         a = np.asarray(actions)
         discrete = action_mode == "discrete"
         if (
-            a.dtype == np.bool_
-            or not np.issubdtype(a.dtype, np.integer)
+            not np.issubdtype(a.dtype, np.integer)  # booleans are not an integer dtype
             or a.ndim != (1 if discrete else 2)
             or (not discrete and a.shape[1] != len(self.params))
             or (n is not None and len(a) != n)

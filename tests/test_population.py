@@ -683,3 +683,20 @@ def test_a_comparison_made_seed_by_seed_is_finished_seed_by_seed_not_overwritten
     assert (tmp_path / "static" / "seed0" / "steps.csv").read_text() == before
     config = json.loads((tmp_path / "static" / "seed1" / "config.json").read_text())
     assert "population" not in config and config["seed"] == 1  # the missing seed ran as its own run
+
+
+def test_a_run_stopped_by_an_error_leaves_the_populations_restart_as_it_was():
+    import hypergym
+
+    class Failing:
+        def act(self, obs, info):
+            raise KeyboardInterrupt
+
+        def observe(self, *args):
+            pass
+
+    env = _vec(n=2)
+    assert env.autorestart
+    with pytest.raises(KeyboardInterrupt):
+        hypergym.run(env, Failing(), seed=0, progress=False)
+    assert env.autorestart  # was left False by an interrupted run
