@@ -246,6 +246,11 @@ class EpsilonGreedyAgent(HyperAgent):
 class PopulationAgent:
     """Base of the population hyper-agents.
 
+    Where members have their own work per rollout (PPO's ``batch_size`` and ``n_epochs`` in the grid), a
+    member may wait for the others: ``info["waiting"]`` (present while any member waits) marks the members
+    whose step was no transition and whose next action is ignored (see
+    :class:`~hypergym.envs.HyperRLVectorEnv`). An agent that learns from transitions skips them.
+
     Args:
         venv: The vector env (its ``single_action_space`` and ``num_envs``).
         seed: Seed of the agent's own randomness.

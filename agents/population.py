@@ -78,7 +78,9 @@ class PerMemberAgent(PopulationAgent):
     """One single-run agent per member: the adapter that runs any single-run hyper-agent on a population.
 
     Member ``i``'s agent sees member ``i``'s observation, info and transitions only, as in a run of its own
-    (``final_obs`` for the transition that ends a learning episode).
+    (``final_obs`` for the transition that ends a learning episode). A member that waits
+    (``info["waiting"]``, see :class:`~hypergym.envs.HyperRLVectorEnv`) is neither asked to act nor given a
+    transition until its outcome comes: then the transition from the observation it acted on.
 
     Args:
         venv: A :class:`~hypergym.envs.HyperRLVectorEnv`.
@@ -94,6 +96,7 @@ class PerMemberAgent(PopulationAgent):
         self.name = getattr(agents[0], "name", type(agents[0]).__name__)
         self.batched_observation_space = venv.observation_space
         self.acted: list[Any] = []  # each member agent's last action, as it returned it
+        self.acted_on: list[Any] = []  # the observation each member agent last acted on
         self._infos: tuple[Any, list[dict[str, Any]]] = (None, [])  # a step's info and its members' infos
 
     def _members(self, info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -116,7 +119,14 @@ class PerMemberAgent(PopulationAgent):
         """
         members = zip(self.members, iterate(self.batched_observation_space, obs), strict=True)  # Dict, Tuple too
         infos = self._members(info)
-        self.acted = [a.act(o, infos[i]) for i, (a, o) in enumerate(members)]
+        waiting = info.get("waiting")
+        if waiting is None or not self.acted:
+            self.acted_on = list(iterate(self.batched_observation_space, obs))
+            self.acted = [a.act(o, infos[i]) for i, (a, o) in enumerate(members)]
+        else:  # a waiting member's action is ignored: its agent is not asked
+            for i, (agent, o) in enumerate(members):
+                if not waiting[i]:
+                    self.acted_on[i], self.acted[i] = o, agent.act(o, infos[i])
         return np.stack([np.asarray(a) for a in self.acted])
 
     def observe(
@@ -134,12 +144,14 @@ class PerMemberAgent(PopulationAgent):
         (Gymnasium's same-step autoreset puts the next episode's in ``next_obs`` and ``info``, and the ending
         step's in ``final_obs`` and ``final_info``.)
         """
-        final, ended = info.get("final_obs"), info.get("_final_obs")
+        final, ended, waiting = info.get("final_obs"), info.get("_final_obs"), info.get("waiting")
         acted = self.acted or list(actions)  # each agent's own action, as it returned it
-        before = iterate(self.batched_observation_space, obs)
+        before = self.acted_on or list(iterate(self.batched_observation_space, obs))
         after = iterate(self.batched_observation_space, next_obs)
         infos = self._members(info)
         for i, (agent, o, nxt) in enumerate(zip(self.members, before, after, strict=True)):
+            if waiting is not None and waiting[i]:
+                continue  # its outcome comes when it stops waiting
             last = final is not None and ended is not None and bool(ended[i])
             t = Transition(
                 o, acted[i], float(rewards[i]), final[i] if last else nxt, bool(terminated[i]),  # type: ignore[index]

@@ -8,7 +8,6 @@ batched encoder), with M = N here and M = 1 there.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,6 @@ from hypergym.devices import check_population_memory
 from hypergym.envs.hyperrl_env import SettingsView
 from hypergym.envs.runs import InnerRuns, objects
 from hypergym.envs.settings import HyperRLSettings
-from hypergym.learners.records import WORK_HYPERPARAMS
 from hypergym.seeding import member_seeds
 
 __all__ = ["HyperRLVectorEnv"]
@@ -37,13 +35,16 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
     their envs, normalisation statistics, optimiser states and hyperparameters are their own, and member
     ``i``'s observations and rewards do not depend on the other members' actions.
 
-    ## Lockstep
-    Hyperparameters that change how much work an update phase is (``batch_size``, ``n_epochs``,
-    ``n_steps``) are the same for every member, so all members' phases, rollouts and learning episodes
-    end on the same step. With more than one member, a preset grid that contains them is reduced: they
-    are fixed at the configuration's value (a ``UserWarning`` names them; ``env.pinned`` holds them) and
-    left out of the action space (``env.learner.apply`` still takes one value shared by all members). A
-    population of one schedules them as a single run does.
+    ## Waiting
+    Hyperparameters that change how much work a rollout is (PPO's ``batch_size`` and ``n_epochs``) are
+    each member's own, so members use up a rollout in different numbers of steps. Rollouts, phases and
+    learning episodes still end together: a member that has used up the rollout waits for the others.
+    ``info["waiting"]`` (present while any member waits) marks it from the step of its last update until
+    the step that collects the next rollout; while it waits its action is ignored, its reward is 0 and its
+    observation unchanged, and the step that collects the rollout returns the outcome of its last update
+    (losses, divergence, G): its transition is from the observation it last acted on to that step's.
+    A waiting member's steps are no transitions: :class:`~hypergym.agents.population.PerMemberAgent`
+    and :func:`hypergym.run` skip them, so each member takes its single run's steps.
 
     ## Autoreset
     ``metadata["autoreset_mode"]`` is ``SAME_STEP``: on the step that ends a learning episode the returned
@@ -75,12 +76,8 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs (the population size) must be a positive integer, got {num_envs!r}")
-        self.pinned: dict[str, float | int] = {}
         self.settings = HyperRLSettings.from_kwargs(**kwargs)  # every argument checked, the full grid included
         check_population_memory(int(num_envs), self.settings.member_bytes, self.settings.device)
-        if num_envs > 1 and any(p.name in WORK_HYPERPARAMS for p in self.settings.space.params):
-            # Several members keep the work hyperparameters the same (see Lockstep); one schedules them freely.
-            self.settings = HyperRLSettings.from_kwargs(**self._pin_work_hyperparams(dict(kwargs)))
         self.num_envs = int(num_envs)
         self.single_observation_space = self.settings.observation_space
         self.single_action_space = self.settings.action_space
@@ -96,30 +93,6 @@ class HyperRLVectorEnv(SettingsView, Checkpointable, VectorEnv):
     def run_seeds(self) -> list[int] | None:
         """Seeds of the current runs."""
         return self.runs.run_seeds
-
-    def _pin_work_hyperparams(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Fix ``batch_size`` / ``n_epochs`` at one value for all members (see the class docstring).
-
-        A grid with several values of one is reduced to the configuration's value (``self.pinned``); a grid
-        with one value makes it the configuration's.
-        """
-        params = self.settings.space.params
-        pinned = [p.name for p in params if p.name in WORK_HYPERPARAMS and len(p.values) > 1]
-        for p in params:
-            if p.name in WORK_HYPERPARAMS and len(p.values) == 1:
-                kwargs[p.name] = p.values[0]
-        if pinned:
-            self.pinned = {name: getattr(self.settings.config, name) for name in pinned}
-            warnings.warn(
-                f"a population updates its members in lockstep, so {sorted(self.pinned)} (which change the work "
-                f"per update) are fixed at {self.pinned} for every member and left out of the action space; "
-                f"schedule them with one HyperRLEnv per run (gym.make)",
-                UserWarning,
-                stacklevel=3,
-            )
-            kept = {p.name: p.values for p in params if p.name not in pinned}
-            kwargs["hyperparams"] = kept or None
-        return kwargs
 
     def _draw_seeds(self) -> list[int]:
         return [int(s) for s in self.np_random.integers(2**31 - 1, size=self.num_envs)]

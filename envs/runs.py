@@ -55,14 +55,14 @@ def member_info(info: Mapping[str, Any], i: int) -> dict[str, Any]:
 
 @dataclass
 class PhaseCounter:
-    """Where the runs are in their update phase and learning episode (all members are in lockstep)."""
+    """Where the runs are in their update phase and learning episode (rollouts and phases end together)."""
 
     rollouts_per_phase: int
     """Rollouts that make an update phase."""
     phases_per_episode: int | None
     """Update phases that make a learning episode (``None``: the whole run)."""
-    phase_step: int = 0
-    """Update steps taken in the current phase."""
+    phase_step: np.ndarray | int = 0
+    """Update steps each member has taken in the current phase (``[M]``; 0 at its start)."""
     rollouts_in_phase: int = 0
     """Rollouts collected in the current phase."""
     phases_in_episode: int = 0
@@ -117,6 +117,7 @@ class InnerRuns:
         self.eval_seeds: list[int] = []
         self.next_eval = 0
         self.last_stats: list[Any] = []
+        self.held: dict[str, Any] = {}  # the losses and divergence of members that wait (see step)
 
     def _default_indices(self) -> np.ndarray:
         return np.tile(np.asarray(self.settings.space.default_indices(), dtype=np.float32), (self.n_members, 1))
@@ -162,6 +163,7 @@ class InnerRuns:
         self.learner = learner
         self.encoder = make_encoder(s.obs_mode, learner, [d[2] for d in derived], **s.encoder_kwargs)
         self.phase.start_run()
+        self.held = {}
         self.hp_indices = self._default_indices()
         self.eval_seeds = [d[3] for d in derived]
         self.next_eval = s.eval_every or 0
@@ -201,7 +203,7 @@ class InnerRuns:
         m = self.n_members
         return {
             "env_steps": np.full(m, self.learner.env_steps),
-            "updates": np.full(m, self.learner.updates),
+            "updates": self.learner.member_updates.copy(),
             "hyperparams": self.learner.hyperparams_in_force(),
         }
 
@@ -209,27 +211,48 @@ class InnerRuns:
     def step(self, indices: np.ndarray) -> tuple[np.ndarray, bool, bool, dict[str, Any]]:
         """Apply the grid points ``indices [M, P]``, take one update step of every member.
 
+        A member that has used up the rollout before the others (its own ``batch_size`` / ``n_epochs``)
+        waits: ``info["waiting"]`` marks it from the step of its last update until the rollout every member
+        shares is collected. Its action is ignored while it waits, and the outcome of its last update
+        (losses, divergence, the phase's G) comes on the step that collects the rollout, as one transition.
+
         Returns:
             Rewards ``[M]``, ``terminated``, ``truncated`` (the same for every member) and the info, a dict
             of per-member arrays (``hyperparams`` and ``losses`` dicts of arrays).
         """
         assert self.learner is not None and self.encoder is not None
         s, learner, m = self.settings, self.learner, self.n_members
+        waiting = learner.member_exhausted
+        if waiting.any():  # their hyperparameters stay those of their last update
+            indices = np.where(waiting[:, None], self.hp_indices.astype(indices.dtype), indices)
         learner.apply({p.name: self._values[j][indices[:, j]] for j, p in enumerate(s.space.params)})
         self.hp_indices = indices.astype(np.float32)
         result = learner.update_step()
         self.encoder.on_update(learner)
-        self.phase.phase_step += 1
+        self.phase.phase_step = self.phase.phase_step + ~waiting
         diverged = result.diverged.copy()
-        rewards = np.zeros(m)
         info: dict[str, Any] = {
-            "phase_step": np.full(m, self.phase.phase_step),
+            "phase_step": np.broadcast_to(self.phase.phase_step, (m,)).copy(),
             "hyperparams": learner.hyperparams_in_force(),
             "losses": result.losses,
             "episode_returns": objects([[] for _ in range(m)]),
         }
+        if self.held:  # the members that waited: their last update's outcome
+            held = self.held["members"]
+            for name, values in info["losses"].items():
+                values[held] = self.held["losses"][name][held]
+            diverged |= self.held["diverged"]
+            self.held = {}
+        rewards = np.zeros(m)
         terminated = truncated = False
-        if learner.rollout_exhausted:
+        if not learner.rollout_exhausted:
+            done = learner.member_exhausted
+            if done.any():
+                self.held = {"members": done, "losses": {k: v.copy() for k, v in info["losses"].items()}}
+                self.held["diverged"] = diverged & done
+                diverged &= ~done
+                info["waiting"] = done
+        else:
             # (a checkpoint written before credit existed has no last_stats; its runs credit "after")
             steps_before, trained_on = learner.env_steps, getattr(self, "last_stats", [])
             stats, rolled_back = learner.collect_rollout()
@@ -252,7 +275,7 @@ class InnerRuns:
         info.update(self.encoder.metrics)
         info.update(
             env_steps=np.full(m, learner.env_steps),
-            updates=np.full(m, learner.updates),
+            updates=learner.member_updates.copy(),
             diverged=diverged,
             run_finished=np.full(m, self.phase.run_finished),
             lr_scale=np.full(m, learner.lr_scale),
@@ -265,6 +288,8 @@ class InnerRuns:
         assert self.learner is not None and self.encoder is not None
         self.learner.copy_member(dst, src)
         self.encoder.copy_member(dst, src)
+        for held in [self.held["members"], self.held["diverged"], *self.held["losses"].values()] if self.held else []:
+            held[dst] = held[src]  # a waiting member's outcome to come
 
     def close(self) -> None:
         """Close the runs' inner envs."""

@@ -36,6 +36,8 @@ class Loop:
     """Each member's journal size in bytes at this state: the rows before ``rows``."""
     members: list[dict[str, Any]] = field(default_factory=list)
     """Each member's info of the last step."""
+    acted: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    """Each member's last action and the agent's record of it (a waiting member's stay until its row)."""
     step: int = 0
     phases: int = 0
     elapsed: float = 0.0
@@ -52,8 +54,8 @@ class RunCallback:
     def on_start(self, loop: Loop) -> None:
         """Before the first step (of a fresh or a resumed run)."""
 
-    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
-        """After every hyper-step, with each member's ``steps.csv`` row of it."""
+    def on_step(self, loop: Loop, rows: list[dict[str, Any] | None]) -> None:
+        """After every hyper-step, with each member's ``steps.csv`` row of it (``None``: the member waits)."""
 
     def on_end(self, loop: Loop) -> None:
         """After the last step."""
@@ -80,7 +82,7 @@ class ProgressBar(RunCallback):
     def _done(self, loop: Loop) -> int:
         return int(loop.tallies[0].env_steps) if self.budget else loop.step
 
-    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+    def on_step(self, loop: Loop, rows: list[dict[str, Any] | None]) -> None:
         """See :class:`RunCallback`."""
         done = self._done(loop)
         if self.bar.total is not None and done > self.bar.total:
@@ -121,10 +123,11 @@ class TensorBoard(RunCallback):
             for row in read_rows(journal) if journal is not None and size else []:
                 logger.write(row)
 
-    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+    def on_step(self, loop: Loop, rows: list[dict[str, Any] | None]) -> None:
         """See :class:`RunCallback`."""
         for logger, row in zip(self.loggers, rows, strict=True):
-            logger.write(row)
+            if row is not None:
+                logger.write(row)
 
     def on_end(self, loop: Loop) -> None:
         """See :class:`RunCallback`."""
@@ -175,7 +178,7 @@ class Checkpoints(RunCallback):
         self.recorder.rewind(loop.journal, self.path)
         return self.env, self.agent, loop
 
-    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+    def on_step(self, loop: Loop, rows: list[dict[str, Any] | None]) -> None:
         """See :class:`RunCallback`."""
         if loop.done or "G" not in loop.members[0]:
             return
@@ -214,7 +217,7 @@ class SharedProgress(RunCallback):
         self.table[self.key] = sum(t.env_steps for t in loop.tallies)
         self.last = time.perf_counter()
 
-    def on_step(self, loop: Loop, rows: list[dict[str, Any]]) -> None:
+    def on_step(self, loop: Loop, rows: list[dict[str, Any] | None]) -> None:
         """See :class:`RunCallback`."""
         if time.perf_counter() - self.last >= self.every:
             self._write(loop)

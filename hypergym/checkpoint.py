@@ -56,16 +56,19 @@ __all__ = [
 #: First line of every checkpoint file.
 FORMAT = b"hypergym-checkpoint\n"
 #: Version of the layout of the pickled objects; bumped when a change makes older files unreadable.
+#: 4: each member's own work per rollout (PPO's batch size and epochs; members wait out a rollout);
 #: 3: one sampling stream per member, the runner's one loop over a population (a single run is one member),
 #: and the run state's length and SHA-256 in the header; 2: one stream for all members; format 1 held the
 #: SB3-backed learner.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Why each older format cannot be read, for the error message.
 _OLDER_FORMATS = {
     1: "format 1 holds the SB3-backed single-run learner that hypergym 0.1's learner core replaced, with other "
     "random streams, so it cannot be continued here; start the run again (its seed gives a new trajectory)",
     2: "format 2 holds a population's sampling noise in one stream, where format 3 gives each member its own, and "
     "the runner's loop state of before its one loop; start the run again (a single run's seed gives the same run)",
+    3: "format 3 holds learners whose members share one batch size and epoch count (format 4 gives each member its "
+    "own); start the run again (its seed gives the same run)",
 }
 
 

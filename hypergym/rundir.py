@@ -288,6 +288,7 @@ class MemberTally:
     diverged: int = 0
     episodes: int = 0
     env_steps: int = 0
+    steps: int = 0
 
     def add(self, info: dict[str, Any], ended: bool) -> None:
         """Count one hyper-step of the member, from its info (``ended``: its learning episode ended)."""
@@ -299,12 +300,13 @@ class MemberTally:
         self.diverged += bool(info.get("diverged", False))
         self.episodes += ended
         self.env_steps = int(info.get("env_steps", 0))
+        self.steps += 1
 
-    def result(self, hyper_steps: int, wall: float, members: int, run_dir: Path | None) -> RunResult:
+    def result(self, wall: float, members: int, run_dir: Path | None) -> RunResult:
         """The member's :class:`RunResult` (speed: the population's, all members' env steps)."""
         returns, gs, evals = self.returns, self.gs, self.evals
         return RunResult(
-            hyper_steps=hyper_steps,
+            hyper_steps=self.steps,
             learning_episodes=self.episodes,
             env_steps=self.env_steps,
             final_return=float(np.mean(returns[-FINAL_EPISODES:])) if returns else math.nan,

@@ -187,17 +187,25 @@ def _loop(
     while not loop.done:
         actions = agent.act(obs, info)
         records = agent.step_records() if hasattr(agent, "step_records") else [{}] * loop.n
+        waiting = info.get("waiting")  # these members' actions are ignored: their rows keep the last ones
+        loop.acted = [a if waiting is None or not waiting[i] or not loop.acted else loop.acted[i]
+                      for i, a in enumerate(zip(actions, records, strict=True))]  # fmt: skip
         next_obs, rewards, terminated, truncated, info = env.step(actions)
         agent.observe(obs, actions, rewards, next_obs, terminated, truncated, info)
         ended = info.get("final_info", info)  # the ending step's info, where a learning episode ended
         loop.members = [member_info(ended, i) for i in range(loop.n)]
-        rows = []
-        for i, member in enumerate(loop.members):
-            row = step_row(loop.step, loop.tallies[i].episodes, actions[i], float(rewards[i]), member)
-            rows.append({**row, **{f"agent_{k}": v for k, v in records[i].items()}})
+        held = info.get("waiting")  # no transition yet for these: their outcome comes later
+        rows: list[dict[str, Any] | None] = []
+        for i, (member, tally, (action, record)) in enumerate(zip(loop.members, loop.tallies, loop.acted, strict=True)):
+            if held is not None and held[i]:
+                rows.append(None)
+                continue
+            row = step_row(tally.steps, tally.episodes, action, float(rewards[i]), member)
+            row.update({f"agent_{k}": v for k, v in record.items()})
+            rows.append(row)
             if recorder.dirs[i] is not None:  # the rows are only for steps.csv
-                loop.rows[i].append(rows[i])
-            loop.tallies[i].add(member, bool(terminated[i] or truncated[i]))
+                loop.rows[i].append(row)
+            tally.add(member, bool(terminated[i] or truncated[i]))
         loop.step += 1
         loop.obs, loop.info, obs = next_obs, info, next_obs
         loop.elapsed = time.perf_counter() - start
@@ -206,7 +214,7 @@ def _loop(
         for callback in callbacks:
             callback.on_step(loop, rows)
     wall = time.perf_counter() - start
-    results = [t.result(loop.step, wall, loop.n, d) for t, d in zip(loop.tallies, recorder.dirs, strict=True)]
+    results = [t.result(wall, loop.n, d) for t, d in zip(loop.tallies, recorder.dirs, strict=True)]
     recorder.finish(results, loop.rows, loop.journal)
     return results
 

@@ -75,7 +75,7 @@ def check_agents(
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the runs themselves say it (e.g. a population's pinned settings)
+            warnings.simplefilter("ignore")  # the runs themselves say it
             for names, make in ((single, gym.make), (population, partial(gym.make_vec, num_envs=seeds))):
                 if names:
                     env = make(env_id, **env_kwargs)
@@ -155,11 +155,9 @@ def plan(
     """The jobs of a comparison (``out/<agent>/seed<s>``), every name and agent checked before any runs.
 
     Each agent's seeds run as ONE population (``gym.make_vec``, members = seeds; one job), through its batched
-    form or one single-run agent per member, whose members train as the single runs of their seeds do. An
-    agent runs seed by seed (one job per seed) where it has no population form (HOOF), where the grid holds
-    several values of a hyperparameter that changes the work of an update (``batch_size``, ``n_epochs``: a
-    population keeps them the same for all members, so its members would search a smaller grid), or with
-    ``single_runs``; population methods (PBT, PB2) always run as populations.
+    form or one single-run agent per member, whose members train as the single runs of their seeds do (with
+    their own ``batch_size`` and ``n_epochs``). An agent runs seed by seed (one job per seed) where it has no
+    population form (HOOF) or with ``single_runs``; population methods (PBT, PB2) always run as populations.
 
     Raises:
         CLIError: As :func:`compare`.
@@ -174,11 +172,9 @@ def plan(
         raise CLIError(f"--agents names {twice} more than once: each agent's runs have one folder; name each once")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise CLIError(f"--seeds must be an integer >= 1, got {seeds!r}")
-    lockstep = _work_grid(env_id, env_kwargs)
     as_population = [
-        a for a in agents
-        if entry(a).single is None or not (single_runs or entry(a).no_population or lockstep or seeds == 1)
-    ]  # fmt: skip
+        a for a in agents if entry(a).single is None or not (single_runs or entry(a).no_population or seeds == 1)
+    ]
     few = [a for a in as_population if entry(a).single is None] if seeds < 2 else []
     if few:
         raise CLIError(f"{few} exploit the other members of a population: give --seeds 2 or more (got {seeds})")
@@ -193,15 +189,3 @@ def plan(
             specs += [RunSpec(env_id, agent, s, str(member_dir(folder, s)), *common, 0, checkpoint_minutes)
                       for s in range(seeds)]  # fmt: skip
     return specs
-
-
-def _work_grid(env_id: str, env_kwargs: dict[str, Any]) -> list[str]:
-    """The hyperparameters of the grid that change the work of an update and take several values."""
-    from hypergym.envs.settings import HyperRLSettings
-    from hypergym.learners.records import WORK_HYPERPARAMS
-
-    try:
-        space = HyperRLSettings.from_kwargs(preset=env_id, **env_kwargs).space
-    except (ValueError, TypeError) as err:  # the env's own refusal of a setting
-        raise CLIError(f"{env_id}: {err}") from err
-    return [p.name for p in space.params if p.name in WORK_HYPERPARAMS and len(p.values) > 1]

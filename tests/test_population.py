@@ -68,7 +68,7 @@ def test_member_loss_and_gradient_equal_the_single_run_learner(algo, task, confi
         with torch.no_grad():
             pop.flat.add_(0.05 * torch.randn(pop.flat.shape, generator=torch.Generator().manual_seed(0)))
     pop.apply(hp)
-    batch = pop._next_batch()
+    [(_, batch)] = pop._next_batches(np.ones(2, dtype=bool))
     loss, _ = pop.member_losses(batch)
     pop.policy.zero_grad()
     pop.policy.backward(loss.sum())
@@ -375,17 +375,32 @@ def test_divergence_rolls_back_only_that_member():
     assert torch.isfinite(env.learner.flat).all()
 
 
-def test_work_hyperparameters_are_refused_per_member_and_pinned_in_the_grid():
-    env_kwargs = {**SMALL_PPO, "obs_mode": "random"}
-    with pytest.warns(UserWarning, match="lockstep"):
-        env = gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, **env_kwargs)
-    assert env.pinned == {"batch_size": 16}
-    assert "batch_size" not in env.space.names
+def test_a_member_done_with_the_rollout_waits_and_its_outcome_comes_with_the_next_rollout():
+    kwargs = {**SMALL_PPO, "obs_mode": "random", "hyperparams": {"batch_size": [16, 32]}, "n_epochs": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is pinned: each member has its own batch size
+        env = gym.make_vec("HyperRL-PPO-Pendulum", num_envs=2, **kwargs)
+    assert tuple(env.space.names) == ("batch_size",)
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="amount of work"):
-        env.learner.apply({"batch_size": np.array([16, 32])})
-    env.learner.apply({"batch_size": np.array([16, 16])})  # the configured value is fine
-    assert env.learner.hyperparams_in_force()["batch_size"].tolist() == [16, 16]
+    small, large = env.space.encode({"batch_size": 16}), env.space.encode({"batch_size": 32})
+    # A rollout is 32 samples: member 1 (b = 32) uses it up in one step, member 0 (b = 16) in two.
+    _, rewards, terminated, _, info = env.step(np.array([small, large]))
+    assert info["waiting"].tolist() == [False, True] and rewards[1] == 0.0 and not terminated.any()
+    assert info["updates"].tolist() == [1, 1] and info["phase_step"].tolist() == [1, 1]
+    held = info["losses"]["loss"][1]
+    # Member 1's action is ignored while it waits (its hyperparameters stay those of its last update).
+    _, rewards, terminated, _, info = env.step(np.array([small, small]))
+    assert "waiting" not in info and terminated.all() and np.isfinite(info["G"]).all()
+    assert info["updates"].tolist() == [2, 1] and info["phase_step"].tolist() == [2, 1]
+    assert info["hyperparams"]["batch_size"].tolist() == [16, 32]
+    assert info["losses"]["loss"][1] == held and info["losses"]["n_samples"].tolist() == [16.0, 32.0]
+    np.testing.assert_array_equal(rewards, info["G"])
+    # Member 1 is its single run: one step of b = 32, then the next rollout.
+    single = gym.make("HyperRL-PPO-Pendulum", **kwargs)
+    single.reset(seed=1)
+    one, reward, terminated, _, single_info = single.step(large)
+    assert terminated and reward == rewards[1] and single_info["losses"]["loss"] == held
+    np.testing.assert_array_equal(one, info["final_obs"][1])
 
 
 def test_unsupported_learners_and_tasks_are_refused_with_the_alternative():
@@ -508,10 +523,6 @@ def test_a_population_of_one_schedules_batch_size_and_n_epochs_as_a_single_run()
     _, _, terminated, _, info = env.step(np.array([large]))
     assert info["hyperparams"]["n_epochs"].tolist() == [1] and info["losses"]["n_samples"].tolist() == [32.0]
     assert terminated[0]
-    pair = gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, **{**kwargs, "hyperparams": None})
-    pair.reset(seed=0)
-    with pytest.raises(ValueError, match="same for every member"):
-        pair.learner.apply({"batch_size": np.array([16, 32])})
 
 
 def test_the_same_kwargs_give_a_single_run_and_a_population_member_the_same_training():
@@ -700,3 +711,36 @@ def test_a_run_stopped_by_an_error_leaves_the_populations_restart_as_it_was():
     with pytest.raises(KeyboardInterrupt):
         hypergym.run(env, Failing(), seed=0, progress=False)
     assert env.autorestart  # was left False by an interrupted run
+
+
+def test_an_epgt_arm_over_batch_sizes_and_epochs_as_one_population_is_its_single_runs(tmp_path):
+    """The same for PPO with ``batch_size`` and ``n_epochs`` in the grid: members choose different sizes.
+
+    A member that has used up the rollout waits for the others (its steps are no transitions), members whose
+    minibatch sizes differ in a step are updated in one pass per size, and each member's VAE counts its own
+    update steps, so every member takes its single run's steps, bit for bit but the VAE's diagnostics.
+    """
+    import pandas as pd
+
+    from hypergym.agents import make_agent
+
+    grid = {"batch_size": [16, 32, 64], "n_epochs": [1, 2], "learning_rate": [3e-4, 1e-3]}
+    kwargs = {"total_env_steps": 1280, "n_steps": 64, "n_envs": 1, "policy_kwargs": TINY_NET, "hyperparams": grid,
+              "encoder_kwargs": {"hidden": 16, "train_every": 4, "batch_size": 3}}  # fmt: skip
+    venv = gym.make_vec("HyperRL-PPO-CartPole", num_envs=4, **kwargs)
+    members = hypergym.run(venv, make_agent("episodic", venv, seed=20), seed=20, out=tmp_path / "pop", progress=False)
+    steps = []
+    for i, seed in enumerate(range(20, 24)):
+        env = gym.make("HyperRL-PPO-CartPole", **kwargs)
+        single = hypergym.run(env, make_agent("episodic", env, seed=seed), seed=seed, out=tmp_path / f"s{seed}",
+                              progress=False)  # fmt: skip
+        a = pd.read_csv(tmp_path / "pop" / f"seed{seed}" / "steps.csv")
+        b = pd.read_csv(tmp_path / f"s{seed}" / "steps.csv")
+        assert len(a) == len(b) == single.hyper_steps == members[i].hyper_steps
+        assert a["hp_batch_size"].nunique() > 1 and a["hp_n_epochs"].nunique() > 1  # EPGT chose among them
+        vae = ["encoder_loss", "encoder_kl"]
+        pd.testing.assert_frame_equal(a.drop(columns=vae), b.drop(columns=vae), check_exact=True)
+        pd.testing.assert_frame_equal(a[vae], b[vae], rtol=1e-4)
+        assert members[i].final_return == single.final_return and members[i].best_G == single.best_G
+        steps.append(len(a))
+    assert len(set(steps)) > 1  # the members took different numbers of update steps: some waited

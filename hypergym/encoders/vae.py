@@ -158,11 +158,13 @@ class VAEEncoder(Encoder):
         # One noise stream per member, from its own seed: a member's VAE trains as its single run's does.
         self.noises = MemberStreams(noise_seeds, self.device)
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=learning_rate, fused=True)
-        self._stats_ready = False
-        self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._slot = 0
-        self.updates = 0
-        self.train_steps = 0
+        # Each member's own clocks: members that wait out a rollout take no update steps (see Learner).
+        m = self.n_members
+        self._stats_ready = np.zeros(m, dtype=bool)
+        self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # ring of recorded states, rows per member
+        self._slot = np.zeros(m, dtype=np.int64)  # states each member has recorded
+        self.updates = np.zeros(m, dtype=np.int64)  # update steps each member's VAE has seen
+        self.trained = np.zeros(m, dtype=np.int64)  # each member's training steps (its Adam step count)
 
     @classmethod
     def space_for(cls, layers: Sequence[LayerInfo], h: int = 32, **_: Any) -> spaces.Box:
@@ -188,20 +190,33 @@ class VAEEncoder(Encoder):
         return torch.tanh(mu.squeeze(1)).cpu().numpy().astype(np.float32)
 
     def on_update(self, learner: Learner) -> None:
-        """Record the last ``batch_size`` steps of each window; train every member at its end."""
-        if self.freeze_after is not None and self.updates >= self.freeze_after:
-            return
-        self.updates += 1
+        """Record the last ``batch_size`` steps of each member's window; train each member at its window's end.
+
+        Windows count each member's own update steps (``learner.last_active``).
+        """
+        members = learner.last_active.copy()
+        if self.freeze_after is not None:
+            members &= self.updates < self.freeze_after
+        self.updates += members
         position = (self.updates - 1) % self.train_every
-        if position >= self.train_every - self.batch_size:
+        record = members & (position >= self.train_every - self.batch_size)
+        for k in np.unique(self._slot[record] % self.batch_size):
+            self._record(learner, record & (self._slot % self.batch_size == k), int(k))
+        self._slot += record
+        train = members & (position == self.train_every - 1)
+        if train.any():
+            self.train_step(learner, train)
+
+    def _record(self, learner: Learner, members: np.ndarray, k: int) -> None:
+        """Members' current states into place ``k`` of the ring."""
+        if k == len(self._recent) or members.all():
             entry = (learner.flat.detach().clone(), learner.grad_slots.clone())
-            if len(self._recent) < self.batch_size:
-                self._recent.append(entry)
-            else:
-                self._recent[self._slot % self.batch_size] = entry
-            self._slot += 1
-        if position == self.train_every - 1:
-            self.train_step(learner)
+            self._recent[k : k + 1] = [entry]
+            return
+        rows = torch.as_tensor(members, device=self.device)
+        flat, grads = self._recent[k]
+        flat[rows] = learner.flat.detach()[rows]
+        grads[:, rows] = learner.grad_slots[:, rows]
 
     @torch.no_grad()
     def copy_member(self, dst: int, src: int) -> None:
@@ -209,22 +224,38 @@ class VAEEncoder(Encoder):
         for param in self.params.values():  # the projections are among them
             param[dst] = param[src]
             for name, value in self.optimizer.state.get(param, {}).items():
-                if name != "step":  # one step count for all members (they train at the same steps)
+                if name != "step":  # the step count is each member's own (``trained``)
                     value[dst] = value[src]
         self.mean_square[dst] = self.mean_square[src]
+        for clock in (self._stats_ready, self._slot, self.updates, self.trained):
+            clock[dst] = clock[src]
         for flat, grads in self._recent:
             flat[dst] = flat[src]
             grads[:, dst] = grads[:, src]
 
-    def train_step(self, learner: Learner) -> np.ndarray:
-        """One Adam step of every member's VAE on its recorded hyper-states; returns the MSEs ``[M]``."""
-        if not self._recent:
-            return np.full(self.n_members, np.nan)
+    def train_step(self, learner: Learner, members: np.ndarray | None = None) -> np.ndarray:
+        """One Adam step of each member's VAE on its recorded hyper-states; returns the MSEs ``[M]``.
+
+        ``members`` (``[M]`` bool; default all) are the members that train.
+
+        Members train together where their Adam step counts and recorded states agree (always, unless their
+        update steps differ), else in one pass per group, the others' rows restored after each.
+        """
+        members = np.ones(self.n_members, dtype=bool) if members is None else members
+        counts = np.minimum(self._slot, self.batch_size)
+        keys = self.trained * (self.batch_size + 1) + counts
+        for key in np.unique(keys[members & (counts > 0)]):
+            self._train(learner, members & (keys == key))
+        return self.metrics.get("encoder_loss", np.full(self.n_members, np.nan))
+
+    def _train(self, learner: Learner, members: np.ndarray) -> None:
+        count = int(min(self._slot[members][0], self.batch_size))
+        rows = None if members.all() else torch.as_tensor(members, device=self.device)
         policy = learner.policy
         parts = []
         for m, info in enumerate(learner.layer_infos):
             orders = []
-            for flat, grads in self._recent:
+            for flat, grads in self._recent[:count]:
                 mats = [policy.weight(info.name, flat)] + [
                     policy.weight(info.name, grads[n]) for n in range(self.n_orders)
                 ]
@@ -234,26 +265,47 @@ class VAEEncoder(Encoder):
         s = torch.cat(parts, dim=-1)  # [M, n, D], differentiable in C
         with torch.no_grad():
             batch_ms = s.square().mean(1)
-            if self._stats_ready:
-                self.mean_square.lerp_(batch_ms, self.norm_momentum)
-            else:
-                self.mean_square.copy_(batch_ms)
-                self._stats_ready = True
+            ready = torch.as_tensor(self._stats_ready, device=self.device)[:, None]
+            new = torch.where(ready, self.mean_square.lerp(batch_ms, self.norm_momentum), batch_ms)
+            self.mean_square.copy_(new if rows is None else torch.where(rows[:, None], new, self.mean_square))
+            self._stats_ready |= members
         x = self._preprocess(s)
         target = torch.sigmoid(x).detach()
         mu, logvar = self._moments(x)
-        eps = self.noises.torch_normal(mu.shape[1:], self.device, mu.dtype)
+        eps = self.noises.torch_normal(mu.shape[1:], self.device, mu.dtype, None if rows is None else members)
         p = self.params
         z = mu + torch.exp(0.5 * logvar) * eps
         hidden = torch.tanh(member_linear(p["omega.0.weight"], p["omega.0.bias"], z))
         recon = torch.sigmoid(member_linear(p["omega.2.weight"], p["omega.2.bias"], hidden))
         rec = ((recon - target) ** 2).sum(-1).mean(1)  # [M]
         kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).sum(-1).mean(1)
-        loss = (rec + self.kl_weight * kl).sum()
+        loss = rec + self.kl_weight * kl
+        kept = self._adam_rows(None if rows is None else ~rows)
+        for state in self.optimizer.state.values():
+            state["step"].fill_(float(self.trained[members][0]))  # the members' own count (one per pass)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if rows is None else torch.where(rows, loss, torch.zeros_like(loss))).sum().backward()
         self.optimizer.step()
-        self.train_steps += 1
-        self.metrics["encoder_loss"] = rec.detach().cpu().numpy() / self.raw_dim
-        self.metrics["encoder_kl"] = kl.detach().cpu().numpy()
-        return self.metrics["encoder_loss"]
+        if kept is not None:
+            self._adam_rows(~rows, kept)  # type: ignore[operator]
+        self.trained += members
+        done = {"encoder_loss": rec.detach().cpu().numpy() / self.raw_dim, "encoder_kl": kl.detach().cpu().numpy()}
+        for name, value in done.items():
+            self.metrics[name] = value if rows is None else np.where(members, value, self.metrics.get(name, np.nan))
+
+    @torch.no_grad()
+    def _adam_rows(
+        self, rows: torch.Tensor | None, kept: list[torch.Tensor] | None = None
+    ) -> list[torch.Tensor] | None:
+        """Copies of ``rows`` of the weights and Adam moments, or (with ``kept``) those copies put back."""
+        if rows is None:
+            return None
+        tensors = []
+        for param in self.params.values():
+            state = self.optimizer.state.get(param, {})
+            tensors += [param, *(state.get(k, torch.zeros_like(param)) for k in ("exp_avg", "exp_avg_sq"))]
+        if kept is None:
+            return [t[rows].clone() for t in tensors]
+        for t, saved in zip(tensors, kept, strict=True):
+            t[rows] = saved
+        return None

@@ -56,12 +56,6 @@ class A2CLearner(Learner):
     def _on_new_rollout(self) -> None:
         pass
 
-    def _next_batch(self) -> dict[str, torch.Tensor]:
-        return self.batch
-
-    def _advance(self, n_samples: int) -> None:
-        self._exhausted = True
-
     def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The A2C loss of each member (:func:`~hypergym.learners.losses.a2c_loss`)."""
         return self._a2c_loss(batch, *self._evaluate(batch))

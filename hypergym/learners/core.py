@@ -13,10 +13,12 @@ The base class owns the rollout (timeout bootstrapping, raw-reward episode bookk
 :meth:`Learner.apply` and :meth:`Learner.copy_member`; A2C, PPO and ACKTR override only how a batch is
 chosen, the loss (:mod:`hypergym.learners.losses`) and the optimiser (SB3's template-method shape).
 
-Hyperparameters that change a member's amount of work per update (``batch_size``, ``n_epochs``) can be
-scheduled, but take the same value for every member at any time: every member takes the same number of
-update steps per rollout, so the members' update phases, rollouts and learning episodes stay in lockstep
-(with one member, as a single run, they are free). ``n_steps`` is a fixed setting.
+Hyperparameters that change a member's amount of work (PPO's ``batch_size``, ``n_epochs``) are each
+member's own: a member that has used up the rollout waits (its state untouched, ``member_exhausted``)
+until every member has, and the next rollout is collected for all at once, so rollouts stay in lockstep
+while each member takes exactly its single run's update steps. Members whose minibatches differ in size
+in one step are updated in one pass per size (a pass's other members are restored), so every member's
+arithmetic is its single run's. ``n_steps`` is a fixed setting.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from hypergym.learners.config import LearnerConfig
 from hypergym.learners.networks import build_policy
 from hypergym.learners.optim import BatchedAdam, BatchedOptimizer
 from hypergym.learners.policy import BatchedActorCritic
-from hypergym.learners.records import RECENT_EPISODES, WORK_HYPERPARAMS, Scope, UpdateResult
+from hypergym.learners.records import RECENT_EPISODES, Scope, UpdateResult
 from hypergym.learners.rollback import RowSnapshot
 from hypergym.learners.rollout import RolloutCollector
 from hypergym.seeding import MemberStreams, TorchRNG, derive_seeds
@@ -120,12 +122,16 @@ class Learner(RolloutCollector):
 
         self.env_steps = 0
         self.updates = 0
+        #: ``[M]`` update steps each member has taken (members wait out a rollout they have used up).
+        self.member_updates = np.zeros(m, dtype=np.int64)
+        #: ``[M]`` members the last update step updated.
+        self.last_active = np.ones(m, dtype=bool)
         #: Factor on every member's learning rate at its optimiser step (a schedule's decay; 1: none).
         self.lr_scale = 1.0
         self._recent: list[deque[float]] = [deque(maxlen=RECENT_EPISODES) for _ in range(m)]
         self._last_obs = venv.reset()
         self._last_starts = np.ones((m, self.n_envs), dtype=bool)
-        self._exhausted = True
+        self._exhausted = np.ones(m, dtype=bool)  # per member: the rollout is used up
         self.batch: dict[str, torch.Tensor] = {}
         self._loaded = False
 
@@ -170,8 +176,7 @@ class Learner(RolloutCollector):
         Per-step ones take effect at the next update, per-rollout ones at the next rollout.
 
         Raises:
-            ValueError: On an unknown name, an invalid value, the wrong number of values, or values of
-                ``batch_size`` / ``n_epochs`` that differ between members.
+            ValueError: On an unknown name, an invalid value or the wrong number of values.
         """
         m = self.n_members
         for name, value in hparams.items():
@@ -186,12 +191,6 @@ class Learner(RolloutCollector):
             for v in np.unique(values):  # per distinct value: a grid has few, a population many members
                 check_value(name, float(v))
             checked = values.copy()  # the caller keeps its array
-            if name in WORK_HYPERPARAMS and np.any(checked != checked[0]):
-                raise ValueError(
-                    f"{name} changes a member's amount of work per update, and the members of a population update "
-                    f"in lockstep: it must be the same for every member, got {checked.tolist()}. Give every "
-                    f"member the same value, or use one HyperRLEnv per run"
-                )
             if self.scopes[name] is Scope.ROLLOUT:
                 self._pending[name] = checked
             else:
@@ -235,8 +234,8 @@ class Learner(RolloutCollector):
         for t in (self.flat, *self.optimizer.tensors(), *self._checkpoint.saved, *self._initial.saved):
             t[dst] = t[src]
         self.grad_slots[:, dst] = self.grad_slots[:, src]
-        for t in [*self.batch.values(), *self._rollout_state()]:
-            t[dst] = t[src]
+        for state in [*self.batch.values(), *self._rollout_state(), self._exhausted]:
+            state[dst] = state[src]
         for values in self._in_force_rollout.values():
             values[dst] = values[src]
         self._recent[dst] = deque(self._recent[src], maxlen=RECENT_EPISODES)
@@ -270,25 +269,61 @@ class Learner(RolloutCollector):
     # ------------------------------------------------------------------ update phase
     @property
     def rollout_exhausted(self) -> bool:
-        """Whether the current rollout is used up (the next update needs a new rollout)."""
-        return self._exhausted
+        """Whether every member has used up the current rollout (the next update needs a new rollout)."""
+        return bool(self._exhausted.all())
+
+    @property
+    def member_exhausted(self) -> np.ndarray:
+        """``[M]`` bool: members that have used up the current rollout (they wait: no update until the next)."""
+        return self._exhausted.copy()
 
     def update_step(self) -> UpdateResult:
-        """ONE update step of every member with its hyperparameters in force.
+        """ONE update step of every member with its hyperparameters in force (members that wait excepted).
 
         A member whose loss or gradient is non-finite returns to its last finite state and is reported
-        ``diverged``; the other members' updates are unaffected.
+        ``diverged``; the other members' updates are unaffected. A member that has used up the rollout
+        (:attr:`member_exhausted`) is not updated (its losses are NaN).
 
         Raises:
             RuntimeError: If the current rollout is used up.
         """
-        if self._exhausted:
+        if self.rollout_exhausted:
             raise RuntimeError("the current rollout is used up: call collect_rollout() before update_step()")
-        batch = self._next_batch()
+        m = self.n_members
+        active = ~self._exhausted
+        losses: dict[str, np.ndarray] = {}
+        diverged = np.zeros(m, dtype=bool)
+        n_samples = np.zeros(m)
+        for members, batch in self._next_batches(active):
+            parts, ok = self._update_members(batch, None if members.all() else members)
+            for name, values in parts.items():
+                losses.setdefault(name, np.full(m, np.nan))[members] = values[members]
+            diverged |= members & ~ok
+            n_samples[members] = batch["advantages"].shape[1]
+        self.updates += 1
+        self.member_updates += active
+        self.last_active = active
+        self._advance(n_samples.astype(np.int64))
+        losses["n_samples"] = n_samples
+        return UpdateResult(losses, diverged)
+
+    def _update_members(
+        self, batch: dict[str, torch.Tensor], members: np.ndarray | None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One update of ``members`` (``None``: all) on ``batch``; the others' rows come back as they were.
+
+        Returns:
+            The ``[M]`` losses and gradient norms, and ``[M]`` whether each member's update went through.
+        """
         loss, parts = self.member_losses(batch)
         finite = torch.isfinite(loss)
+        if members is not None:
+            chosen = torch.as_tensor(members, device=self.device)
+            self._checkpoint.save(finite | ~chosen)  # every valid state: the others' are restored below
+            finite = finite & chosen
         all_finite = bool(finite.all())
-        self._checkpoint.save(None if all_finite else finite)
+        if members is None:
+            self._checkpoint.save(None if all_finite else finite)
         self.policy.zero_grad()
         self.policy.backward((loss if all_finite else torch.where(finite, loss, torch.zeros_like(loss))).sum())
         grad = self.policy.flat_grad
@@ -314,13 +349,8 @@ class Learner(RolloutCollector):
             if not all_ok:
                 self._checkpoint.restore(~ok)
                 grad[~ok] = 0.0
-        self.updates += 1
-        n_samples = batch["advantages"].shape[1]
-        self._advance(n_samples)
         stacked = torch.stack([*parts.values(), norms.to(loss.dtype)]).detach().cpu().numpy().astype(np.float64)
-        losses = dict(zip([*parts, "grad_norm"], stacked, strict=True))
-        losses["n_samples"] = np.full(self.n_members, float(n_samples))
-        return UpdateResult(losses, ~ok.cpu().numpy())
+        return dict(zip([*parts, "grad_norm"], stacked, strict=True)), ok.cpu().numpy()
 
     def _optimizer_step(self) -> torch.Tensor | None:
         """Step every member's parameters with its gradient; ``[M]`` members whose step failed, if any can."""
@@ -340,18 +370,23 @@ class Learner(RolloutCollector):
         """``[M, b]`` rows of the rollout (``batch`` tensors' dimension 1) the next update uses; ``None``: all."""
         return None
 
-    def _rollout_state(self) -> list[torch.Tensor]:
+    def _rollout_state(self) -> list[torch.Tensor | np.ndarray]:
         """Per-member state of the current rollout's consumption besides the batch (member dim first)."""
         return []
 
     def _on_new_rollout(self) -> None:
         raise NotImplementedError
 
-    def _next_batch(self) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    def _next_batches(self, active: np.ndarray) -> list[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+        """The next update's passes: ``(members [M] bool, batch)`` each (one pass unless sizes differ).
 
-    def _advance(self, n_samples: int) -> None:
-        raise NotImplementedError
+        Members that wait (``~active``) ride along in a pass without being in its ``members``.
+        """
+        return [(active, self.batch)]
+
+    def _advance(self, n_samples: np.ndarray) -> None:
+        """Move each member on by the ``[M]`` samples it used (0: it waited)."""
+        self._exhausted[:] = True
 
     def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``[M]`` losses of every member on ``batch`` (tensors ``[M, B, ...]``), and their parts."""

@@ -20,10 +20,11 @@ __all__ = ["PPOLearner"]
 class PPOLearner(Learner):
     """Proximal Policy Optimisation (clipped surrogate) for every member, stepped one minibatch at a time.
 
-    Each member draws its own permutation of the rollout for every epoch; each step takes the next
+    Each member draws its own permutation of the rollout for every epoch; each step takes its next
     ``batch_size`` samples of it (a batch size changed mid-pass takes effect at the very next step), and a
-    rollout lasts ``n_epochs`` passes (as in force when it was collected). Both are the same for every
-    member, so with a fixed b a rollout lasts ``n_epochs * ceil(N / b)`` steps for every member.
+    rollout lasts the member's ``n_epochs`` passes (as in force when it was collected): with a fixed b,
+    ``n_epochs * ceil(N / b)`` steps. Both are each member's own; a member done with the rollout waits for
+    the others (see :class:`~hypergym.learners.core.Learner`).
     """
 
     algo = "PPO"
@@ -41,43 +42,58 @@ class PPOLearner(Learner):
     }
     config: PPOConfig
 
-    def _permutation(self) -> torch.Tensor:
+    def _permutation(self, members: np.ndarray | None = None) -> torch.Tensor:
         n = self.batch["advantages"].shape[1]
-        return self.streams.torch_uniform((n,), self.device).argsort(1)
+        return self.streams.torch_uniform((n,), self.device, members).argsort(1)
 
-    def _rollout_state(self) -> list[torch.Tensor]:
-        return [self._order]  # each member's minibatch order of this epoch
+    def _rollout_state(self) -> list[torch.Tensor | np.ndarray]:
+        return [self._order, self._epochs, self._epoch, self._cursor]  # each member's pass through the rollout
 
     def _on_new_rollout(self) -> None:
-        self._epochs = int(self._rollout_hp["n_epochs"][0])
-        self._epoch = 0
-        self._cursor = 0
+        m = self.n_members
+        self._epochs = self._rollout_hp["n_epochs"].astype(np.int64)
+        self._epoch, self._cursor = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
         self._order = self._permutation()
 
     def steps_per_rollout(self, batch_size: int | None = None, n_epochs: int | None = None) -> int:
-        """``n_epochs * ceil(N / b)``: update steps one rollout lasts with a fixed batch size."""
+        """``n_epochs * ceil(N / b)``: update steps one rollout lasts with a fixed batch size (member 0's)."""
         b = int(batch_size if batch_size is not None else self._step_hp["batch_size"][0])
         epochs = int(n_epochs if n_epochs is not None else self._rollout_hp["n_epochs"][0])
         return epochs * math.ceil(self.config.n_steps * self.n_envs / b)
 
+    def _rows(self, size: int) -> torch.Tensor:
+        """``[M, size]``: each member's next ``size`` samples by its order (a waiting member's first ones)."""
+        start = self._cursor
+        if (start == start[0]).all():
+            return self._order[:, int(start[0]) : int(start[0]) + size]
+        n = self._order.shape[1]
+        at = torch.as_tensor(start, device=self.device)[:, None] + torch.arange(size, device=self.device)
+        return self._order.gather(1, at.clamp_(max=n - 1))
+
     def batch_rows(self) -> torch.Tensor:
-        """``[M, b]``: each member's next minibatch, by its shuffled order of this epoch."""
-        return self._order[:, self._cursor : self._cursor + int(self._step_hp["batch_size"][0])]
+        """``[M, b]``: each member's next minibatch, by its shuffled order of this epoch (member 0's ``b``)."""
+        return self._rows(min(int(self._step_hp["batch_size"][0]), self._order.shape[1] - int(self._cursor[0])))
 
-    def _next_batch(self) -> dict[str, torch.Tensor]:
-        b = int(self._step_hp["batch_size"][0])
-        self._in_force_work["batch_size"] = np.full(self.n_members, b)
-        return select_rows(self.batch, self._order[:, self._cursor : self._cursor + b])
+    def _next_batches(self, active: np.ndarray) -> list[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+        b = self._step_hp["batch_size"].cpu().numpy().astype(np.int64)
+        sizes = np.minimum(b, self._order.shape[1] - self._cursor)
+        work = self._in_force_work.setdefault("batch_size", b.copy())
+        work[active] = b[active]
+        # One pass per minibatch size among the members that update (one pass when they agree).
+        return [(active & (sizes == n), select_rows(self.batch, self._rows(int(n)))) for n in np.unique(sizes[active])]
 
-    def _advance(self, n_samples: int) -> None:
+    def _advance(self, n_samples: np.ndarray) -> None:
         self._cursor += n_samples
-        if self._cursor >= self.batch["advantages"].shape[1]:
-            self._epoch += 1
-            self._cursor = 0
-            if self._epoch >= self._epochs:
-                self._exhausted = True
-            else:
-                self._order = self._permutation()
+        ended = self._cursor >= self._order.shape[1]
+        self._epoch[ended] += 1
+        self._cursor[ended] = 0
+        self._exhausted |= ended & (self._epoch >= self._epochs)
+        again = ended & ~self._exhausted
+        if again.all():
+            self._order = self._permutation()
+        elif again.any():  # only these members draw, as their single runs do here
+            rows = torch.as_tensor(again, device=self.device)
+            self._order[rows] = self._permutation(again)[rows]
 
     def member_losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The clipped-surrogate loss of each member (:func:`~hypergym.learners.losses.ppo_loss`)."""

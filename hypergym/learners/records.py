@@ -11,7 +11,6 @@ import torch
 
 __all__ = [
     "RECENT_EPISODES",
-    "WORK_HYPERPARAMS",
     "RolloutArrays",
     "RolloutStats",
     "Scope",
@@ -48,8 +47,6 @@ class RolloutStats:
     """``[T, E]`` the lambda-returns the learner trains on (GAE with the chosen gamma and lambda)."""
 
 
-#: Hyperparameters that change how much work one member's update phase is: the same for every member.
-WORK_HYPERPARAMS = ("batch_size", "n_epochs", "n_steps")
 #: How many completed episodes each member remembers (the reward's fallback, PBT's ranking).
 RECENT_EPISODES = 10
 

@@ -51,7 +51,7 @@ class RolloutCollector:
     _recent: list[deque[float]]
     _last_obs: np.ndarray
     _last_starts: np.ndarray
-    _exhausted: bool
+    _exhausted: np.ndarray
     _loaded: bool
 
     def _on_new_rollout(self) -> None:
@@ -184,6 +184,6 @@ class RolloutCollector:
                 self.rollout.dones[member],
             )  # fmt: skip
             stats.append(RolloutStats(returns[i], lengths[i], raw[:, i], tuple(self._recent[i]), critic, ret[:, i]))
-        self._exhausted = False
+        self._exhausted[:] = False
         self._on_new_rollout()
         return stats, rolled
