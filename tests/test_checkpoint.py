@@ -456,9 +456,7 @@ def test_a_population_resumes_bit_identically(case, tmp_path):
     env_id, kwargs = CASES[case]
 
     def make():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a pinned batch size
-            return gym.make_vec(env_id, num_envs=3, **TINY, **kwargs)
+        return gym.make_vec(env_id, num_envs=3, **TINY, **kwargs)
 
     def play(env, actions):
         out = []

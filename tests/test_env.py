@@ -349,8 +349,7 @@ def test_fixed_learner_settings_are_checked_when_the_env_is_made(setting, messag
     """Fixed settings obey the rules of grid values, in the single and the vector env alike."""
     with pytest.raises(ValueError, match=message):
         gym.make("HyperRL-PPO-CartPole", **setting)
-    with pytest.raises(ValueError, match=message), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the population's pinned batch size
+    with pytest.raises(ValueError, match=message):
         gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, **setting)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -26,9 +24,7 @@ SMALL_PPO = {
 
 def _vec(env_id="HyperRL-A2C-CartPole", n=3, **kwargs):
     settings = {**(SMALL_A2C if "A2C" in env_id else SMALL_PPO), "obs_mode": "random", **kwargs}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a pinned batch size
-        return gym.make_vec(env_id, num_envs=n, **settings)
+    return gym.make_vec(env_id, num_envs=n, **settings)
 
 
 def _distinct_actions(env, n):

@@ -242,10 +242,7 @@ def test_member_observation_equals_a_population_of_one_with_its_seeds(obs_mode):
 
 def _vec(env_id="HyperRL-A2C-CartPole", n=3, **kwargs):
     settings = {**(SMALL_A2C if "A2C" in env_id else SMALL_PPO), "obs_mode": "random", **kwargs}
-    with warnings.catch_warnings():
-        # PPO's batch size is pinned in a population, as documented (the warning has its own test).
-        warnings.filterwarnings("ignore", message="a population updates its members in lockstep")
-        return gym.make_vec(env_id, num_envs=n, **settings)
+    return gym.make_vec(env_id, num_envs=n, **settings)
 
 
 def test_make_vec_returns_the_population_env_with_gymnasium_conventions():
@@ -553,43 +550,62 @@ def test_the_same_kwargs_give_a_single_run_and_a_population_member_the_same_trai
         assert not torch.equal(two.flat[1], before)  # member 1 trained on its own batch
         one.collect_rollout()
         two.collect_rollout()
-    with pytest.raises(ValueError, match="Adam takes eps, betas"), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="a population updates its members in lockstep")
+    with pytest.raises(ValueError, match="Adam takes eps, betas"):
         gym.make_vec("HyperRL-PPO-CartPole", num_envs=2, policy_kwargs={"optimizer_kwargs": {"momentum": 0.9}})
     with pytest.raises(ValueError, match="Adam takes eps, betas"):
         gym.make("HyperRL-PPO-CartPole", policy_kwargs={"optimizer_kwargs": {"momentum": 0.9}})
 
 
-def test_an_epgt_arm_as_one_population_trains_each_member_as_the_single_run_of_its_seed(tmp_path):
-    """Four seeds of EPGT on A2C-CartPole as one population and as four single runs: each member is its run.
+_PPO_GRID = {"batch_size": [16, 32, 64], "n_epochs": [1, 2], "learning_rate": [3e-4, 1e-3]}
+_EPGT_ARMS = {  # id, settings, the hyperparameters EPGT must have varied
+    "A2C": ("HyperRL-A2C-CartPole", {"total_env_steps": 3000, "obs_mode": "vae"}, ["learning_rate"]),  # paper width
+    "PPO, batch_size x n_epochs": (
+        "HyperRL-PPO-CartPole",
+        {"total_env_steps": 1280, "n_steps": 64, "n_envs": 1, "policy_kwargs": TINY_NET, "hyperparams": _PPO_GRID,
+         "encoder_kwargs": {"hidden": 16, "train_every": 4, "batch_size": 3}},
+        ["batch_size", "n_epochs"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("arm", list(_EPGT_ARMS))
+def test_an_epgt_arm_as_one_population_trains_each_member_as_the_single_run_of_its_seed(arm, tmp_path):
+    """Four seeds of EPGT as one population and as four single runs: each member is its run.
 
     Each member draws its sampling noise (the learner's and the VAE's) from its own seed's streams, and its
     agent is the single run's agent of its seed, so the members are their single runs, bit for bit on this
     platform (torch 2.13 CPU) except where batched matrix products round differently (the VAE's loss here).
+    Under PPO with ``batch_size`` and ``n_epochs`` in the grid the members choose different sizes: a member
+    that has used up the rollout waits for the others (its steps are no transitions), members whose
+    minibatch sizes differ in a step are updated in one pass per size, and each member's VAE counts its own
+    update steps, so the members take different numbers of steps, each its single run's.
     """
     import pandas as pd
 
     from hypergym.agents import make_agent
 
-    kwargs = {"total_env_steps": 3000, "obs_mode": "vae"}  # the paper-width VAE
-    venv = gym.make_vec("HyperRL-A2C-CartPole", num_envs=4, **kwargs)
+    env_id, kwargs, varied = _EPGT_ARMS[arm]
+    venv = gym.make_vec(env_id, num_envs=4, **kwargs)
     members = hypergym.run(venv, make_agent("episodic", venv, seed=10), seed=10, out=tmp_path / "pop", progress=False)
+    steps = set()
     for i, seed in enumerate(range(10, 14)):
-        env = gym.make("HyperRL-A2C-CartPole", **kwargs)
+        env = gym.make(env_id, **kwargs)
         single = hypergym.run(env, make_agent("episodic", env, seed=seed), seed=seed, out=tmp_path / f"s{seed}",
                               progress=False)  # fmt: skip
         a = pd.read_csv(tmp_path / "pop" / f"seed{seed}" / "steps.csv")
         b = pd.read_csv(tmp_path / f"s{seed}" / "steps.csv")
-        assert list(a.columns) == list(b.columns) and len(a) == len(b) == single.hyper_steps
-        chosen = a["hp_learning_rate"].to_numpy(), b["hp_learning_rate"].to_numpy()
-        assert len(set(chosen[1])) > 1  # EPGT explored: the comparison is of choices, not of a constant
+        assert list(a.columns) == list(b.columns) and len(a) == len(b) == single.hyper_steps == members[i].hyper_steps
+        for name in varied:  # EPGT explored: the comparison is of choices, not of a constant
+            assert b[f"hp_{name}"].nunique() > 1, name
         # Every choice, reward, inner return, learner loss and G is the single run's, bit for bit. The VAE's
         # own loss (a diagnostic) is not: its batched products round in the last digits (the observations it
-        # gives did not change a choice here; measured over 20k steps too).
+        # gives did not change a choice here; measured over 20k steps too, on A2C).
         vae = ["encoder_loss", "encoder_kl"]
         pd.testing.assert_frame_equal(a.drop(columns=vae), b.drop(columns=vae), check_exact=True)
         pd.testing.assert_frame_equal(a[vae], b[vae], rtol=1e-4)
         assert members[i].final_return == single.final_return and members[i].best_G == single.best_G
+        steps.add(len(a))
+    assert len(steps) > 1 if "PPO" in arm else len(steps) == 1  # PPO's members took their own numbers of steps
 
 
 def test_a_single_run_agent_observes_the_ending_steps_info_then_acts_on_the_next_episodes():
@@ -711,36 +727,3 @@ def test_a_run_stopped_by_an_error_leaves_the_populations_restart_as_it_was():
     with pytest.raises(KeyboardInterrupt):
         hypergym.run(env, Failing(), seed=0, progress=False)
     assert env.autorestart  # was left False by an interrupted run
-
-
-def test_an_epgt_arm_over_batch_sizes_and_epochs_as_one_population_is_its_single_runs(tmp_path):
-    """The same for PPO with ``batch_size`` and ``n_epochs`` in the grid: members choose different sizes.
-
-    A member that has used up the rollout waits for the others (its steps are no transitions), members whose
-    minibatch sizes differ in a step are updated in one pass per size, and each member's VAE counts its own
-    update steps, so every member takes its single run's steps, bit for bit but the VAE's diagnostics.
-    """
-    import pandas as pd
-
-    from hypergym.agents import make_agent
-
-    grid = {"batch_size": [16, 32, 64], "n_epochs": [1, 2], "learning_rate": [3e-4, 1e-3]}
-    kwargs = {"total_env_steps": 1280, "n_steps": 64, "n_envs": 1, "policy_kwargs": TINY_NET, "hyperparams": grid,
-              "encoder_kwargs": {"hidden": 16, "train_every": 4, "batch_size": 3}}  # fmt: skip
-    venv = gym.make_vec("HyperRL-PPO-CartPole", num_envs=4, **kwargs)
-    members = hypergym.run(venv, make_agent("episodic", venv, seed=20), seed=20, out=tmp_path / "pop", progress=False)
-    steps = []
-    for i, seed in enumerate(range(20, 24)):
-        env = gym.make("HyperRL-PPO-CartPole", **kwargs)
-        single = hypergym.run(env, make_agent("episodic", env, seed=seed), seed=seed, out=tmp_path / f"s{seed}",
-                              progress=False)  # fmt: skip
-        a = pd.read_csv(tmp_path / "pop" / f"seed{seed}" / "steps.csv")
-        b = pd.read_csv(tmp_path / f"s{seed}" / "steps.csv")
-        assert len(a) == len(b) == single.hyper_steps == members[i].hyper_steps
-        assert a["hp_batch_size"].nunique() > 1 and a["hp_n_epochs"].nunique() > 1  # EPGT chose among them
-        vae = ["encoder_loss", "encoder_kl"]
-        pd.testing.assert_frame_equal(a.drop(columns=vae), b.drop(columns=vae), check_exact=True)
-        pd.testing.assert_frame_equal(a[vae], b[vae], rtol=1e-4)
-        assert members[i].final_return == single.final_return and members[i].best_G == single.best_G
-        steps.append(len(a))
-    assert len(set(steps)) > 1  # the members took different numbers of update steps: some waited
