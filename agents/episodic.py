@@ -12,6 +12,7 @@ import numpy as np
 from hypergym.agents.base import EpsilonGreedyAgent, Transition
 from hypergym.agents.memory import EpisodicMemory
 from hypergym.agents.vector_memory import VectorMemory
+from hypergym.checks import check_count
 
 __all__ = ["MEMORY_LAYOUTS", "EpisodicAgent", "paper_capacity"]
 
@@ -105,8 +106,7 @@ class EpisodicAgent(EpsilonGreedyAgent):
         super().__init__(env, total_steps, seed, decay_fraction, floor)
         if memory not in MEMORY_LAYOUTS:
             raise ValueError(f"unknown memory {memory!r}; choose from {list(MEMORY_LAYOUTS)}")
-        if key_dim is not None and (isinstance(key_dim, bool) or not isinstance(key_dim, int) or key_dim < 1):
-            raise ValueError(f"key_dim must be a positive integer or None, got {key_dim!r}")
+        check_count("key_dim", key_dim, allow_none=True)
         if memory == "per_action" and (k_read is not None or released_reshape):
             raise ValueError("k_read and released_reshape apply to memory='vector' (the per-action memory reads k)")
         if not isinstance(env.action_space, gym.spaces.Discrete):
@@ -120,11 +120,7 @@ class EpisodicAgent(EpsilonGreedyAgent):
         # Checked here, where the agent is made: a k of 2.5 used to crash the run thousands of steps in, and a
         # capacity of 0 was silently replaced by the paper's rule.
         for name, value in (("write_every", write_every), ("k", k), ("k_read", k_read), ("capacity", capacity)):
-            if (value is not None or name in ("write_every", "k")) and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                none = " or None" if name in ("k_read", "capacity") else ""
-                raise ValueError(f"{name} must be a positive integer{none}, got {value!r}")
+            check_count(name, value, allow_none=name in ("k_read", "capacity"))
         if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta <= 1:
             raise ValueError(f"beta (the write rate) must lie in (0, 1], got {beta!r}")
         self.write_every = write_every

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from hypergym.agents.base import HyperAgent, check_single_env
+from hypergym.checks import check_count
 from hypergym.learners.gae import batched_gae
 from hypergym.learners.records import select_rows
 
@@ -147,8 +148,7 @@ class HOOFAgent(HyperAgent):
             raise ValueError(f"HOOF chooses the learning rate, but the grid has only {list(space.names)}")
         if max_kl is not None and not max_kl > 0:
             raise ValueError(f"max_kl must be > 0 or None, got {max_kl!r}")
-        if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, int) or n_trajectories < 2:
-            raise ValueError(f"n_trajectories must be an integer >= 2, got {n_trajectories!r}")
+        check_count("n_trajectories", n_trajectories, least=2)
         self.env, self.space, self.max_kl, self.n_trajectories = inner, space, max_kl, n_trajectories
         self.action_mode = inner.action_mode
         self.default = np.asarray(space.default_indices(), dtype=np.int64)

@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from hypergym.agents.base import PopulationAgent
+from hypergym.checks import check_count
 
 __all__ = ["PBTAgent", "explore_adjacent", "split_quantiles"]
 
@@ -112,8 +113,7 @@ class PBTAgent(PopulationAgent):
             raise ValueError(f"{self.name} needs a HyperRLVectorEnv (gym.make_vec of a HyperRL id), got {venv!r}")
         for name, value, low in (("perturbation_interval", perturbation_interval, 1), ("burn_in", burn_in, 0),
                                  ("score_window", score_window, 1)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            check_count(name, value, least=low)
         if not 0.0 <= quantile_fraction <= 0.5:
             raise ValueError(f"quantile_fraction must be in [0, 0.5], got {quantile_fraction!r}")
         if not 0.0 <= resample_probability <= 1.0:

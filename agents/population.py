@@ -2,10 +2,11 @@
 
 ``act(obs [N, ...], info) -> actions [N]`` and ``observe(obs, actions, rewards, next_obs, terminated,
 truncated, info)`` on batches, following Gymnasium's vector conventions (``info`` a dict of per-member
-arrays). Static and random act on the whole batch at once. EPGT keeps the single-run agent's exact
-rules per member (:class:`~hypergym.agents.EpisodicAgent`: epsilon schedule, uniform writing, per-action
-memory); with ``shared_memory=True`` all members read and write one memory, so the population pools
-its experience (a member reads what the others learned), which no single-run EPGT can do.
+arrays). Single-run agents (static, random, DQN, ...) run per member through :class:`PerMemberAgent`.
+EPGT keeps the single-run agent's exact rules per member (:class:`~hypergym.agents.EpisodicAgent`:
+epsilon schedule, uniform writing, per-action memory); with ``shared_memory=True`` all members read and
+write one memory, so the population pools its experience (a member reads what the others learned),
+which no single-run EPGT can do.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from gymnasium.vector.utils import iterate
 
 from hypergym.agents.base import HyperAgent, PopulationAgent, Transition, agent_config
 from hypergym.agents.episodic import MAX_CAPACITY, EpisodicAgent, paper_capacity
-from hypergym.agents.simple import static_action
 from hypergym.envs.runs import member_info
 
 __all__ = [
     "PerMemberAgent",
     "PopulationAgent",
     "PopulationEpisodicAgent",
-    "PopulationStaticAgent",
 ]
 
 
@@ -47,31 +46,6 @@ class _MemberView(gym.Env):  # type: ignore[type-arg]
         if population is None:  # while unpickling, before the fields are set
             raise AttributeError(name)
         return getattr(population.unwrapped, name)
-
-
-class PopulationStaticAgent(PopulationAgent):
-    """Every member always takes the same action (default: the preset's default hyperparameters).
-
-    Args:
-        venv: A :class:`~hypergym.envs.HyperRLVectorEnv`.
-        seeds: The members' seeds (recorded; static).
-        action: ``"default"``, ``"min"``, ``"max"`` or a fixed action of the single action space.
-    """
-
-    name = "static"
-
-    def __init__(self, venv: gym.vector.VectorEnv, seeds: Sequence[int | None] = (), action: Any = "default") -> None:
-        super().__init__(venv, next(iter(seeds), None))
-        self.action = static_action(venv, action)
-        self.actions = np.stack([np.asarray(self.action, dtype=np.int64)] * self.num_envs)
-
-    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """The fixed action for every member."""
-        return self.actions.copy()
-
-    def config(self) -> dict[str, Any]:
-        """Settings, with the fixed action (as a single run's static agent records it)."""
-        return {**super().config(), "action": np.asarray(self.action).tolist()}
 
 
 class PerMemberAgent(PopulationAgent):

@@ -30,7 +30,6 @@ from hypergym.agents.pbt import PBTAgent
 from hypergym.agents.population import (
     PerMemberAgent,
     PopulationEpisodicAgent,
-    PopulationStaticAgent,
 )
 from hypergym.agents.simple import RandomAgent, StaticAgent
 from hypergym.envs.profiles import agent_profile, check_profile
@@ -82,9 +81,9 @@ AGENTS: dict[str, AgentEntry] = {
     "dqn": AgentEntry(DQNAgent),
     "hoof": AgentEntry(HOOFAgent, no_population=_HOOF_WHY),
     "random": AgentEntry(_random),  # per member: each member's RandomAgent draws from its own seed
-    "static": AgentEntry(StaticAgent, PopulationStaticAgent),
-    "static-min": AgentEntry(partial(StaticAgent, action="min"), partial(PopulationStaticAgent, action="min")),
-    "static-max": AgentEntry(partial(StaticAgent, action="max"), partial(PopulationStaticAgent, action="max")),
+    "static": AgentEntry(StaticAgent),
+    "static-min": AgentEntry(partial(StaticAgent, action="min")),
+    "static-max": AgentEntry(partial(StaticAgent, action="max")),
     "pbt": AgentEntry(None, partial(_batched, PBTAgent)),
     "pb2": AgentEntry(None, partial(_batched, PB2Agent)),
 }

@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from hypergym.checks import check_count
 from hypergym.devices import resolve_device
 from hypergym.encoders import ENCODERS, check_encoder_kwargs, observation_space_of
 from hypergym.envs.members import check_normalize
@@ -40,15 +41,6 @@ OBS_EXTRAS = ("progress", "hyperparams")
 CREDITS = ("after", "before")
 #: Valid ``lr_decay`` values: none, or the learning rate in force times ``1 - env steps done / budget``.
 LR_DECAYS = ("none", "linear")
-
-
-def _positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        what = "a positive integer or None" if allow_none else "a positive integer"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -204,7 +196,7 @@ class HyperRLSettings:
         if not isinstance(normalize, (bool, np.bool_)):
             raise TypeError(f"normalize must be True or False, got {normalize!r}")
         check_normalize(task, normalize)
-        total = _positive_int("total_env_steps", total_env_steps)
+        total = check_count("total_env_steps", total_env_steps)
         if obs_mode not in ENCODERS:
             raise ValueError(f"unknown obs_mode {obs_mode!r}; choose from {sorted(ENCODERS)}")
         if isinstance(obs_extras, str) or any(e not in OBS_EXTRAS for e in obs_extras):
@@ -218,9 +210,9 @@ class HyperRLSettings:
                 "updates_per_phase applies to A2C and ACKTR only: a PPO update phase is every minibatch step of one "
                 "rollout (set n_epochs and batch_size instead)"
             )
-        rollouts_per_phase = _positive_int("updates_per_phase", updates_per_phase, allow_none=True) or 1
-        per_episode = _positive_int("phases_per_episode", phases_per_episode, allow_none=True)
-        envs = int(_positive_int("n_envs", n_envs) or 0)  # never None: None is refused
+        rollouts_per_phase = check_count("updates_per_phase", updates_per_phase, allow_none=True) or 1
+        per_episode = check_count("phases_per_episode", phases_per_episode, allow_none=True)
+        envs = int(check_count("n_envs", n_envs) or 0)  # never None: None is refused
         # A run stops at the end of the phase that reaches the budget, so it passes the budget by less than
         # one phase; a first phase larger than the whole budget would run far past it.
         phase_steps = config.n_steps * envs * rollouts_per_phase
@@ -240,8 +232,8 @@ class HyperRLSettings:
                 check_value(name, getattr(config, name))
             except (TypeError, ValueError) as err:
                 raise ValueError(f"learner setting {name}={getattr(config, name)!r}: {err}") from err
-        every = _positive_int("eval_every", eval_every, allow_none=True)
-        episodes = int(_positive_int("eval_episodes", eval_episodes) or 0)
+        every = check_count("eval_every", eval_every, allow_none=True)
+        episodes = int(check_count("eval_episodes", eval_episodes) or 0)
         if lr_decay not in LR_DECAYS:
             raise ValueError(f"unknown lr_decay {lr_decay!r}; choose from {list(LR_DECAYS)}")
         if credit not in CREDITS:

@@ -37,6 +37,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from hypergym.checks import check_count
 from hypergym.files import atomic_write
 from hypergym.version import __version__
 
@@ -90,8 +91,7 @@ class Cadence:
         Raises:
             ValueError: If either is not positive, or both are given.
         """
-        if phases is not None and (isinstance(phases, bool) or not isinstance(phases, int) or phases < 1):
-            raise ValueError(f"checkpoint_every must be a positive integer or None, got {phases!r}")
+        check_count("checkpoint_every", phases, allow_none=True)
         if minutes is not None and (
             isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes < math.inf
         ):

@@ -356,8 +356,8 @@ def test_fixed_learner_settings_are_checked_when_the_env_is_made(setting, messag
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"encoder_kwargs": {"d": 0}}, r"encoder_kwargs\['d'\] must be an integer >= 1, got 0"),
-        ({"obs_mode": "random", "encoder_kwargs": {"h": 0}}, r"encoder_kwargs\['h'\] must be an integer >= 1"),
+        ({"encoder_kwargs": {"d": 0}}, r"encoder_kwargs\['d'\] must be a positive integer, got 0"),
+        ({"obs_mode": "random", "encoder_kwargs": {"h": 0}}, r"encoder_kwargs\['h'\] must be a positive integer"),
         ({"obs_mode": "stats", "encoder_kwargs": {"n_orders": -1}}, r"\['n_orders'\] must be an integer >= 0"),
         ({"device": "meta"}, "device='meta' cannot train a learner"),
         ({"encoder_kwargs": {"learning_rate": math.nan}}, "VAE learning_rate must be a finite positive .*, got nan"),

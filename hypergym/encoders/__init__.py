@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gymnasium import spaces
 
+from hypergym.checks import check_count
 from hypergym.encoders.base import F32_MAX, Encoder
 from hypergym.encoders.projection import RandomEncoder, RawEncoder
 from hypergym.encoders.stats import StatsEncoder
@@ -74,9 +75,7 @@ def check_encoder_kwargs(obs_mode: str, kwargs: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown encoder_kwargs {unknown} for obs_mode={obs_mode!r}; valid keys are {valid}")
     # Sizes are checked here, where the env is made, not when its first reset builds the encoder.
     for name, least in (("d", 1), ("h", 1), ("n_orders", 0)):
-        value = kwargs.get(name, least)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"encoder_kwargs[{name!r}] must be an integer >= {least}, got {value!r}")
+        check_count(f"encoder_kwargs[{name!r}]", kwargs.get(name, least), least=least)
 
 
 def observation_space_of(obs_mode: str, layers: Sequence[LayerInfo], **kwargs: Any) -> spaces.Box:

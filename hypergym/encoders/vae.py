@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from hypergym.checks import check_count
 from hypergym.encoders.base import F32_MAX, Encoder, member_linear
 from hypergym.hyperstate import HyperStateProjector, LayerInfo
 from hypergym.seeding import MemberStreams, TorchRNG, derive_seeds
@@ -33,12 +34,9 @@ def check_vae_settings(
         ValueError: Naming the bad setting and what it must be.
     """
     for name, value in (("h", h), ("train_every", train_every), ("batch_size", batch_size)):
-        if not _is_int(value, 1):
-            raise ValueError(f"VAE {name} must be a positive integer, got {value!r}")
-    if hidden is not None and not _is_int(hidden, 1):
-        raise ValueError(f"VAE hidden must be a positive integer or None, got {hidden!r}")
-    if freeze_after is not None and not _is_int(freeze_after, 0):
-        raise ValueError(f"freeze_after must be an integer >= 0 or None, got {freeze_after!r}")
+        check_count(f"VAE {name}", value)
+    check_count("VAE hidden", hidden, allow_none=True)
+    check_count("freeze_after", freeze_after, least=0, allow_none=True)
     # NaN compares false with everything, so "not 0 < lr" (not "lr <= 0") is what refuses it.
     if (
         isinstance(learning_rate, bool)
@@ -46,10 +44,6 @@ def check_vae_settings(
         or not 0 < learning_rate < math.inf
     ):
         raise ValueError(f"VAE learning_rate must be a finite positive number, got {learning_rate!r}")
-
-
-def _is_int(value: object, least: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= least
 
 
 class VAEModel(nn.Module):
