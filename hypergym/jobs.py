@@ -70,24 +70,40 @@ class RunSpec:
         return [member_dir(self.out, s) for s in self.seeds()] if self.members else [Path(self.out)]
 
 
-def check_finished(run_dir: Path, env_id: str, seed: int, agent: str, env_kwargs: dict[str, Any] | None) -> None:
-    """Refuse to reuse a finished run directory written with another id, seed, agent or overrides.
+def check_finished(run_dir: Path, spec: RunSpec, seed: int) -> None:
+    """Refuse to reuse a finished run directory written with another id, seed, agent, overrides or settings.
+
+    Besides what the spec names, the settings a profile resolves to are compared where the run recorded
+    them: the MDP's (``config.json``'s ``settings``) and the agent's (a profile's change of meaning, e.g. the
+    ``code`` profile's memory read, makes an older run another run).
 
     Raises:
         CLIError: Naming the directory and what differs.
         RunFilesError: If its files cannot be read or disagree (a corrupt or incomplete run), naming the file.
     """
+    from hypergym.envs.profiles import agent_profile
+    from hypergym.envs.settings import HyperRLSettings
     from hypergym.rundir import jsonable
 
     config = read_run(run_dir).config  # complete and consistent, or refused naming the file
-    wanted = {"env_id": env_id, "seed": seed, "agent_label": agent}
-    if env_kwargs is not None:
-        wanted["env_overrides"] = jsonable(env_kwargs)
-    differ = sorted(key for key, value in wanted.items() if key in config and config[key] != value)
+    settings = HyperRLSettings.from_kwargs(preset=spec.env_id, **spec.env_kwargs)
+    wanted = {
+        "env_id": spec.env_id,
+        "seed": seed,
+        "agent_label": spec.agent,
+        "env_overrides": jsonable(spec.env_kwargs),
+    }
+    differ = [f"{k}={config[k]!r}" for k, v in wanted.items() if k in config and config[k] != v]
+    recorded = config.get("settings", {})
+    differ += [f"{k}={recorded[k]}" for k, v in settings.described().items() if k in recorded and recorded[k] != v]
+    agent = jsonable({k: v for k, v in agent_profile(settings.profile, spec.agent, settings).items()
+                      if k not in spec.agent_kwargs})  # fmt: skip
+    recorded = config.get("agent", {})
+    differ += [f"agent {k}={recorded[k]!r}" for k, v in agent.items() if k in recorded and recorded[k] != v]
     if differ:
         raise CLIError(
-            f"{run_dir} holds a finished run with other {differ} ({', '.join(f'{k}={config[k]!r}' for k in differ)}); "
-            "give another --out, or delete it to run again"
+            f"{run_dir} holds a finished run with other settings ({', '.join(differ)}); give another --out, or "
+            "delete it to run again"
         )
 
 
@@ -104,7 +120,7 @@ def execute(spec: RunSpec, table: MutableMapping[str, int] | None = None) -> lis
     done = [(d / "summary.json").is_file() for d in dirs]
     if all(done):
         for seed, d in zip(seeds, dirs, strict=True):
-            check_finished(d, spec.env_id, seed, spec.agent, spec.env_kwargs)
+            check_finished(d, spec, seed)
         return [{**read_summary(d / "summary.json"), "reused": True} for d in dirs]
     if spec.members and (any(done) or any((d / CHECKPOINT_FILE).is_file() for d in dirs)):
         alone = [replace(spec, seed=s, out=str(d), members=0) for s, d in zip(seeds, dirs, strict=True)]

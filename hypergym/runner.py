@@ -225,6 +225,8 @@ def _configs(
     """Each member's ``config.json``: env id and kwargs, its agent's settings, its seed, the grid."""
     space = getattr(env.unwrapped, "space", None)
     grid = {"space": {name: list(values) for name, values in space.values.items()}} if space is not None else {}
+    settings = getattr(env.unwrapped, "settings", None)  # the MDP as the profile resolved it (reuse checks it)
+    resolved = {"settings": settings.described()} if settings is not None else {}
     size = {} if single else {"population": len(seeds)}
     member = getattr(agent, "member_config", None)
     return [
@@ -236,6 +238,7 @@ def _configs(
             **size,
             **(extra or {}),
             **grid,
+            **resolved,
         }
         for i, s in enumerate(seeds)
     ]

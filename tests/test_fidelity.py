@@ -362,7 +362,7 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     population = json.loads(
         (tmp_path / "HyperRL-A2C-CartPole" / "lr-x2-code" / "static" / "seed1" / "config.json").read_text()
     )
-    assert population["population"] == 2 and population["agent"]["population"] == 2
+    assert population["population"] == 2 and population["agent"]["seed"] == 1  # member 1's own agent
     assert (tmp_path / "tiny.png").stat().st_size > 0
     # the jobs a driver of its own may run in its own order are the ones reproduce ran: all finished
     jobs = rep.study_specs("tiny", tmp_path)
@@ -375,8 +375,30 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
 
     spec = RunSpec("HyperRL-PPO-CartPole", "static", 0, str(tmp_path / "HyperRL-A2C-CartPole" / "paper" / "static" /
                    "seed0"), {"profile": "paper"})  # fmt: skip
-    with pytest.raises(CLIError, match=r"holds a finished run with other \['env_id', 'env_overrides'\]"):
+    with pytest.raises(CLIError, match=r"holds a finished run with other settings \(env_id='HyperRL-A2C-CartPole'"):
         execute(spec)
+
+
+def test_a_finished_run_is_not_reused_where_its_profile_resolved_to_other_settings(tmp_path):
+    """A profile that changed meaning (the code profile's memory read, its credit) makes an older run another run."""
+    import json
+
+    from hypergym.jobs import CLIError, RunSpec, execute
+
+    overrides = {"profile": "code", "obs_mode": "random", "total_env_steps": 200, "n_envs": 2}
+    spec = RunSpec("HyperRL-A2C-CartPole", "episodic", 0, str(tmp_path / "run"), overrides)
+    first = execute(spec)
+    assert execute(spec)[0]["reused"] and not first[0].get("reused")  # the same settings: reused
+    path = tmp_path / "run" / "config.json"
+    config = json.loads(path.read_text())
+    assert config["agent"]["released_reshape"] is True and config["settings"]["credit"] == "'before'"
+    for key, older, says in (("agent", "released_reshape", "agent released_reshape=False"),
+                             ("settings", "credit", "credit='after'")):  # fmt: skip
+        changed = json.loads(json.dumps(config))
+        changed[key][older] = False if key == "agent" else "'after'"
+        path.write_text(json.dumps(changed))
+        with pytest.raises(CLIError, match=re.escape(says)):
+            execute(spec)
 
 
 def test_static_min_and_max_take_the_smallest_and_largest_values_of_a_default_first_grid():
@@ -388,7 +410,7 @@ def test_static_min_and_max_take_the_smallest_and_largest_values_of_a_default_fi
     for name, value in (("static-min", 7e-4 / 15), ("static-max", 7e-4 * 15), ("static", 7e-4)):
         assert space.decode(make_agent(name, env, seed=0).act(None, {}))["learning_rate"] == pytest.approx(value)
     venv = gym.make_vec(MCC, num_envs=2, profile="code", obs_mode="random")
-    actions = make_population_agent("static-min", venv, seed=0).act(None, {})
+    actions = make_population_agent("static-min", venv, seed=0).act(*venv.reset(seed=0))
     assert [space.decode(int(a))["learning_rate"] for a in actions] == pytest.approx([7e-4 / 15] * 2)
     with pytest.raises(ValueError, match=r"unknown static point 'median'; choose from \['default', 'min', 'max'\]"):
         make_agent("static", env, action="median")
