@@ -127,9 +127,11 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
     hyperparameter's current value / (B_i - 1)), each in [0, 1].
 
     ## Rewards
-    0 on every step but the last of an update phase, which gets G (``reward``): ``episode_return``
-    (mean raw return of inner episodes completed in the environment phase, else of the last 10 completed)
-    or ``rollout_return`` (mean over envs of the discounted raw return of the rollout), or the released
+    0 on every step but the last of an update phase, which gets G (``reward``): ``rollout_return`` (the
+    paper's Eq. 1 and the default: mean over envs of the discounted raw return of the rollout),
+    ``episode_return`` (mean raw return of inner episodes completed in the environment phase, else of the
+    last 10 completed; the teaching presets' reward, where every step of the task rewards the same and
+    Eq. 1 would be a constant), or the released
     code's ``critic_return`` (the rollout's mean lambda-return from the critic, on the training rewards,
     with the preset's gamma and lambda; ``critic_return_chosen``: with the chosen ones). A diverged update
     adds ``divergence_penalty``.
@@ -174,7 +176,7 @@ class HyperRLEnv(SettingsView, Checkpointable, gym.Env):
         obs_mode: Hyper-state encoder (``"vae"``, ``"random"``, ``"raw"``, ``"stats"``).
         obs_extras: Extras appended to the observation: any of ``"progress"``, ``"hyperparams"``.
         action_mode: ``"discrete"`` or ``"multi_discrete"``.
-        reward: ``"episode_return"``, ``"rollout_return"``, ``"critic_return"`` (the released code's: the
+        reward: ``"rollout_return"`` (Eq. 1), ``"episode_return"``, ``"critic_return"`` (the released code's: the
             rollout's mean lambda-return from the critic, preset gamma and lambda) or
             ``"critic_return_chosen"`` (with the chosen ones), or a ``HyperReward``.
         updates_per_phase: U for A2C and ACKTR (update steps per phase). PPO's phase is always one rollout.

@@ -174,7 +174,7 @@ class HyperRLSettings:
         obs_mode: str = "vae",
         obs_extras: Sequence[str] = (),
         action_mode: str = "discrete",
-        reward: str | HyperReward = "episode_return",
+        reward: str | HyperReward = "rollout_return",
         updates_per_phase: int | None = None,
         phases_per_episode: int | None = 1,
         n_envs: int = 1,

@@ -95,6 +95,8 @@ def check_finished(run_dir: Path, spec: RunSpec, seed: int) -> None:
     }
     differ = [f"{k}={config[k]!r}" for k, v in wanted.items() if k in config and config[k] != v]
     recorded = config.get("settings", {})
+    if not recorded:  # what its profile resolved to then cannot be compared with what it resolves to now
+        differ.append("settings not recorded: written before hypergym recorded them")
     differ += [f"{k}={recorded[k]}" for k, v in settings.described().items() if k in recorded and recorded[k] != v]
     agent = jsonable({k: v for k, v in agent_profile(settings.profile, spec.agent, settings).items()
                       if k not in spec.agent_kwargs})  # fmt: skip

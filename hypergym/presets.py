@@ -157,9 +157,13 @@ _ACKTR_MUJOCO: dict[str, Any] = {
     "total_env_steps": 5_000_000,
 }
 
-# --- Small teaching/test presets (not in the paper).
+# --- Small teaching/test presets (not in the paper). Their hyper-reward is the mean return of the episodes
+# completed in the phase: on CartPole, Acrobot and MountainCar every step rewards the same, so the paper's
+# Eq. 1 (the rollout's discounted T-step return, the default) is a constant there (4.90 on CartPole's T 5).
+_TEACHING_REWARD = {"reward": "episode_return"}
 _PPO_CLASSIC: dict[str, Any] = {
     **_PPO_MUJOCO,
+    **_TEACHING_REWARD,
     "n_steps": 512,
     "n_epochs": 4,
     "normalize": False,
@@ -172,6 +176,7 @@ _PPO_CLASSIC: dict[str, Any] = {
 }
 _A2C_CLASSIC: dict[str, Any] = {
     **_A2C_OPENAI,
+    **_TEACHING_REWARD,
     "n_envs": 4,
     "total_env_steps": 100_000,
     "hyperparams": {"learning_rate": around_default(7e-4, 5)},
@@ -247,6 +252,7 @@ for _task in ("HalfCheetah", "Hopper", "Walker2d", "Ant"):
     )
 PRESETS["HyperRL-ACKTR-CartPole"] = _with(
     _ACKTR_MUJOCO,
+    **_TEACHING_REWARD,
     normalize=False,
     task="CartPole",
     n_envs=4,

@@ -9,8 +9,7 @@ unfinished ones resume from their checkpoints). :func:`report` then writes, besi
 - ``NAME.md``: per arm the mean, standard error and median of both metrics over seeds, and for each
   arm the difference of means to the study's baseline with a 95% percentile-bootstrap interval (seeds
   resampled within each arm), the exact permutation p-value Holm-adjusted over the study's family of
-  comparisons (named in the report), and the verdict from it: ``better`` or ``worse`` where the adjusted
-  p < 0.05, else ``no difference``. The section is ready for ``docs/results.md``, its command included.
+  comparisons (named in the report), and the verdict from it (``better`` / ``worse`` where that p < 0.05).
 """
 
 from __future__ import annotations
@@ -87,7 +86,8 @@ _MCC_EVAL = {"eval_every": 2_000, "eval_episodes": 10}
 _TEXT_VERSIONS = (
     Arm("EPGT code, text epsilon (1 -> 0 over the run)", "episodic", "code", agent_kwargs={"decay_fraction": 1.0,
         "floor": 0.0}),
-    Arm("EPGT code, text reward (episode_return)", "episodic", "code", env_kwargs={"reward": "episode_return"}),
+    Arm("EPGT code, text reward (Eq. 1, rollout_return)", "episodic", "code", env_kwargs={"reward": "rollout_return"}),
+    Arm("EPGT code, episode_return reward", "episodic", "code", env_kwargs={"reward": "episode_return"}),
     Arm("EPGT code, text credit (U = 10, write every 10)", "episodic", "code", env_kwargs={"updates_per_phase": 10},
         agent_kwargs={"write_every": 10}),
     Arm("EPGT code, text actions (absolute lr grid, no decay)", "episodic", "code",

@@ -493,3 +493,29 @@ def test_credit_before_gives_each_phase_the_return_of_the_rollout_it_trained_on(
     a2c = gym.make("HyperRL-A2C-CartPole", profile="code", obs_mode="random").unwrapped.settings
     ppo = gym.make("HyperRL-PPO-CartPole", profile="code", obs_mode="random").unwrapped.settings
     assert (a2c.credit, ppo.credit) == ("before", "after")  # the code profile, for A2C and ACKTR
+
+
+def test_the_paper_profile_rewards_eq_1_except_on_the_teaching_presets():
+    """Eq. 1: G is the rollout's discounted T-step return (``rollout_return``) on every id of the paper's tasks.
+
+    The teaching presets (not in the paper) reward the mean return of the episodes completed in the phase:
+    on CartPole every step rewards 1, so Eq. 1 is the same number after every phase (checked).
+    """
+    from hypergym.envs.settings import HyperRLSettings
+    from hypergym.presets import PRESET_SOURCES
+    from hypergym.rewards import EpisodeReturn, RolloutReturn
+
+    for env_id in ("HyperRL-A2C-MountainCarContinuous", "HyperRL-A2C-BipedalWalker", "HyperRL-PPO-HalfCheetah",
+                   "HyperRL-A2C-CartPole", "HyperRL-PPO-Pendulum", "HyperRL-ACKTR-CartPole"):  # fmt: skip
+        reward = HyperRLSettings.from_kwargs(preset=env_id).reward_fn
+        teaching = PRESET_SOURCES[env_id].startswith("teaching preset")
+        assert isinstance(reward, EpisodeReturn if teaching else RolloutReturn), env_id
+    env = gym.make("HyperRL-A2C-CartPole", reward="rollout_return", obs_mode="random", total_env_steps=2000)
+    env.reset(seed=0)
+    gs = []
+    while len(gs) < 5:
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        gs += [info["G"]] if "G" in info else []
+        if terminated or truncated:
+            env.reset()
+    assert gs == pytest.approx([sum(0.99**k for k in range(5))] * 5)  # T = 5: a constant
