@@ -266,6 +266,7 @@ def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: in
 #: The ``summary.json`` numbers ``hypergym plot --csv`` writes, one column each.
 SUMMARY_KEYS = (
     "final_return",
+    "train_return_100",
     "best_eval_return",
     "final_eval_return",
     "best_G",

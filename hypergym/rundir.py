@@ -22,34 +22,16 @@ import numpy as np
 
 from hypergym.files import atomic_write
 
-__all__ = [
-    "CHECKPOINT_FILE",
-    "FINAL_EPISODES",
-    "STEPS_JOURNAL",
-    "FinishedRun",
-    "MemberTally",
-    "Recorder",
-    "RunFilesError",
-    "RunResult",
-    "append_rows",
-    "csv_cell",
-    "csv_number",
-    "env_config",
-    "jsonable",
-    "member_dir",
-    "portable_name",
-    "read_rows",
-    "read_run",
-    "read_summary",
-    "scalar",
-    "step_row",
-    "write_csv",
-    "write_json",
-]
+__all__ = ["CHECKPOINT_FILE", "FINAL_EPISODES", "STEPS_JOURNAL", "TRAIN_EPISODES", "FinishedRun", "MemberTally"]
+__all__ += ["Recorder", "RunFilesError", "RunResult", "append_rows", "csv_cell", "csv_number", "env_config"]
+__all__ += ["jsonable", "member_dir", "portable_name", "read_rows", "read_run", "read_summary", "scalar"]
+__all__ += ["step_row", "write_csv", "write_json"]
 
 
 #: Inner episodes averaged for the final return of a run.
 FINAL_EPISODES = 10
+#: Inner episodes averaged for the training return of Fig. 2 (the released classic script logs their mean).
+TRAIN_EPISODES = 100
 #: A run directory's checkpoint (removed once ``summary.json`` is written).
 CHECKPOINT_FILE = "checkpoint.ckpt"
 #: A checkpointed run's rows so far, one JSON object per line (removed once ``steps.csv`` is written).
@@ -84,6 +66,8 @@ class RunResult:
     """Best deterministic evaluation of the run (the paper's metric; NaN without ``eval_every``)."""
     final_eval_return: float = math.nan
     """The last evaluation, of the final policy (NaN without ``eval_every``)."""
+    train_return_100: float = math.nan
+    """Mean raw return of the last 100 inner episodes (Fig. 2's training return; NaN if none completed)."""
 
 
 def scalar(x: Any) -> Any:
@@ -310,6 +294,7 @@ class MemberTally:
             learning_episodes=self.episodes,
             env_steps=self.env_steps,
             final_return=float(np.mean(returns[-FINAL_EPISODES:])) if returns else math.nan,
+            train_return_100=float(np.mean(returns[-TRAIN_EPISODES:])) if returns else math.nan,
             best_G=max(gs) if gs else math.nan,
             mean_G=float(np.mean(gs)) if gs else math.nan,
             diverged_steps=self.diverged,

@@ -345,7 +345,8 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert "{profile}" not in text
     assert text.count("| baseline |") == 2
     # a scheduling arm against every rival of its own profile (2 of the 3 are `code`), one Holm family
-    rivals = text.split("Each arm against every rival")[1].split("What the scheduling")[0]
+    assert "Metrics: best evaluation (best mean of the deterministic evaluations), the paper's metric" in text
+    rivals = text.split("Best evaluation: each arm against every rival")[1].split("Training return:")[0]
     assert "Holm-adjusted over these 2:" in rivals
     assert re.search(r"\| random \(code\) \| static \(code\) \| [-+]", rivals)
     assert re.search(r"\| random \(code\) \| static-max \(code\) \| [-+]", rivals)
@@ -354,11 +355,15 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert re.search(r"\| random \(code\) \| 12 \| \d+\.\d% \(20\.0%\) \| learning_rate ", schedules)
     assert re.search(r"\| static \(code\) \| 12 \| 100\.0% \(20\.0%\) \| learning_rate 0\.0007 ", schedules)
     assert "static-max (code)" not in schedules  # of the static arms only the baselines
+    # the same families on the second metric, the training return (Fig. 2's), after the paper's metric
+    assert "Training return: each arm against the baseline; p Holm-adjusted over these 3:" in text
+    assert "Training return: each arm against every rival; p Holm-adjusted over these 2:" in text
     rows = list(csv.DictReader((tmp_path / "tiny.csv").open()))
     assert sorted({r["arm"] for r in rows}) == [
         "lr x2 (code)", "random (code)", "static (code)", "static (paper)", "static-max (code)"
     ]  # fmt: skip
     assert all(r["best_eval_return"] not in ("", "nan") for r in rows) and len(rows) == 10
+    assert all(float(r["train_return_100"]) == float(r["final_return"]) for r in rows)  # under 10 episodes each
     population = json.loads(
         (tmp_path / "HyperRL-A2C-CartPole" / "lr-x2-code" / "static" / "seed1" / "config.json").read_text()
     )
