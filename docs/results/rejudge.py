@@ -2,10 +2,11 @@
 
 ``python docs/results/rejudge.py`` prints the Markdown of the re-judged verdicts in ``docs/results.md``;
 ``tests/test_docs.py`` checks that the page holds what it prints. The families are the report's
-(:func:`hypergym.reproduce.families`); both metrics are judged: the best evaluation (the metric of the paper's
-Tables 1-2) and the final training return (mean of the last 10 training episodes; the paper's Fig. 2
-plots the training return). "before" is the earlier verdict: the 95% bootstrap interval excluding 0,
-no correction.
+(:func:`hypergym.reproduce.families`); two metrics are judged, the study's own first (the paper's for that
+figure or table, :attr:`hypergym.studies.Study.metric`; where a CSV made before 2026-12-05 lacks Fig. 2's
+training return over the last 100 episodes, the final training return over the last 10 stands in), then
+the best evaluation or the final training return. "before" is the earlier verdict: the 95% bootstrap
+interval excluding 0, no correction.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from hypergym.reproduce import STUDIES, families
 from hypergym.verdicts import bootstrap_difference, judge_family, verdict
 
 HERE = Path(__file__).resolve().parent
-METRICS = {"best_eval_return": "best evaluation", "final_return": "final training return"}
+METRICS = {
+    "train_return_100": "training return (last 100 episodes)",
+    "best_eval_return": "best evaluation",
+    "final_return": "final training return",
+}
 
 
 def _values(name: str) -> dict[str, dict[str, list[float]]]:
@@ -28,7 +33,8 @@ def _values(name: str) -> dict[str, dict[str, list[float]]]:
     out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in csv.DictReader((HERE / f"{name}.csv").open()):
         for metric in METRICS:
-            out[row["arm"]][metric].append(float(row[metric]) if row[metric] not in ("", "None") else np.nan)
+            cell = row.get(metric, "")
+            out[row["arm"]][metric].append(float(cell) if cell not in ("", "None") else np.nan)
     return out
 
 
@@ -39,7 +45,11 @@ def section() -> str:
         if not (HERE / f"{name}.csv").is_file():
             continue
         values = _values(name)
-        for metric, label in METRICS.items():
+        held = {m for m in METRICS if any(np.isfinite(v[m]).any() for v in values.values())}
+        own = STUDIES[name].metric if STUDIES[name].metric in held else "final_return"
+        other = "best_eval_return" if own != "best_eval_return" else next(m for m in METRICS if m in held - {own})
+        for metric in (own, other):
+            label = METRICS[metric] + (" (the paper's metric)" if metric == STUDIES[name].metric else "")
             for family, declared in families(STUDIES[name]).items():
                 pairs = [(a, b) for a, b in declared if a in values and b in values]
                 if not pairs:
