@@ -106,8 +106,8 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     metrics = (study.metric, "best_eval_return" if study.metric != "best_eval_return" else "train_return_100")
     write_summary_csv(runs, out / f"{study.name}.csv", (*METRICS, "env_steps", "env_steps_per_second"), label="arm")
     plot_runs(runs, out / f"{study.name}.png", title=study.title)
-    declared = families(study)
-    family = declared.pop("against the baseline")
+    declared = {name: [(a, b) for a, b in pairs if by_arm[a] and by_arm[b]] for name, pairs in families(study).items()}
+    family = declared.pop("against the baseline")  # (an arm not run yet is in no family)
     samples = [(_metric(by_arm[a], metrics[0]), _metric(by_arm[b], metrics[0])) for a, b in family]
     judged = dict(zip([a for a, _ in family], judge_family(samples), strict=True))
     baselines = list(dict.fromkeys(f"`{study.baseline.format(profile=arm.profile)}`" for arm in study.arms))

@@ -180,6 +180,8 @@ STUDIES: dict[str, Study] = {
         arms=(
             Arm("episodic (code)", "episodic", "code"),
             Arm("episodic (paper)", "episodic", "paper"),
+            Arm("random (code)", "random", "code", _BLIND),  # the paper's RND and DQN schedules (Fig. 2b)
+            Arm("dqn (code)", "dqn", "code"),
             *_BW_FIXED,
             _BW_PAPER_FIXED,
             _BW_SINGLE_FIXED,
