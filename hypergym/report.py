@@ -34,17 +34,19 @@ def _metric(runs: Sequence[Run], metric: str) -> list[float]:
 def families(study: Study) -> dict[str, list[tuple[str, str]]]:
     """The study's declared families of comparisons, ``(arm, against)`` labels, each Holm-corrected on its own.
 
-    Each arm against its profile's baseline; each scheduling arm against every rival of its profile (every
-    rival, not the best one picked after the fact: picking it is a comparison too); the plain EPGT arm
-    against PBT and PB2 (Table 2's claim).
+    Each arm against its profile's baseline; each scheduling arm against every rival of its profile, one family
+    per arm, as each arm's claim is its own (every rival, not the best one picked after the fact: picking it is a
+    comparison too); the plain EPGT arm against PBT and PB2 (Table 2's claim).
     """
     base = {arm.label: study.baseline.format(profile=arm.profile) for arm in study.arms}
     schedulers = [a for a in study.arms if a.label not in study.rivals and not a.agent.startswith("static")]
     methods = [a.label for a in study.arms if a.agent in ("pbt", "pb2")]
     plain_epgt = [a.label for a in study.arms if a.agent == "episodic" and not (a.env_kwargs or a.agent_kwargs)]
+    rivals = {f"{a.label} against every rival": [(a.label, r) for r in study.rivals if r.endswith(f"({a.profile})")]
+              for a in schedulers}  # fmt: skip
     return {
         "against the baseline": [(a.label, base[a.label]) for a in study.arms if a.label != base[a.label]],
-        "against every rival": [(a.label, r) for a in schedulers for r in study.rivals if r.endswith(f"({a.profile})")],
+        **{name: pairs for name, pairs in rivals.items() if pairs},
         "against PBT and PB2": [(a, m) for a in plain_epgt for m in methods],
     }
 
@@ -54,7 +56,8 @@ def _family_lines(name: str, pairs: list[tuple[str, str]], by_arm: dict[str, lis
     judged = judge_family([(_metric(by_arm[a], metric), _metric(by_arm[b], metric)) for a, b in pairs])
     lines = [f"| {a} | {b} | {j.difference:+.3g} [{j.low:+.3g}, {j.high:+.3g}] | {j.adjusted:.3f} ({j.p:.3f} alone) "
              f"| {j.verdict} |" for (a, b), j in zip(pairs, judged, strict=True)]  # fmt: skip
-    intro = f"{METRICS[metric].split(' (')[0].capitalize()}: each arm {name}; p Holm-adjusted over these {len(pairs)}:"
+    who = f"each arm {name}" if name.startswith("against") else name
+    intro = f"{METRICS[metric].split(' (')[0].capitalize()}: {who}; p Holm-adjusted over these {len(pairs)}:"
     return _table(intro, ("arm", "against", "difference [95% CI]", "p (Holm)", "verdict"), lines)
 
 
@@ -102,8 +105,16 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     for arm in study.arms:
         runs += [replace(r, label=arm.label) for r in load_runs([arm_dir(out, study.env_id, arm)]) if (r.seed or 0) < n]
     by_arm = {arm.label: [r for r in runs if r.label == arm.label] for arm in study.arms}
-    # The paper's metric for this figure or table first, then the other of training return and evaluation.
-    metrics = (study.metric, "best_eval_return" if study.metric != "best_eval_return" else "train_return_100")
+    # The paper's metric for this figure or table first, then the other of training return and evaluation; runs
+    # made before train_return_100 was recorded have the final return over 10 episodes in its place.
+    held = {m for m in METRICS if all(any(map(math.isfinite, _metric(g, m))) for g in by_arm.values() if g)}
+    own = study.metric if study.metric in held or study.metric != "train_return_100" else "final_return"
+    metrics = (own, "best_eval_return" if own != "best_eval_return" else "train_return_100")
+    paper = (
+        "the paper's metric for this figure or table"
+        if own == study.metric
+        else f"in place of the paper's, {METRICS[study.metric]}, which these runs did not record"
+    )
     write_summary_csv(runs, out / f"{study.name}.csv", (*METRICS, "env_steps", "env_steps_per_second"), label="arm")
     plot_runs(runs, out / f"{study.name}.png", title=study.title)
     declared = {name: [(a, b) for a, b in pairs if by_arm[a] and by_arm[b]] for name, pairs in families(study).items()}
@@ -117,7 +128,7 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
         f"## {study.title}", "", f"Paper: {study.claim}.", "",
         f"Command: `{command}` ({study.env_id}, {len({r.seed for r in runs})} seeds, settings "
         f"{study.env_kwargs or 'of the preset'}). Files: `{study.name}.csv`, `{study.name}.png`.", "",
-        f"Metrics: {METRICS[metrics[0]]}, the paper's metric for this figure or table, judged first; then "
+        f"Metrics: {METRICS[metrics[0]]}, {paper}, judged first; then "
         f"{METRICS[metrics[1]]}. Difference to the baseline {baseline_text} with a 95% bootstrap interval "
         "over seeds (seeds resampled within each arm; the effect's size); p = exact permutation test over the "
         f"seeds, Holm-adjusted over the family of the {len(family)} comparisons of this table (each arm against "
@@ -140,7 +151,7 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
             shown = f"{j.difference:+.3g} [{j.low:+.3g}, {j.high:+.3g}]" if math.isfinite(j.difference) else "n/a"
             cells += [shown, f"{j.adjusted:.3f} ({j.p:.3f} alone)", j.verdict]
         else:
-            cells += ["—", "—", "baseline"]
+            cells += ["—", "—", "baseline" if group else "not run yet"]
         lines.append("| " + " | ".join(cells) + " |")
     for name, pairs in declared.items():
         lines += _family_lines(name, pairs, by_arm, metrics[0])

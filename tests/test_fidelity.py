@@ -346,7 +346,7 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert text.count("| baseline |") == 2
     # a scheduling arm against every rival of its own profile (2 of the 3 are `code`), one Holm family
     assert "Metrics: best evaluation (best mean of the deterministic evaluations), the paper's metric" in text
-    rivals = text.split("Best evaluation: each arm against every rival")[1].split("Training return:")[0]
+    rivals = text.split("Best evaluation: random (code) against every rival")[1].split("Training return:")[0]
     assert "Holm-adjusted over these 2:" in rivals
     assert re.search(r"\| random \(code\) \| static \(code\) \| [-+]", rivals)
     assert re.search(r"\| random \(code\) \| static-max \(code\) \| [-+]", rivals)
@@ -357,7 +357,7 @@ def test_reproduce_runs_every_arm_and_writes_the_section_csv_and_figure(tmp_path
     assert "static-max (code)" not in schedules  # of the static arms only the baselines
     # the same families on the second metric, the training return (Fig. 2's), after the paper's metric
     assert "Training return: each arm against the baseline; p Holm-adjusted over these 3:" in text
-    assert "Training return: each arm against every rival; p Holm-adjusted over these 2:" in text
+    assert "Training return: random (code) against every rival; p Holm-adjusted over these 2:" in text
     rows = list(csv.DictReader((tmp_path / "tiny.csv").open()))
     assert sorted({r["arm"] for r in rows}) == [
         "lr x2 (code)", "random (code)", "static (code)", "static (paper)", "static-max (code)"

@@ -45,7 +45,7 @@ def section() -> str:
         if not (HERE / f"{name}.csv").is_file():
             continue
         values = _values(name)
-        held = {m for m in METRICS if any(np.isfinite(v[m]).any() for v in values.values())}
+        held = {m for m in METRICS if all(np.isfinite(v[m]).any() for v in values.values())}  # by every arm
         own = STUDIES[name].metric if STUDIES[name].metric in held else "final_return"
         other = "best_eval_return" if own != "best_eval_return" else next(m for m in METRICS if m in held - {own})
         for metric in (own, other):
