@@ -23,12 +23,23 @@ from hypergym.verdicts import judge_family
 if TYPE_CHECKING:
     from hypergym.plots import Run
 
-__all__ = ["families", "report"]
+__all__ = ["families", "judged_metrics", "report"]
 
 
 def _metric(runs: Sequence[Run], metric: str) -> list[float]:
     """``metric`` of each run's summary (NaN where it is missing or null)."""
     return [math.nan if r.summary.get(metric) is None else float(r.summary[metric]) for r in runs]
+
+
+def judged_metrics(study: Study, held: set[str]) -> tuple[str, str]:
+    """The two metrics a report judges: the study's own first, then the best evaluation (a table's: training return).
+
+    ``held``: the metrics every arm's runs recorded; runs made before ``train_return_100`` was recorded have
+    the final return over 10 episodes in its place.
+    """
+    own = study.metric if study.metric in held else "final_return"
+    training = "train_return_100" if "train_return_100" in held else "final_return"
+    return own, "best_eval_return" if own != "best_eval_return" else training
 
 
 def families(study: Study) -> dict[str, list[tuple[str, str]]]:
@@ -105,14 +116,11 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
     for arm in study.arms:
         runs += [replace(r, label=arm.label) for r in load_runs([arm_dir(out, study.env_id, arm)]) if (r.seed or 0) < n]
     by_arm = {arm.label: [r for r in runs if r.label == arm.label] for arm in study.arms}
-    # The paper's metric for this figure or table first, then the other of training return and evaluation; runs
-    # made before train_return_100 was recorded have the final return over 10 episodes in its place.
     held = {m for m in METRICS if all(any(map(math.isfinite, _metric(g, m))) for g in by_arm.values() if g)}
-    own = study.metric if study.metric in held or study.metric != "train_return_100" else "final_return"
-    metrics = (own, "best_eval_return" if own != "best_eval_return" else "train_return_100")
+    metrics = judged_metrics(study, held)
     paper = (
         "the paper's metric for this figure or table"
-        if own == study.metric
+        if metrics[0] == study.metric
         else f"in place of the paper's, {METRICS[study.metric]}, which these runs did not record"
     )
     write_summary_csv(runs, out / f"{study.name}.csv", (*METRICS, "env_steps", "env_steps_per_second"), label="arm")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hypergym.report import judged_metrics
 from hypergym.reproduce import STUDIES, families
 from hypergym.verdicts import bootstrap_difference, judge_family, verdict
 
@@ -46,9 +47,7 @@ def section() -> str:
             continue
         values = _values(name)
         held = {m for m in METRICS if all(np.isfinite(v[m]).any() for v in values.values())}  # by every arm
-        own = STUDIES[name].metric if STUDIES[name].metric in held else "final_return"
-        other = "best_eval_return" if own != "best_eval_return" else next(m for m in METRICS if m in held - {own})
-        for metric in (own, other):
+        for metric in judged_metrics(STUDIES[name], held):
             label = METRICS[metric] + (" (the paper's metric)" if metric == STUDIES[name].metric else "")
             for family, declared in families(STUDIES[name]).items():
                 pairs = [(a, b) for a, b in declared if a in values and b in values]

@@ -317,13 +317,13 @@ class Learner(RolloutCollector):
         """
         loss, parts = self.member_losses(batch)
         finite = torch.isfinite(loss)
-        if members is not None:
-            chosen = torch.as_tensor(members, device=self.device)
-            self._checkpoint.save(finite | ~chosen)  # every valid state: the others' are restored below
-            finite = finite & chosen
-        all_finite = bool(finite.all())
         if members is None:
+            all_finite = bool(finite.all())
             self._checkpoint.save(None if all_finite else finite)
+        else:  # the others' states are valid too: saved, so that restoring them below gives them back
+            chosen = torch.as_tensor(members, device=self.device)
+            self._checkpoint.save(finite | ~chosen)
+            finite, all_finite = finite & chosen, False
         self.policy.zero_grad()
         self.policy.backward((loss if all_finite else torch.where(finite, loss, torch.zeros_like(loss))).sum())
         grad = self.policy.flat_grad
