@@ -1,4 +1,4 @@
-"""hypergym hyper-agents: EPGT episodic control, DQN, random and static, behind one small protocol."""
+"""hypergym hyper-agents: EPGT episodic control, DQN, GEM, random and static, behind one small protocol."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypergym.agents.base import (
 from hypergym.agents.dqn import DQNAgent
 from hypergym.agents.episodic import EpisodicAgent, paper_capacity
 from hypergym.agents.factored import FactoredEpisodicAgent
+from hypergym.agents.gem import GEMAgent
 from hypergym.agents.hoof import HOOFAgent
 from hypergym.agents.memory import AnnoyIndex, EpisodicMemory, ExactIndex, NeighborIndex
 from hypergym.agents.registry import AGENTS, AgentEntry, agent_arguments, load_agent_class, make_agent
@@ -26,6 +27,7 @@ __all__ = [
     "EpsilonGreedyAgent",
     "ExactIndex",
     "FactoredEpisodicAgent",
+    "GEMAgent",
     "HOOFAgent",
     "HyperAgent",
     "HyperAgentProtocol",

@@ -8,12 +8,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.dqn.policies import DQNPolicy
 
 from hypergym.agents.base import EpsilonGreedyAgent, Transition
+from hypergym.agents.qnets import HyperQNetwork, QLayout, grid_coordinates
 from hypergym.devices import resolve_device
 from hypergym.seeding import GlobalRNGs
 
-__all__ = ["DQNAgent"]
+__all__ = ["DQNAgent", "HyperDQNPolicy"]
 
 
 class DQNAgent(EpsilonGreedyAgent):
@@ -40,6 +42,11 @@ class DQNAgent(EpsilonGreedyAgent):
         seed: Seed of the agent.
         decay_fraction: Fraction of the run over which epsilon falls to ``floor`` (paper: 1).
         floor: Epsilon after the decay (paper: 0).
+        q_net: ``"mlp"`` (the paper's: one output per grid point) or ``"hyper"``: a hypernetwork Q over the
+            grid points' hyperparameter values (:class:`~hypergym.agents.qnets.QLayout`), which generalises
+            from tried grid points to their neighbours.
+        q_net_kwargs: ``"hyper"``: :class:`~hypergym.agents.qnets.QLayout` arguments (``hidden``,
+            ``dynamic_hidden``, ``blocks``, ``sigmas``).
         **dqn_kwargs: Any other ``stable_baselines3.DQN`` argument.
     """
 
@@ -59,6 +66,8 @@ class DQNAgent(EpsilonGreedyAgent):
         seed: int | None = None,
         decay_fraction: float = 1.0,
         floor: float = 0.0,
+        q_net: str = "mlp",
+        q_net_kwargs: dict[str, Any] | None = None,
         **dqn_kwargs: Any,
     ) -> None:
         from stable_baselines3 import DQN
@@ -68,6 +77,14 @@ class DQNAgent(EpsilonGreedyAgent):
             raise TypeError(f"DQNAgent needs a Discrete action space, got {env.action_space}")
         if target_update_interval < 1:
             raise ValueError(f"target_update_interval must be a positive integer, got {target_update_interval!r}")
+        policy_kwargs: dict[str, Any] = {"net_arch": [64, 64]}
+        if q_net == "hyper":
+            space = getattr(env.unwrapped, "space", None)
+            if space is None:
+                raise ValueError("q_net='hyper' reads the grid's hyperparameter values: give it a HyperRL env")
+            policy_kwargs.update(coordinates=grid_coordinates(space), layout_kwargs=dict(q_net_kwargs or {}))
+        elif q_net != "mlp" or q_net_kwargs:
+            raise ValueError(f"q_net must be 'mlp' or 'hyper' (q_net_kwargs only with 'hyper'), got {q_net!r}")
         self.target_update_interval = target_update_interval
         self.learning_starts = learning_starts
         self.batch_size = batch_size
@@ -79,11 +96,13 @@ class DQNAgent(EpsilonGreedyAgent):
             "batch_size": batch_size,
             "learning_starts": learning_starts,
             "gamma": gamma,
+            "q_net": q_net,
+            **({"q_net_kwargs": q_net_kwargs} if q_net_kwargs else {}),
             **dqn_kwargs,
         }
         with self._rngs.active():
             self.model = DQN(
-                "MlpPolicy",
+                HyperDQNPolicy if q_net == "hyper" else "MlpPolicy",
                 env,
                 learning_rate=learning_rate,
                 buffer_size=buffer_size,
@@ -95,7 +114,7 @@ class DQNAgent(EpsilonGreedyAgent):
                 target_update_interval=target_update_interval,
                 exploration_initial_eps=1.0,
                 exploration_final_eps=0.0,
-                policy_kwargs={"net_arch": [64, 64]},
+                policy_kwargs=policy_kwargs,
                 device=device,
                 verbose=0,
                 **dqn_kwargs,
@@ -153,6 +172,28 @@ class DQNAgent(EpsilonGreedyAgent):
         state = torch.load(Path(path) / "dqn.pt", map_location=self.model.device)
         self.model.q_net.load_state_dict(state["q_net"])
         self.model.q_net_target.load_state_dict(state["q_net_target"])
+
+
+class HyperDQNPolicy(DQNPolicy):
+    """SB3's DQN policy whose Q and target networks score the grid with a hypernetwork Q.
+
+    Args:
+        coordinates: The ``[n_actions, k]`` grid coordinates (:func:`~hypergym.agents.qnets.grid_coordinates`).
+        layout_kwargs: Further :class:`~hypergym.agents.qnets.QLayout` arguments.
+        *args, **kwargs: ``DQNPolicy``'s.
+    """
+
+    def __init__(self, *args: Any, coordinates: np.ndarray, layout_kwargs: dict[str, Any], **kwargs: Any) -> None:
+        self.coordinates, self.layout_kwargs = coordinates, layout_kwargs
+        super().__init__(*args, **kwargs)
+
+    def make_q_net(self) -> Any:
+        """SB3's Q-network (its features extractor) with the hypernetwork Q in place of its MLP."""
+        net = super().make_q_net()
+        n_actions = int(self.action_space.n)  # type: ignore[attr-defined]
+        layout = QLayout(net.features_dim, n_actions, 1, "hyper", coordinates=self.coordinates, **self.layout_kwargs)
+        net.q_net = HyperQNetwork(layout).to(self.device)
+        return net
 
 
 def _null_logger() -> Any:

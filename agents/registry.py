@@ -24,6 +24,7 @@ from hypergym.agents.base import PopulationAgent, check_agent
 from hypergym.agents.dqn import DQNAgent
 from hypergym.agents.episodic import EpisodicAgent
 from hypergym.agents.factored import FactoredEpisodicAgent
+from hypergym.agents.gem import GEMAgent, PopulationGEMAgent
 from hypergym.agents.hoof import HOOFAgent
 from hypergym.agents.pb2 import PB2Agent
 from hypergym.agents.pbt import PBTAgent
@@ -79,6 +80,7 @@ AGENTS: dict[str, AgentEntry] = {
     "episodic": AgentEntry(EpisodicAgent, PopulationEpisodicAgent),
     "episodic-factored": AgentEntry(FactoredEpisodicAgent),
     "dqn": AgentEntry(DQNAgent),
+    "gem": AgentEntry(GEMAgent, PopulationGEMAgent),
     "hoof": AgentEntry(HOOFAgent, no_population=_HOOF_WHY),
     "random": AgentEntry(_random),  # per member: each member's RandomAgent draws from its own seed
     "static": AgentEntry(StaticAgent),

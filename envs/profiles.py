@@ -117,7 +117,7 @@ def agent_profile(profile: str, name: str, env: Any) -> dict[str, Any]:
     if check_profile(profile) == "paper":
         return {}
     out: dict[str, Any] = {}
-    if name in ("episodic", "dqn"):
+    if name in ("episodic", "dqn", "gem"):
         out.update(decay_fraction=0.5, floor=0.01)
     if name == "episodic":
         hx = getattr(env, "unwrapped", env)

@@ -118,7 +118,7 @@ def test_random_agent_is_seeded():
     assert draws == set(range(7))
 
 
-@pytest.mark.parametrize("name", ["episodic", "dqn", "random", "static", "static-min"])
+@pytest.mark.parametrize("name", ["episodic", "dqn", "gem", "random", "static", "static-min"])
 def test_every_agent_completes_a_run_through_the_runner(name, tmp_path):
     pd = pytest.importorskip("pandas")
     env = gym.make(

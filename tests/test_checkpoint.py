@@ -266,6 +266,7 @@ def _summary(result):
     [
         ("episodic", {"checkpoint_every": 3}),
         ("dqn", {"checkpoint_every": 3}),
+        ("gem", {"checkpoint_every": 3}),
         # wall clock: 1e-9 minutes is a checkpoint at the end of every phase
         ("episodic", {"checkpoint_minutes": 1e-9}),
     ],
@@ -280,7 +281,7 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_as_the_uninte
         vae = {"hidden": 8, "train_every": 2, "batch_size": 2}
         env = gym.make("HyperRL-A2C-CartPole", **{**TINY, "total_env_steps": 1200}, n_envs=2, obs_mode="vae",
                        updates_per_phase=2, encoder_kwargs=vae)  # fmt: skip
-        kwargs = {"learning_starts": 5, "batch_size": 4} if agent_name == "dqn" else {}
+        kwargs = {"learning_starts": 5, "batch_size": 4} if agent_name in ("dqn", "gem") else {}
         return env, make_agent(agent_name, env, seed=4, **kwargs)
 
     env, agent = fresh()
