@@ -177,7 +177,7 @@ class GEMCore:
         self.gradient_steps[ready] += 1
         for i in np.flatnonzero(ready & (self.gradient_steps % self.target_update_interval == 0)):
             self.target[i] = self.flat[i]
-            self.memories[i].refresh(self._values(i))
+            self.memories[i].refresh(self._values(int(i)))
 
 
 class GEMAgent(EpsilonGreedyAgent):
@@ -300,7 +300,7 @@ class PopulationGEMAgent(PopulationAgent):
         for i in np.flatnonzero(movers):
             last = final is not None and ended is not None and bool(ended[i])
             self.steps[i] += 1
-            self.core.record(i, Transition(before[i], self.acted[i], float(rewards[i]),
+            self.core.record(int(i), Transition(before[i], self.acted[i], float(rewards[i]),
                                            final[i] if last else next_obs[i], bool(terminated[i]),  # type: ignore[index]
                                            bool(truncated[i]), {}))  # fmt: skip
         self.core.train(movers)

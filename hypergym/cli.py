@@ -210,6 +210,14 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     print(f"wrote {path} and its .csv and .png")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from hypergym.bench import bench
+
+    out = Path(args.out)
+    print(bench([a for a in (args.agents or []) if a], args.tasks, out, args.workers, args.remake))
+    print(f"figure: {out / f'bench-{args.tasks}.png'}")
+
+
 class _Help(argparse.RawDescriptionHelpFormatter):
     """Help with each option's default (where it has one) and the examples kept as written."""
 
@@ -311,6 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--workers", type=int, default=default_workers(), help=workers)
     rep.add_argument("--out", help="folder of the runs and the report (default runs/reproduce/NAME)")
     rep.set_defaults(func=cmd_reproduce)
+
+    bench = _command(sub, "bench", "score hyper-agents on the benchmark's tasks (10 seeds each, one population per "
+                     "task) beside the stored leaderboard: IQM, intervals, P(better than static)",
+                     "hypergym bench my_agents:MyAgent --tasks test")  # fmt: skip
+    bench.add_argument("agents", nargs="*", help=f"agents to score: each {agents} (none: the stored board)")
+    bench.add_argument("--tasks", choices=("tuning", "test", "all"), default="test", help="which tasks")
+    bench.add_argument("--workers", type=int, default=default_workers(), help=workers)
+    bench.add_argument("--out", default="runs/bench", help="folder of the runs and the figure")
+    bench.add_argument("--remake", action="store_true",
+                       help="also run every board entry, static and the fixed rates; write OUT/bench.json")  # fmt: skip
+    bench.set_defaults(func=cmd_bench)
 
     plot = _command(sub, "plot", "table and figure of finished runs",
                     "hypergym plot runs/compare/HyperRL-A2C-CartPole --out cartpole.png --csv runs.csv")  # fmt: skip

@@ -40,15 +40,17 @@ def reproduce(name: str, out: Path, workers: int, seeds: int | None = None, comm
     return report(chosen, out, command or f"hypergym reproduce {name} --out {out}", n)
 
 
-def study_specs(name: str, out: Path, seeds: int | None = None) -> list[RunSpec]:
-    """The jobs of study ``name`` under ``out`` (what :func:`reproduce` runs), every arm checked first.
+def study_specs(name: str | Study, out: Path, seeds: int | None = None) -> list[RunSpec]:
+    """The jobs of study ``name`` (or of a :class:`Study` given) under ``out`` (what :func:`reproduce` runs).
+
+    Every arm is checked first.
 
     For running a long study's jobs in an order of one's own (e.g. whole populations before a session
     ends): the jobs are the same, so ``hypergym reproduce NAME`` reuses what they finished.
     """
     from hypergym.study import plan
 
-    chosen = study(name)
+    chosen = name if isinstance(name, Study) else study(name)
     n = seeds or chosen.seeds
     groups: dict[Path, list[Arm]] = {}
     for arm in chosen.arms:  # arms that share env settings share a folder

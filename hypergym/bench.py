@@ -1,0 +1,332 @@
+"""``hypergym bench``: a fixed suite of Hyper-RL tasks, a score per task, and a leaderboard of hyper-agents.
+
+Each task is a registered id under an EPGT profile at a stated budget, ten seeds, and is either a tuning task
+(develop an agent on it) or a held-out test task (report on it). Every agent's seeds on a task run as one
+population (members = seeds; HOOF seed by seed). A run's score is its training return at the end (mean of its
+last 100 training episodes), normalised per task so that the static default's mean is 0 and the task's
+reference is 1: the best fixed learning rate of the task's grid (the other hyperparameters at their
+defaults), measured here; where the default itself is the best fixed rate, 1 is the span of the fixed rates'
+means (best minus worst). The aggregate over a split's tasks is the interquartile mean with 95%
+stratified-bootstrap intervals, a performance profile and the probability of improvement over static,
+computed by ``rliable`` (Agarwal et al., NeurIPS 2021; ``pip install "hypergym[bench]"``).
+
+The leaderboard's runs ship with the package as their per-seed scores (``hypergym/data/bench.json``), so
+``hypergym bench my_agents:MyAgent`` runs only the new agent and prints its row beside the stored ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hypergym.studies import Arm, Study, arm_dir
+
+__all__ = ["BOARD", "TASKS", "BoardEntry", "Task", "aggregate", "bench", "bench_specs", "leaderboard", "normaliser"]
+__all__ += ["stored", "task_scores", "task_study", "tasks_of"]
+
+_BLIND = {"obs_mode": "random"}  # agents that never read the hyper-state run with the cheap projection
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of the suite."""
+
+    name: str
+    env_id: str
+    profile: str
+    split: str
+    """``"tuning"`` or ``"test"``."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the preset: the budget, and the grid where it is not the preset's."""
+    seeds: int = 10
+
+
+@dataclass(frozen=True)
+class BoardEntry:
+    """A row of the leaderboard: an agent with its arguments."""
+
+    label: str
+    agent: str
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)
+    blind: bool = False
+    """Never reads the hyper-state (runs with the random projection, which leaves the learner's numbers alone)."""
+
+
+#: The suite: A2C, ACKTR and PPO; classic control, Box2D and MuJoCo; Table 2's 144-action grid on one task.
+TASKS: tuple[Task, ...] = (
+    Task("cartpole-a2c", "HyperRL-A2C-CartPole", "paper", "tuning", {"total_env_steps": 50_000}),
+    Task("cartpole-acktr", "HyperRL-ACKTR-CartPole", "code", "tuning", {"total_env_steps": 50_000}),
+    Task("pendulum-ppo", "HyperRL-PPO-Pendulum", "paper", "tuning", {"total_env_steps": 50_000}),
+    Task("mountaincar-a2c", "HyperRL-A2C-MountainCarContinuous", "code", "test", {"total_env_steps": 20_000}),
+    Task("lunarlander-ppo-144", "HyperRL-PPO-LunarLanderContinuous", "code", "test", {"total_env_steps": 100_000}),
+    Task("acrobot-a2c", "HyperRL-A2C-Acrobot", "paper", "test", {"total_env_steps": 50_000}),
+    Task("halfcheetah-ppo", "HyperRL-PPO-HalfCheetah", "paper", "test", {"total_env_steps": 50_000}),
+)
+
+#: Every registered hyper-agent on the board (HOOF where it applies: A2C and PPO).
+BOARD: tuple[BoardEntry, ...] = (
+    BoardEntry("static", "static", blind=True),
+    BoardEntry("random", "random", blind=True),
+    BoardEntry("EPGT", "episodic"),
+    BoardEntry("DQN", "dqn"),
+    BoardEntry("DQN, hypernetwork Q", "dqn", {"q_net": "hyper"}),
+    BoardEntry("GEM", "gem"),
+    BoardEntry("GEM, hypernetwork Q", "gem", {"q_net": "hyper"}),
+    BoardEntry("PBT", "pbt", blind=True),
+    BoardEntry("PB2", "pb2", blind=True),
+    BoardEntry("HOOF", "hoof"),
+)
+
+
+def tasks_of(split: str) -> tuple[Task, ...]:
+    """The tasks of ``split`` (``"tuning"``, ``"test"`` or ``"all"``).
+
+    Raises:
+        ValueError: On another split.
+    """
+    if split not in ("tuning", "test", "all"):
+        raise ValueError(f"--tasks must be tuning, test or all, got {split!r}")
+    return tuple(t for t in TASKS if split in ("all", t.split))
+
+
+def _applies(entry: BoardEntry, task: Task) -> bool:
+    return entry.agent != "hoof" or "-ACKTR-" not in task.env_id
+
+
+def _reference_arms(task: Task) -> tuple[Arm, ...]:
+    """The fixed learning rates of the task's grid, the other hyperparameters at their defaults."""
+    import gymnasium as gym
+
+    env = gym.make(task.env_id, profile=task.profile, **{**task.env_kwargs, **_BLIND})
+    space = env.unwrapped.space  # type: ignore[attr-defined]
+    env.close()
+    at = space.names.index("learning_rate")
+    default = list(space.default_indices())
+    arms = []
+    for i, value in enumerate(space.values["learning_rate"]):
+        action = space.from_indices([*default[:at], i, *default[at + 1 :]])
+        arms.append(Arm(f"fixed lr {value:.3g}", "static", task.profile, _BLIND, {"action": int(action)}))
+    return tuple(arms)
+
+
+def task_study(task: Task, entries: Sequence[BoardEntry] = BOARD) -> Study:
+    """``task`` as a :class:`~hypergym.studies.Study`: the entries' arms and the fixed learning rates."""
+    arms = tuple(
+        Arm(e.label, e.agent, task.profile, _BLIND if e.blind else {}, e.agent_kwargs, single_runs=e.agent == "hoof")
+        for e in entries
+        if _applies(e, task)
+    )
+    return Study(
+        name=f"bench-{task.name}", title=f"hypergym bench: {task.name}", env_id=task.env_id, seeds=task.seeds,
+        arms=arms + _reference_arms(task), baseline="static", claim="(the benchmark)", env_kwargs=task.env_kwargs,
+        metric="train_return_100",
+    )  # fmt: skip
+
+
+def bench_specs(tasks: Sequence[Task], entries: Sequence[BoardEntry], out: Path, references: bool) -> list[Any]:
+    """The jobs of ``entries`` (and, with ``references``, of static and the fixed rates) on ``tasks``."""
+    from hypergym.reproduce import study_specs
+
+    specs = []
+    for task in tasks:
+        study = task_study(task, entries)
+        if not references:
+            study = Study(**{**study.__dict__, "arms": tuple(a for a in study.arms if not a.label.startswith("fixed"))})
+        specs += study_specs(study, out / task.name)
+    return specs
+
+
+def task_scores(task: Task, entries: Sequence[BoardEntry], out: Path) -> dict[str, list[float]]:
+    """Each arm's per-seed training return at the end on ``task`` (from the runs under ``out``)."""
+    from hypergym.plots import load_runs
+
+    scores = {}
+    for arm in task_study(task, entries).arms:
+        runs = [r for r in load_runs([arm_dir(out / task.name, task.env_id, arm)]) if (r.seed or 0) < task.seeds]
+        values = [r.summary.get("train_return_100") for r in sorted(runs, key=lambda r: r.seed or 0)]
+        if values:
+            scores[arm.label] = [math.nan if v is None else float(v) for v in values]
+    return scores
+
+
+def normaliser(scores: dict[str, list[float]]) -> tuple[float, float, str]:
+    """``(zero, scale, what)``: a task's score is ``(return - zero) / scale``.
+
+    ``zero`` is the static default's mean; ``zero + scale`` the best fixed learning rate's, or, where the default
+    is the best fixed rate, ``scale`` is the fixed rates' span (best minus worst).
+    """
+    zero = float(np.mean(scores["static"]))
+    fixed = {label: float(np.mean(v)) for label, v in scores.items() if label.startswith("fixed lr")}
+    best = max(fixed, key=lambda k: fixed[k])
+    if fixed[best] > zero:
+        return zero, fixed[best] - zero, f"{best} = 1"
+    span = max(fixed.values()) - min(fixed.values())
+    return zero, span if span > 0 else 1.0, "the default is the best fixed rate: 1 = the fixed rates' span"
+
+
+def aggregate(normalised: dict[str, np.ndarray], draws: int = 2000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per entry: IQM with a 95% stratified-bootstrap interval, and P(improvement over static) with one.
+
+    Args:
+        normalised: Per entry a ``[seeds, tasks]`` matrix of normalised scores (``"static"`` among them).
+        draws: Bootstrap draws.
+        seed: Seed of the bootstrap.
+    """
+    from rliable import metrics
+
+    rly = _rliable()
+
+    def iqm_of(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x)])
+
+    pairs = {f"{k},static": (v, normalised["static"]) for k, v in normalised.items() if k != "static"}
+    # rliable resamples with NumPy's global generator: seeded here, then restored
+    saved = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        iqm, intervals = rly.get_interval_estimates(normalised, iqm_of, reps=draws)
+        prob, prob_ci = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=draws)
+    finally:
+        np.random.set_state(saved)  # noqa: NPY002
+    out = {}
+    for key in normalised:
+        row = {
+            "iqm": float(iqm[key][0]),
+            "iqm_low": float(intervals[key][0, 0]),
+            "iqm_high": float(intervals[key][1, 0]),
+        }
+        if key != "static":
+            p, ci = prob[f"{key},static"], prob_ci[f"{key},static"]
+            row.update(p_improve=float(np.ravel(p)[0]), p_low=float(np.ravel(ci)[0]), p_high=float(np.ravel(ci)[1]))
+        out[key] = row
+    return out
+
+
+def _rliable() -> Any:
+    """``rliable.library``, made to work with ``arch`` 8.
+
+    rliable 1.2 passes ``random_state`` to arch's bootstraps, a keyword arch 8 no longer takes (and arch 7 does
+    not import under pandas 3). rliable never used it: its stratified resampling draws from NumPy's global
+    generator. So its two bootstrap classes get, once, a base between them and arch's that drops the keyword;
+    the rest of rliable (IQM, probability of improvement, performance profiles, the intervals) runs as it is.
+    """
+    import inspect
+
+    from arch.bootstrap import IIDBootstrap
+    from rliable import library
+
+    if "random_state" in inspect.signature(IIDBootstrap.__init__).parameters:
+        return library
+    for cls in (library.StratifiedBootstrap, library.StratifiedIndependentBootstrap):
+        (base,) = cls.__bases__
+        if getattr(base, "_drops_random_state", False):
+            continue
+
+        def init(self: Any, *args: Any, random_state: Any = None, _base: type = base, **kwargs: Any) -> None:
+            _base.__init__(self, *args, **kwargs)  # type: ignore[misc]
+
+        cls.__bases__ = (
+            type(f"{base.__name__}WithoutRandomState", (base,), {"__init__": init, "_drops_random_state": True}),
+        )
+    return library
+
+
+def stored() -> dict[str, dict[str, list[float]]]:
+    """The leaderboard's runs shipped with the package: per task, per entry, the per-seed training returns."""
+    text = resources.files("hypergym").joinpath("data/bench.json").read_text()
+    return dict(json.loads(text)["tasks"])
+
+
+def _matrix(tasks: Sequence[Task], scores: dict[str, dict[str, list[float]]]) -> tuple[dict[str, np.ndarray], dict]:
+    """Per entry on every task: its ``[seeds, tasks]`` normalised scores; and each task's normaliser."""
+    norms = {t.name: normaliser(scores[t.name]) for t in tasks}
+    labels = [label for label in scores[tasks[0].name] if not label.startswith("fixed lr")]
+    out = {}
+    for label in labels:
+        if all(label in scores[t.name] for t in tasks):
+            columns = [(np.asarray(scores[t.name][label]) - norms[t.name][0]) / norms[t.name][1] for t in tasks]
+            n = min(len(c) for c in columns)
+            out[label] = np.stack([c[:n] for c in columns], axis=1)
+    return out, norms
+
+
+def leaderboard(tasks: Sequence[Task], scores: dict[str, dict[str, list[float]]], figure: Path | None = None) -> str:
+    """The leaderboard of ``scores`` (per task, per entry, per-seed training returns) on ``tasks``, as Markdown."""
+    missing = [t.name for t in tasks if "static" not in scores.get(t.name, {})]
+    if missing:
+        raise ValueError(f"no runs of the static default and fixed rates on {missing}: run `hypergym bench --remake`")
+    matrix, norms = _matrix(tasks, scores)
+    stats = aggregate(matrix)
+    head = "| entry | IQM [95% CI] | P(better than static) [95% CI] | " + " | ".join(t.name for t in tasks) + " |"
+    lines = [head, "|---" * (3 + len(tasks)) + "|"]
+    for label in sorted(stats, key=lambda k: -stats[k]["iqm"]):
+        s = stats[label]
+        p = f"{s['p_improve']:.2f} [{s['p_low']:.2f}, {s['p_high']:.2f}]" if "p_improve" in s else "-"
+        per_task = " | ".join(f"{np.nanmean(matrix[label][:, j]):.2f}" for j in range(len(tasks)))
+        lines.append(f"| {label} | {s['iqm']:.2f} [{s['iqm_low']:.2f}, {s['iqm_high']:.2f}] | {p} | {per_task} |")
+    lines += ["", "Normalisation (static default = 0): " + "; ".join(f"{k}: {v[2]}" for k, v in norms.items()) + "."]
+    if figure is not None:
+        _plot(matrix, stats, figure)
+        lines += ["", f"Figure: `{figure.name}`."]
+    return "\n".join(lines)
+
+
+def _plot(matrix: dict[str, np.ndarray], stats: dict[str, dict[str, float]], path: Path) -> None:
+    """IQM with its interval per entry, and the performance profile (fraction of runs above each score)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rly = _rliable()
+
+    order = sorted(stats, key=lambda k: stats[k]["iqm"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(order) + 2))
+    for y, label in enumerate(order):
+        s = stats[label]
+        left.plot([s["iqm_low"], s["iqm_high"]], [y, y], lw=6, alpha=0.5)
+        left.plot([s["iqm"]], [y], "k|", ms=14)
+    left.set_yticks(range(len(order)), order)
+    left.set_xlabel("IQM of normalised score (static 0, reference 1)")
+    taus = np.linspace(
+        min(float(np.nanmin(m)) for m in matrix.values()), max(float(np.nanmax(m)) for m in matrix.values()), 81
+    )
+    profiles, _ = rly.create_performance_profile(matrix, taus, reps=200)
+    for label in order:
+        right.plot(taus, profiles[label], label=label)
+    right.set_xlabel("normalised score tau")
+    right.set_ylabel("fraction of runs with score > tau")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bench(agents: Sequence[str], split: str, out: Path, workers: int, remake: bool = False) -> str:
+    """Run ``agents`` on the split's tasks and return the leaderboard with their rows (Markdown).
+
+    ``agents`` are registered names or ``package.module:Class``; each runs on every task as one population of
+    the task's seeds and is scored against the stored runs. With ``remake`` every board entry, the static
+    default and the fixed rates run too, and their scores are written to ``out/bench.json`` (the file the
+    package ships as ``hypergym/data/bench.json``).
+    """
+    from hypergym.jobs import run_many
+
+    tasks = tasks_of(split)
+    new = [BoardEntry(a, a) for a in agents]
+    entries = [*BOARD, *new] if remake else new
+    if entries:
+        run_many(bench_specs(tasks, entries, out, references=remake), workers)
+    scores = {t.name: dict(stored().get(t.name, {})) for t in tasks}
+    for t in tasks:
+        scores[t.name].update(task_scores(t, entries, out))
+    if remake:
+        (out / "bench.json").write_text(json.dumps({"version": 1, "tasks": scores}, indent=1))
+    return leaderboard(tasks, scores, out / f"bench-{split}.png")

@@ -1,0 +1,73 @@
+"""The benchmark's normalisation and aggregate by hand, and ``hypergym bench`` end to end on a tiny task."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rliable")
+
+from hypergym import bench as bench_module
+from hypergym.bench import BOARD, BoardEntry, Task, aggregate, normaliser, task_study, tasks_of
+
+
+def test_a_task_score_is_zero_at_the_static_default_and_one_at_the_best_fixed_rate():
+    scores = {"static": [10.0, 12.0], "fixed lr 0.001": [11.0, 11.0], "fixed lr 0.002": [20.0, 22.0], "EPGT": [16.0]}
+    zero, scale, what = normaliser(scores)
+    assert (zero, scale) == (11.0, 10.0) and what == "fixed lr 0.002 = 1"
+    # where the default is the best fixed rate, 1 is the fixed rates' span
+    zero, scale, what = normaliser({"static": [20.0], "fixed lr 0.001": [20.0], "fixed lr 0.002": [15.0]})
+    assert (zero, scale) == (20.0, 5.0) and "span" in what
+
+
+def test_the_aggregate_is_rliables_iqm_with_intervals_and_probability_of_improvement():
+    from scipy.stats import trim_mean
+
+    rng = np.random.default_rng(0)
+    scores = {
+        "static": rng.normal(0, 1, (10, 4)),
+        "good": rng.normal(1.5, 1, (10, 4)),
+        "same": rng.normal(0, 1, (10, 4)),
+    }
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    first, second = aggregate(scores, draws=300), aggregate(scores, draws=300)
+    assert first == second and np.array_equal(np.random.get_state()[1], before)  # seeded; the global RNG left alone  # noqa: NPY002
+    for name, matrix in scores.items():
+        assert first[name]["iqm"] == pytest.approx(trim_mean(matrix.ravel(), 0.25))
+        assert first[name]["iqm_low"] < first[name]["iqm"] < first[name]["iqm_high"]
+    assert first["good"]["p_low"] > 0.75 and first["same"]["p_low"] < 0.5 < first["same"]["p_high"]
+    assert "p_improve" not in first["static"]
+
+
+def test_the_suite_spans_the_learners_and_families_and_a_grid_of_over_100_actions():
+    import gymnasium as gym
+
+    tasks = tasks_of("all")
+    assert {t.split for t in tasks} == {"tuning", "test"} and len(tasks) >= 6
+    assert {t.env_id.split("-")[1] for t in tasks} == {"A2C", "ACKTR", "PPO"}
+    assert any("HalfCheetah" in t.env_id for t in tasks) and any("Lunar" in t.env_id for t in tasks)
+    sizes = [gym.make(t.env_id, **t.env_kwargs, obs_mode="random").unwrapped.space.n_actions for t in tasks]
+    assert max(sizes) >= 100
+    acktr = next(t for t in tasks if "ACKTR" in t.env_id)
+    assert "HOOF" not in [a.label for a in task_study(acktr).arms]  # HOOF scores A2C and PPO updates only
+    with pytest.raises(ValueError, match="tuning, test or all"):
+        tasks_of("train")
+
+
+def test_bench_runs_a_new_agent_only_and_prints_its_row_beside_the_stored_board(tmp_path, monkeypatch, capsys):
+    budget = {"total_env_steps": 600, "updates_per_phase": 5, "policy_kwargs": {"net_arch": [16]}}
+    tiny = Task("cartpole-tiny", "HyperRL-A2C-CartPole", "paper", "test", budget, seeds=2)
+    monkeypatch.setattr(bench_module, "TASKS", (tiny,))
+    monkeypatch.setattr(bench_module, "BOARD", tuple(e for e in BOARD if e.label in ("static", "random")))
+    board = bench_module.bench([], "test", tmp_path / "board", workers=1, remake=True)
+    data = json.loads((tmp_path / "board" / "bench.json").read_text())["tasks"]["cartpole-tiny"]
+    assert {"static", "random"} <= set(data) and any(k.startswith("fixed lr") for k in data)
+    assert all(len(v) == 2 for v in data.values()) and "| static |" in board and "| random |" in board
+    monkeypatch.setattr(bench_module, "stored", lambda: {"cartpole-tiny": data})
+    from hypergym.cli import main
+
+    assert main(["bench", "episodic", "--tasks", "test", "--out", str(tmp_path / "new"), "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| episodic |" in printed and "| random |" in printed and (tmp_path / "new" / "bench-test.png").is_file()
+    assert not (tmp_path / "new" / "cartpole-tiny" / "HyperRL-A2C-CartPole" / "random").exists()  # not rerun
+    assert BoardEntry("x", "x").agent_kwargs == {}
