@@ -1,6 +1,7 @@
 """The benchmark's normalisation and aggregate by hand, and ``hypergym bench`` end to end on a tiny task."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,3 +72,22 @@ def test_bench_runs_a_new_agent_only_and_prints_its_row_beside_the_stored_board(
     assert "| episodic |" in printed and "| random |" in printed and (tmp_path / "new" / "bench-test.png").is_file()
     assert not (tmp_path / "new" / "cartpole-tiny" / "HyperRL-A2C-CartPole" / "random").exists()  # not rerun
     assert BoardEntry("x", "x").agent_kwargs == {}
+
+
+def test_the_docs_table_is_the_suite():
+    import gymnasium as gym
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "bench.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "`HyperRL-" in line]
+    assert len(rows) == len(tasks_of("all"))
+    for row, task in zip(rows, tasks_of("all"), strict=True):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        n = gym.make(task.env_id, profile=task.profile, **task.env_kwargs, obs_mode="random").unwrapped.space.n_actions
+        assert cells[:5] == [
+            task.name,
+            f"`{task.env_id}`",
+            task.profile,
+            task.split,
+            f"{task.env_kwargs['total_env_steps']:,}",
+        ]
+        assert cells[5].startswith(f"{n} ")
