@@ -180,6 +180,17 @@ STUDIES: dict[str, Study] = {
         arms=(
             Arm("episodic (code)", "episodic", "code"),
             Arm("episodic (paper)", "episodic", "paper"),
+            # the profiles as they were before 2026-12-05 (the study's first EPGT runs): the code profile's memory
+            # read with a transpose and credited with the rollout after the update; the paper's rewarded the
+            # phase's episode returns
+            Arm(
+                "episodic (code), transposed read, credit after",
+                "episodic",
+                "code",
+                {"credit": "after"},
+                {"released_reshape": False},
+            ),
+            Arm("episodic (paper), episode_return reward", "episodic", "paper", {"reward": "episode_return"}),
             Arm("random (code)", "random", "code", _BLIND),  # the paper's RND and DQN schedules (Fig. 2b)
             Arm("dqn (code)", "dqn", "code"),
             *_BW_FIXED,

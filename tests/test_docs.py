@@ -56,7 +56,7 @@ def test_the_kept_fig2b_runs_remake_its_csv_row_for_row(tmp_path):
     report(STUDIES["fig2b"], tmp_path, "test")
     made = sorted(map(tuple, csv.reader((tmp_path / "fig2b.csv").open())))
     assert made == sorted(map(tuple, csv.reader((RESULTS / "fig2b.csv").open())))
-    assert len(made) == 121  # the header and 120 runs
+    assert len(made) == 151  # the header and 150 runs
 
 
 def test_the_re_judged_verdicts_on_the_results_page_are_what_the_kept_csvs_give():
