@@ -32,6 +32,9 @@ __all__ = ["BOARD", "TASKS", "BoardEntry", "Task", "aggregate", "bench", "bench_
 __all__ += ["stored", "task_scores", "task_study", "tasks_of"]
 
 _BLIND = {"obs_mode": "random"}  # agents that never read the hyper-state run with the cheap projection
+#: The hyper-state of every task: per-layer statistics of the weights and gradients. The paper-width VAE costs
+#: 60-90% of a step, and in the hyperstate study no encoder differed from it (docs/results.md).
+_STATS = {"obs_mode": "stats"}
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,19 @@ class BoardEntry:
 
 #: The suite: A2C, ACKTR and PPO; classic control, Box2D and MuJoCo; Table 2's 144-action grid on one task.
 TASKS: tuple[Task, ...] = (
-    Task("cartpole-a2c", "HyperRL-A2C-CartPole", "paper", "tuning", {"total_env_steps": 50_000}),
-    Task("cartpole-acktr", "HyperRL-ACKTR-CartPole", "code", "tuning", {"total_env_steps": 50_000}),
-    Task("pendulum-ppo", "HyperRL-PPO-Pendulum", "paper", "tuning", {"total_env_steps": 50_000}),
-    Task("mountaincar-a2c", "HyperRL-A2C-MountainCarContinuous", "code", "test", {"total_env_steps": 20_000}),
-    Task("lunarlander-ppo-144", "HyperRL-PPO-LunarLanderContinuous", "code", "test", {"total_env_steps": 100_000}),
-    Task("acrobot-a2c", "HyperRL-A2C-Acrobot", "paper", "test", {"total_env_steps": 50_000}),
-    Task("halfcheetah-ppo", "HyperRL-PPO-HalfCheetah", "paper", "test", {"total_env_steps": 50_000}),
+    Task("cartpole-a2c", "HyperRL-A2C-CartPole", "paper", "tuning", {"total_env_steps": 50_000, **_STATS}),
+    Task("cartpole-acktr", "HyperRL-ACKTR-CartPole", "code", "tuning", {"total_env_steps": 50_000, **_STATS}),
+    Task("pendulum-ppo", "HyperRL-PPO-Pendulum", "paper", "tuning", {"total_env_steps": 50_000, **_STATS}),
+    Task("mountaincar-a2c", "HyperRL-A2C-MountainCarContinuous", "code", "test", {"total_env_steps": 20_000, **_STATS}),
+    Task(
+        "lunarlander-ppo-144",
+        "HyperRL-PPO-LunarLanderContinuous",
+        "code",
+        "test",
+        {"total_env_steps": 100_000, **_STATS},
+    ),
+    Task("acrobot-a2c", "HyperRL-A2C-Acrobot", "paper", "test", {"total_env_steps": 50_000, **_STATS}),
+    Task("halfcheetah-ppo", "HyperRL-PPO-HalfCheetah", "paper", "test", {"total_env_steps": 50_000, **_STATS}),
 )
 
 #: Every registered hyper-agent on the board (HOOF where it applies: A2C and PPO).
