@@ -47,7 +47,7 @@ def test_the_suite_spans_the_learners_and_families_and_a_grid_of_over_100_action
     assert {t.split for t in tasks} == {"tuning", "test"} and len(tasks) >= 6
     assert {t.env_id.split("-")[1] for t in tasks} == {"A2C", "ACKTR", "PPO"}
     assert any("HalfCheetah" in t.env_id for t in tasks) and any("Lunar" in t.env_id for t in tasks)
-    sizes = [gym.make(t.env_id, **t.env_kwargs, obs_mode="random").unwrapped.space.n_actions for t in tasks]
+    sizes = [gym.make(t.env_id, **{**t.env_kwargs, "obs_mode": "random"}).unwrapped.space.n_actions for t in tasks]
     assert max(sizes) >= 100
     acktr = next(t for t in tasks if "ACKTR" in t.env_id)
     assert "HOOF" not in [a.label for a in task_study(acktr).arms]  # HOOF scores A2C and PPO updates only
@@ -82,7 +82,9 @@ def test_the_docs_table_is_the_suite():
     assert len(rows) == len(tasks_of("all"))
     for row, task in zip(rows, tasks_of("all"), strict=True):
         cells = [c.strip() for c in row.strip("|").split("|")]
-        n = gym.make(task.env_id, profile=task.profile, **task.env_kwargs, obs_mode="random").unwrapped.space.n_actions
+        n = gym.make(
+            task.env_id, profile=task.profile, **{**task.env_kwargs, "obs_mode": "random"}
+        ).unwrapped.space.n_actions
         assert cells[:5] == [
             task.name,
             f"`{task.env_id}`",
