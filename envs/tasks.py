@@ -13,7 +13,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import gymnasium as gym
@@ -21,9 +21,18 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from hypergym.envs.atari import ATARI_GAMES, AtariVecEnv, atari_spaces
+from hypergym.envs.optim4rl_tasks import Catch, Gridworld
 from hypergym.envs.tiny import Countdown
 
 __all__ = ["TASKS", "TaskSpec", "make_one_env", "make_task", "task_spaces", "task_spec"]
+
+
+def _flattened(cls: Callable[..., gym.Env], **kwargs: Any) -> gym.Env:
+    """``cls(**kwargs)`` with flat observations, which the learner's MLPs read.
+
+    Optim4RL's code's networks flatten them too, but for the big gridworlds' first convolution.
+    """
+    return gym.wrappers.FlattenObservation(cls(**kwargs))
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ class TaskSpec:
     env_id: str | Callable[..., gym.Env]
     """Gymnasium id (or a constructor, for the tiny test tasks)."""
     family: str
-    """``mujoco``, ``box2d``, ``classic``, ``atari`` or ``tiny``."""
+    """``mujoco``, ``box2d``, ``classic``, ``atari``, ``optim4rl`` or ``tiny``."""
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``gym.make``."""
     extra: str | None = None
@@ -68,6 +77,21 @@ TASKS: dict[str, TaskSpec] = {
     "MountainCarContinuous": TaskSpec("MountainCarContinuous-v0", "classic"),
     # Atari: the NoFrameskip-v4 games, preprocessed natively by ale-py (see hypergym.envs.atari)
     **{name: TaskSpec(f"{name}NoFrameskip-v4", "atari", extra="atari") for name in ATARI_GAMES},
+    # Optim4RL's tasks (its Table 2's gridworlds, as CamelCase names: SmallDenseLong = small_dense_long)
+    "Catch": TaskSpec(partial(_flattened, Catch), "optim4rl"),
+    **{
+        "".join(w.title() for w in grid.split("_")): TaskSpec(
+            partial(_flattened, Gridworld), "optim4rl", {"name": grid}
+        )
+        for grid in (
+            "small_dense_long",
+            "small_dense_short",
+            "big_sparse_short",
+            "big_sparse_long",
+            "big_dense_short",
+            "big_dense_long",
+        )
+    },
     # Tiny tasks for tests
     "Countdown": TaskSpec(Countdown, "tiny"),
 }

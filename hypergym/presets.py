@@ -270,6 +270,37 @@ for _task in ("CartPole", "Pendulum", "Acrobot", "MountainCar"):
     PRESET_SOURCES[f"HyperRL-A2C-{_task}"] = "teaching preset (not in the paper): A2C lr B = 5, U = 10"
 PRESETS["HyperRL-PPO-Pendulum"]["normalize"] = True
 
+# --- Optim4RL's tasks (Lan et al., RLC 2024, App. C; its code's configs): A2C with rollouts of 20 steps,
+# gamma 0.995, GAE 0.95, value weight 0.5, entropy 0.01, Adam (its step size alpha is what hyper-agents and
+# the learned optimiser share); Catch lr 1e-3, no clip, 500k steps, a hidden layer of 256; the gridworlds lr
+# 3e-3 (1e-3 on big_sparse_long and small_dense_long, as its 6-grid run), the gradient clip 1 as a norm clip
+# (also on Catch, which the code does not clip: hypergym's learner always clips by a finite norm),
+# a hidden layer of 32 (the code's big grids put a 2x2 convolution of 16 channels first: not here). 64 envs
+# (the code: 64 units on Catch, 512 on the grids); 1M steps on the grids (the code: 30M).
+_A2C_OPTIM4RL: dict[str, Any] = {
+    **_A2C_OPENAI,
+    "n_envs": 64,
+    "n_steps": 20,
+    "gamma": 0.995,
+    "gae_lambda": 0.95,
+    "vf_coef": 0.5,
+    "use_rms_prop": False,
+}
+PRESETS["HyperRL-A2C-Catch"] = _with(
+    _A2C_OPTIM4RL, task="Catch", learning_rate=1e-3, max_grad_norm=1.0, total_env_steps=500_000,
+    policy_kwargs={"net_arch": [256]}, hyperparams={"learning_rate": around_default(1e-3, 3)},
+)  # fmt: skip
+PRESET_SOURCES["HyperRL-A2C-Catch"] = "Optim4RL (RLC 2024) App. C: A2C, rollout 20, Adam 1e-3; lr B = 3, U = 10"
+for _grid, _lr in (("SmallDenseLong", 1e-3), ("SmallDenseShort", 3e-3), ("BigSparseShort", 3e-3),
+                   ("BigSparseLong", 1e-3), ("BigDenseShort", 3e-3), ("BigDenseLong", 3e-3)):  # fmt: skip
+    PRESETS[f"HyperRL-A2C-{_grid}"] = _with(
+        _A2C_OPTIM4RL, task=_grid, learning_rate=_lr, max_grad_norm=1.0, total_env_steps=1_000_000,
+        policy_kwargs={"net_arch": [32]}, hyperparams={"learning_rate": around_default(_lr, 3)},
+    )  # fmt: skip
+    PRESET_SOURCES[f"HyperRL-A2C-{_grid}"] = (
+        "Optim4RL (RLC 2024) Table 2 gridworld, App. C: A2C, rollout 20, Adam; lr B = 3, U = 10; 1M steps (paper 30M)"
+    )
+
 
 def preset(env_id: str) -> dict[str, Any]:
     """A copy of the preset of ``env_id``.

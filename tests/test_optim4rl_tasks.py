@@ -68,3 +68,13 @@ def test_gymnasium_checks_every_task(name):
     check_env(Catch() if name == "catch" else Gridworld(name), skip_render_check=True)
     with pytest.raises(ValueError, match="choose from"):
         Gridworld("medium")
+
+
+@pytest.mark.parametrize("task", ["Catch", "SmallDenseLong", "BigDenseLong"])
+def test_the_optim4rl_ids_pass_gymnasiums_checker(task):
+    import gymnasium as gym
+
+    env = gym.make(f"HyperRL-A2C-{task}", total_env_steps=2_000, n_envs=2)
+    check_env(env.unwrapped, skip_render_check=True)
+    settings = env.unwrapped.settings
+    assert (settings.config.n_steps, settings.config.gamma, settings.config.gae_lambda) == (20, 0.995, 0.95)
