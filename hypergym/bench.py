@@ -188,9 +188,8 @@ def aggregate(normalised: dict[str, np.ndarray], draws: int = 2000, seed: int = 
         draws: Bootstrap draws.
         seed: Seed of the bootstrap.
     """
+    from rliable import library as rly
     from rliable import metrics
-
-    rly = _rliable()
 
     def iqm_of(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x)])
@@ -216,35 +215,6 @@ def aggregate(normalised: dict[str, np.ndarray], draws: int = 2000, seed: int = 
             row.update(p_improve=float(np.ravel(p)[0]), p_low=float(np.ravel(ci)[0]), p_high=float(np.ravel(ci)[1]))
         out[key] = row
     return out
-
-
-def _rliable() -> Any:
-    """``rliable.library``, made to work with ``arch`` 8.
-
-    rliable 1.2 passes ``random_state`` to arch's bootstraps, a keyword arch 8 no longer takes (and arch 7 does
-    not import under pandas 3). rliable never used it: its stratified resampling draws from NumPy's global
-    generator. So its two bootstrap classes get, once, a base between them and arch's that drops the keyword;
-    the rest of rliable (IQM, probability of improvement, performance profiles, the intervals) runs as it is.
-    """
-    import inspect
-
-    from arch.bootstrap import IIDBootstrap
-    from rliable import library
-
-    if "random_state" in inspect.signature(IIDBootstrap.__init__).parameters:
-        return library
-    for cls in (library.StratifiedBootstrap, library.StratifiedIndependentBootstrap):
-        (base,) = cls.__bases__
-        if getattr(base, "_drops_random_state", False):
-            continue
-
-        def init(self: Any, *args: Any, random_state: Any = None, _base: type = base, **kwargs: Any) -> None:
-            _base.__init__(self, *args, **kwargs)  # type: ignore[misc]
-
-        cls.__bases__ = (
-            type(f"{base.__name__}WithoutRandomState", (base,), {"__init__": init, "_drops_random_state": True}),
-        )
-    return library
 
 
 def stored() -> dict[str, dict[str, list[float]]]:
@@ -293,8 +263,7 @@ def _plot(matrix: dict[str, np.ndarray], stats: dict[str, dict[str, float]], pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    rly = _rliable()
+    from rliable import library as rly
 
     order = sorted(stats, key=lambda k: stats[k]["iqm"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(order) + 2))
