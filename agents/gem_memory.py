@@ -14,14 +14,15 @@ estimator ``k`` picks the length, the other evaluates it, so the max over ``h`` 
 
 ties to the shortest ``h``; then the one-step lower bound of the official code,
 ``R^(k)_t = max(R^(k)_t, V^(k)_{t,1})``. :func:`tbp_targets` computes this in O(T) by a backward
-recursion equal to the code's O(T^2) matrix of candidates (``gem_mujoco/.../episodic_memory_tbp.py``);
-the tests check the two agree. With a sparse return ``G`` on the last step and values near 0, the
-full-length candidate carries ``G`` back over the whole learning episode in one refresh.
+recursion, run for all stored episodes at once, equal to the code's O(T^2) matrix of candidates
+(``gem_mujoco/.../episodic_memory_tbp.py``); the tests check the two agree. With a sparse return ``G`` on
+the last step and values near 0, the full-length candidate carries ``G`` back over the whole learning
+episode in one refresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -29,9 +30,9 @@ __all__ = ["EpisodeMemory", "tbp_targets"]
 
 
 def tbp_targets(
-    rewards: np.ndarray, dones: np.ndarray, q1: np.ndarray, q2: np.ndarray, gamma: float
+    rewards: np.ndarray, dones: np.ndarray, q1: np.ndarray, q2: np.ndarray, gamma: float, lengths: Sequence[int] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
-    """GEM's twin back-propagation targets ``(R^(1), R^(2))`` of one trajectory of ``T`` transitions.
+    """GEM's twin back-propagation targets ``(R^(1), R^(2))`` of consecutive trajectories (one by default).
 
     Args:
         rewards: ``r_t``, ``[T]``.
@@ -39,23 +40,33 @@ def tbp_targets(
         q1: ``Q^(1)(s_{t+1})``, ``[T]`` (masked by ``1 - d_t`` here).
         q2: ``Q^(2)(s_{t+1})``, ``[T]``.
         gamma: Discount.
+        lengths: The lengths of the trajectories the ``T`` transitions hold, in order (default: one).
     """
     n = len(rewards)
-    boot1, boot2 = (1.0 - dones) * q1, (1.0 - dones) * q2
-    out1, out2 = np.empty(n), np.empty(n)
-    best1 = best2 = 0.0  # max_h V^(k)_{t+1,h}: 0 on the dummy row
-    picked1 = picked2 = 0.0  # V^(other)_{t+1, h*_(k)}: 0 on the dummy row
-    for t in range(n - 1, -1, -1):
-        r = float(rewards[t])
+    sizes = np.asarray(lengths if len(lengths) else [n], dtype=np.int64)
+    # Every trajectory right-aligned in a row of a [trajectories, longest] table, so that one backward sweep over
+    # the columns runs the recursion of all of them at once (the padding on the left is never read back).
+    width = int(sizes.max())
+    rows = np.repeat(np.arange(len(sizes)), sizes)
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    cols = width - np.repeat(sizes, sizes) + np.arange(n) - starts
+    table = np.zeros((3, len(sizes), width))
+    table[0, rows, cols] = rewards
+    table[1, rows, cols] = (1.0 - dones) * q1
+    table[2, rows, cols] = (1.0 - dones) * q2
+    out = np.zeros((2, len(sizes), width))
+    best1 = best2 = picked1 = picked2 = np.zeros(len(sizes))  # the dummy last row: every value 0
+    for c in range(width - 1, -1, -1):
+        r, boot1, boot2 = table[0, :, c], table[1, :, c], table[2, :, c]
         # estimator k goes on past one step only where that is strictly better (ties: the shortest h)
         picked1, picked2 = (
-            r + gamma * (picked1 if best1 > boot1[t] else boot2[t]),
-            r + gamma * (picked2 if best2 > boot2[t] else boot1[t]),
+            r + gamma * np.where(best1 > boot1, picked1, boot2),
+            r + gamma * np.where(best2 > boot2, picked2, boot1),
         )
-        best1, best2 = r + gamma * max(best1, boot1[t]), r + gamma * max(best2, boot2[t])
-        out1[t] = max(picked1, r + gamma * boot1[t])  # the one-step lower bound
-        out2[t] = max(picked2, r + gamma * boot2[t])
-    return out1, out2
+        best1, best2 = r + gamma * np.maximum(best1, boot1), r + gamma * np.maximum(best2, boot2)
+        out[0, :, c] = np.maximum(picked1, r + gamma * boot1)  # the one-step lower bound
+        out[1, :, c] = np.maximum(picked2, r + gamma * boot2)
+    return out[0, rows, cols], out[1, rows, cols]
 
 
 class EpisodeMemory:
@@ -110,10 +121,5 @@ class EpisodeMemory:
         if not len(self):
             return
         q1, q2 = values(self.next_obs)
-        start = 0
-        for n in self.lengths:
-            end = start + n
-            r1, r2 = tbp_targets(self.rewards[start:end], self.dones[start:end], q1[start:end], q2[start:end],
-                                 self.gamma)  # fmt: skip
-            self.targets[start:end] = np.stack([r1, r2], axis=1)
-            start = end
+        r1, r2 = tbp_targets(self.rewards, self.dones, q1, q2, self.gamma, self.lengths)
+        self.targets = np.stack([r1, r2], axis=1)

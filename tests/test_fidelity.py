@@ -264,7 +264,8 @@ def test_evaluation_plays_the_deterministic_policy_on_separate_envs_as_a_hand_lo
                    eval_every=200, eval_episodes=3)  # fmt: skip
     agent = hypergym.agents.make_agent("static", env, seed=0)
     result = hypergym.run(env, agent, seed=3, out=tmp_path, progress=False)
-    rows = pd.read_csv(tmp_path / "steps.csv").dropna(subset=["eval_return"])
+    # round_trip: the written floats read back exactly (pandas 2 parses with "high" precision by default)
+    rows = pd.read_csv(tmp_path / "steps.csv", float_precision="round_trip").dropna(subset=["eval_return"])
     # every 200 env steps, and the final policy (the run ends with its update phase, at 405)
     assert rows["env_steps"].tolist() == [200, 400, 405]
     assert result.best_eval_return == rows["eval_return"].max()

@@ -61,6 +61,7 @@ def test_tbp_targets_by_hand():
 @pytest.mark.parametrize("ending", ["terminated", "truncated"])
 def test_the_linear_recursion_equals_the_codes_matrix_of_candidates(ending):
     rng = np.random.default_rng(0)
+    trajectories = []
     for _ in range(200):
         n = int(rng.integers(1, 9))
         rewards = rng.integers(-2, 3, n).astype(float)  # small integers: many ties
@@ -71,6 +72,12 @@ def test_the_linear_recursion_equals_the_codes_matrix_of_candidates(ending):
         fast, slow = tbp_targets(rewards, dones, q1, q2, gamma), _matrix_targets(rewards, dones, q1, q2, gamma)
         np.testing.assert_allclose(fast[0], slow[0], atol=1e-12)
         np.testing.assert_allclose(fast[1], slow[1], atol=1e-12)
+        trajectories.append((rewards, dones, q1, q2, slow))
+    # all of them at once (as a refresh of the memory computes them): each trajectory's own targets
+    joined = [np.concatenate([t[i] for t in trajectories]) for i in range(4)]
+    lengths = [len(t[0]) for t in trajectories]
+    together = tbp_targets(*joined, 0.9, lengths)
+    np.testing.assert_allclose(together[0], np.concatenate([_matrix_targets(*t[:4], 0.9)[0] for t in trajectories]))
 
 
 def test_one_refresh_carries_a_sparse_return_back_over_the_learning_episode():
