@@ -159,8 +159,8 @@ class GEMCore:
                 mem.rewards[idx], mem.dones[idx]  # fmt: skip
             targets[i] = mem.targets[idx].T
         obs_t, act_t = torch.as_tensor(obs), torch.as_tensor(act)
-        leaf = self.flat.detach().requires_grad_(True)  # shares the storage: the optimiser steps self.flat
-        q = self.layout.q(leaf, obs_t)  # [M, 6, B, A]
+        leaves = self.layout.leaves(self.flat)  # they share the storage: the optimiser steps self.flat
+        q = self.layout.q(leaves, obs_t)  # [M, 6, B, A]
         q_taken = q.gather(-1, act_t[:, None, :, None].expand(-1, 6, -1, 1)).squeeze(-1)  # [M, 6, B]
         with torch.no_grad():
             best_next = self.layout.q(self.target, torch.as_tensor(nxt))[:, _SUB].amax(dim=-1)
@@ -168,7 +168,7 @@ class GEMCore:
         sub = F.smooth_l1_loss(q_taken[:, _SUB], one_step, reduction="none").mean(dim=-1).sum(dim=1)
         meta = asymmetric_loss(q_taken[:, _META], torch.as_tensor(targets), self.alpha).mean(dim=-1).sum(dim=1)
         ((sub + meta) * torch.as_tensor(ready, dtype=torch.float32)).sum().backward()  # members' losses apart
-        self.grad.copy_(leaf.grad)  # type: ignore[arg-type]
+        self.layout.write_grad(leaves, self.grad)
         idle = torch.as_tensor(~ready)
         kept = [t[idle].clone() for t in (self.flat, *self.optimizer.tensors())] if idle.any() else []
         self.optimizer.step(self.lr)

@@ -146,9 +146,28 @@ class QLayout:
             out[name] = (w, b)
         return out
 
-    def q(self, flat: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        """``[M, nets, B, n_actions]``: every network's values of every grid point at ``obs [M, B, obs_dim]``."""
-        views = self._views(flat)
+    def leaves(self, flat: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Each map's weight and bias as leaf tensors sharing ``flat``'s storage, for a gradient step.
+
+        Backpropagating into views of one ``[M, P]`` tensor builds a full-size gradient for every view (the
+        slow way: GEM with the hypernetwork Q spent most of a step there); into leaves, only theirs.
+        :meth:`write_grad` gathers their gradients into an ``[M, P]`` tensor.
+        """
+        return {name: (w.detach().requires_grad_(True), b.detach().requires_grad_(True))
+                for name, (w, b) in self._views(flat).items()}  # fmt: skip
+
+    def write_grad(self, leaves: dict[str, tuple[torch.Tensor, torch.Tensor]], grad: torch.Tensor) -> None:
+        """Write the gradients of :meth:`leaves` into ``grad`` (``[M, P]``, laid out as the parameters)."""
+        for name, (gw, gb) in self._views(grad).items():
+            for into, leaf in ((gw, leaves[name][0]), (gb, leaves[name][1])):
+                into.copy_(leaf.grad) if leaf.grad is not None else into.zero_()
+
+    def q(self, params: torch.Tensor | dict[str, tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor) -> torch.Tensor:
+        """``[M, nets, B, n_actions]``: every network's values of every grid point at ``obs [M, B, obs_dim]``.
+
+        ``params``: the ``[M, P]`` parameters, or their :meth:`leaves`.
+        """
+        views = self._views(params) if isinstance(params, torch.Tensor) else params
         x = obs.unsqueeze(1).expand(-1, self.nets, -1, -1)  # every net of a member reads the member's states
 
         def linear(name: str, inputs: torch.Tensor) -> torch.Tensor:

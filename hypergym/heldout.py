@@ -147,10 +147,10 @@ def fit_predict(
     actions = torch.as_tensor(run.actions)
     for _ in range(steps):
         batch = torch.as_tensor(rng.choice(rows, size=min(64, len(rows))))
-        leaf = flat.detach().requires_grad_(True)
-        q = layout.q(leaf, obs[batch][None])[0, 0]
+        leaves = layout.leaves(flat)
+        q = layout.q(leaves, obs[batch][None])[0, 0]
         ((q[torch.arange(len(batch)), actions[batch]] - target[batch]) ** 2).mean().backward()
-        grad.copy_(leaf.grad)  # type: ignore[arg-type]
+        layout.write_grad(leaves, grad)
         adam.step(torch.tensor([1e-3], dtype=torch.float64))
     with torch.no_grad():
         q = layout.q(flat, obs[None])[0, 0]
