@@ -35,8 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hypergym.agents.base import EpsilonGreedyAgent, PopulationAgent, Transition
+from hypergym.agents.base import EpsilonGreedyAgent, Transition
 from hypergym.agents.gem_memory import EpisodeMemory
+from hypergym.agents.population import PerMemberAgent
 from hypergym.agents.qnets import QLayout, grid_coordinates
 from hypergym.checks import check_count
 from hypergym.learners.optim import BatchedAdam
@@ -112,6 +113,8 @@ class GEMCore:
         self.gradient_steps = np.zeros(len(seeds), dtype=np.int64)
         self.gamma, self.batch_size, self.alpha = gamma, batch_size, alpha
         self.learning_starts, self.target_update_interval = learning_starts, target_update_interval
+        #: Every member's greedy action while a population asks its members' agents to act (else ``None``).
+        self.greedy_now: np.ndarray | None = None
         self.settings = {"q_net": q_net, **({"q_net_kwargs": q_net_kwargs} if q_net_kwargs else {}),
                          "learning_rate": learning_rate, "adam_eps": adam_eps, "gamma": gamma,
                          "batch_size": batch_size, "learning_starts": learning_starts,
@@ -205,34 +208,35 @@ class GEMAgent(EpsilonGreedyAgent):
     ) -> None:
         super().__init__(env, total_steps, seed, decay_fraction, floor)
         self.core = GEMCore(env, [seed], [self.rng], **kwargs)
+        self.member = 0  # its row of the core
+        self.in_population = False  # a population trains its members' rows together
 
     def act(self, obs: Any, info: dict[str, Any]) -> int:
         """Epsilon-greedy on the meta networks' mean."""
         if self.rng.random() < self.epsilon(info):
             return int(self.rng.integers(self.action_space.n))  # type: ignore[attr-defined]
-        return int(self.core.greedy(np.asarray(obs)[None])[0])
+        greedy = self.core.greedy_now
+        return int(self.core.greedy(np.asarray(obs)[None])[0] if greedy is None else greedy[self.member])
 
     def observe(self, transition: Transition) -> None:
-        """Remember the transition (the episode once it ends); one gradient step."""
+        """Remember the transition (the episode once it ends); one gradient step (a population's: all at once)."""
         self.steps += 1
-        self.core.record(0, transition)
-        self.core.train(np.ones(1, dtype=bool))
+        self.core.record(self.member, transition)
+        if not self.in_population:
+            self.core.train(np.ones(1, dtype=bool))
 
     def config(self) -> dict[str, Any]:
         """Settings of the agent."""
         return {**super().config(), **self.core.settings}
 
 
-class _Schedule(EpsilonGreedyAgent):
-    """The single-run agents' epsilon schedule and its checks, for a population's members (it does not act)."""
-
-    def act(self, obs: Any, info: dict[str, Any]) -> Any:
-        """Not an agent: the population acts."""
-        raise NotImplementedError
-
-
-class PopulationGEMAgent(PopulationAgent):
+class PopulationGEMAgent(PerMemberAgent):
     """GEM for every member of a population at once: member ``i`` is the :class:`GEMAgent` of seed ``seeds[i]``.
+
+    The members' agents are single-run agents (their epsilon schedules, exploration draws and transitions as
+    :class:`~hypergym.agents.population.PerMemberAgent` gives them) over one :class:`GEMCore` whose row ``i`` is
+    member ``i``'s networks, memory and replay stream: one batched forward picks every member's greedy action,
+    one batched gradient step trains every member that made a transition.
 
     Args:
         venv: A :class:`~hypergym.envs.HyperRLVectorEnv` (``action_mode="discrete"``).
@@ -254,34 +258,26 @@ class PopulationGEMAgent(PopulationAgent):
         floor: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        from hypergym.agents.population import PerMemberAgent
-
+        view = self.member_view(venv)
         seeds = list(seeds) or [None] * venv.num_envs
-        super().__init__(venv, seeds[0])
-        view = PerMemberAgent.member_view(venv)
-        self.schedule = _Schedule(view, total_steps, seeds[0], decay_fraction, floor)  # the members' one schedule
-        self.rngs = [np.random.default_rng(s) for s in seeds]
-        self.core = GEMCore(view, seeds, self.rngs, **kwargs)
-        self.acted = np.zeros(self.num_envs, dtype=np.int64)
-        self.acted_on: np.ndarray | None = None
-        self.epsilons = np.ones(self.num_envs)
-        self.steps = np.zeros(self.num_envs, dtype=np.int64)
+        members = []
+        for i, seed in enumerate(seeds):  # the single-run agent's state without a core of its own
+            agent = GEMAgent.__new__(GEMAgent)
+            EpsilonGreedyAgent.__init__(agent, view, total_steps, seed, decay_fraction, floor)
+            agent.member, agent.in_population = i, True
+            members.append(agent)
+        self.core = GEMCore(view, seeds, [a.rng for a in members], **kwargs)
+        for agent in members:
+            agent.core = self.core
+        super().__init__(venv, members, seeds[0])
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """Each member's epsilon-greedy choice (a waiting member keeps its last one)."""
-        waiting = info.get("waiting")
-        movers = np.ones(self.num_envs, dtype=bool) if waiting is None or self.acted_on is None else ~waiting
-        steps = info.get("env_steps")
-        greedy = self.core.greedy(obs)
-        for i in np.flatnonzero(movers):
-            self.schedule.steps = int(self.steps[i])
-            self.epsilons[i] = self.schedule.epsilon({} if steps is None else {"env_steps": int(steps[i])})
-            rng = self.rngs[i]
-            explore = rng.random() < self.epsilons[i]
-            self.acted[i] = int(rng.integers(self.single_action_space.n)) if explore else int(greedy[i])  # type: ignore[attr-defined]
-        self.acted_on = np.array(obs, dtype=np.float32, copy=True) if self.acted_on is None else self.acted_on
-        self.acted_on[movers] = np.asarray(obs, dtype=np.float32)[movers]
-        return self.acted.copy()
+        """Each member agent's choice, the greedy ones from one batched forward."""
+        self.core.greedy_now = self.core.greedy(obs)
+        try:
+            return super().act(obs, info)
+        finally:
+            self.core.greedy_now = None
 
     def observe(
         self,
@@ -293,23 +289,7 @@ class PopulationGEMAgent(PopulationAgent):
         truncated: np.ndarray,
         info: dict[str, Any],
     ) -> None:
-        """Each moving member's transition (from the observation it acted on); one gradient step each."""
-        final, ended, waiting = info.get("final_obs"), info.get("_final_obs"), info.get("waiting")
-        movers = np.ones(self.num_envs, dtype=bool) if waiting is None else ~np.asarray(waiting, dtype=bool)
-        before = self.acted_on if self.acted_on is not None else obs
-        for i in np.flatnonzero(movers):
-            last = final is not None and ended is not None and bool(ended[i])
-            self.steps[i] += 1
-            self.core.record(int(i), Transition(before[i], self.acted[i], float(rewards[i]),
-                                           final[i] if last else next_obs[i], bool(terminated[i]),  # type: ignore[index]
-                                           bool(truncated[i]), {}))  # fmt: skip
-        self.core.train(movers)
-
-    def step_records(self) -> list[dict[str, Any]]:
-        """Each member's exploration rate of its last choice."""
-        return [{"epsilon": float(e)} for e in self.epsilons]
-
-    def config(self) -> dict[str, Any]:
-        """Settings, with the epsilon schedule and the core's."""
-        return {**super().config(), "decay_fraction": self.schedule.decay_fraction, "floor": self.schedule.floor,
-                **self.core.settings}  # fmt: skip
+        """Each member's transition to its agent, then one gradient step of every member that made one."""
+        super().observe(obs, actions, rewards, next_obs, terminated, truncated, info)
+        waiting = info.get("waiting")
+        self.core.train(np.ones(self.num_envs, dtype=bool) if waiting is None else ~np.asarray(waiting, dtype=bool))

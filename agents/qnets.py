@@ -162,27 +162,34 @@ class QLayout:
             for into, leaf in ((gw, leaves[name][0]), (gb, leaves[name][1])):
                 into.copy_(leaf.grad) if leaf.grad is not None else into.zero_()
 
-    def q(self, params: torch.Tensor | dict[str, tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor) -> torch.Tensor:
-        """``[M, nets, B, n_actions]``: every network's values of every grid point at ``obs [M, B, obs_dim]``.
-
-        ``params``: the ``[M, P]`` parameters, or their :meth:`leaves`.
-        """
-        views = self._views(params) if isinstance(params, torch.Tensor) else params
+    def _heads(self, views: dict[str, tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor) -> list[torch.Tensor]:
+        """``"hyper"``: the dynamic network's generated ``w1, b1, g1, w2, b2, g2`` at ``obs [M, B, obs_dim]``."""
         x = obs.unsqueeze(1).expand(-1, self.nets, -1, -1)  # every net of a member reads the member's states
 
         def linear(name: str, inputs: torch.Tensor) -> torch.Tensor:
             w, b = views[name]
             return torch.matmul(inputs, w) + b
 
-        if self.kind == "mlp":
-            for i in range(len(self.hidden)):
-                x = torch.relu(linear(f"l{i}", x))
-            return linear(f"l{len(self.hidden)}", x)
         for i in range(len(self.hidden)):
             x = linear(f"stage{i}", x)  # no activation on a stage's map (the code's primary)
             for j in range(self.blocks):  # pre-activation residual blocks
                 x = x + linear(f"stage{i}.block{j}b", torch.relu(linear(f"stage{i}.block{j}a", torch.relu(x))))
-        w1, b1, g1, w2, b2, g2 = (linear(f"head.{n}", x) for n in ("w1", "b1", "g1", "w2", "b2", "g2"))
+        return [linear(f"head.{n}", x) for n in ("w1", "b1", "g1", "w2", "b2", "g2")]
+
+    def q(self, params: torch.Tensor | dict[str, tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor) -> torch.Tensor:
+        """``[M, nets, B, n_actions]``: every network's values of every grid point at ``obs [M, B, obs_dim]``.
+
+        ``params``: the ``[M, P]`` parameters, or their :meth:`leaves`.
+        """
+        views = self._views(params) if isinstance(params, torch.Tensor) else params
+        if self.kind == "mlp":
+            x = obs.unsqueeze(1).expand(-1, self.nets, -1, -1)
+            for i in range(len(self.hidden) + 1):
+                w, b = views[f"l{i}"]
+                x = torch.matmul(x, w) + b
+                x = torch.relu(x) if i < len(self.hidden) else x
+            return x
+        w1, b1, g1, w2, b2, g2 = self._heads(views, obs)
         w1 = w1.reshape(*w1.shape[:-1], self.dynamic_hidden, -1)  # [M, nets, B, h, k]
         coords = self.x.to(obs.device)  # type: ignore[union-attr]
         pre = torch.einsum("ac,mnbhc->mnbah", coords, w1) * (1 + g1).unsqueeze(-2) + b1.unsqueeze(-2)
@@ -195,17 +202,8 @@ class QLayout:
         """
         if self.kind != "hyper":
             raise ValueError("dynamic_scale applies to the hypernetwork Q (kind='hyper')")
-        views = self._views(flat)
-        x = obs.unsqueeze(1).expand(-1, self.nets, -1, -1)
         with torch.no_grad():
-            for i in range(len(self.hidden)):
-                w, b = views[f"stage{i}"]
-                x = torch.matmul(x, w) + b
-                for j in range(self.blocks):
-                    (wa, ba), (wb, bb) = views[f"stage{i}.block{j}a"], views[f"stage{i}.block{j}b"]
-                    x = x + torch.matmul(torch.relu(torch.matmul(torch.relu(x), wa) + ba), wb) + bb
-            w1 = torch.matmul(x, views["head.w1"][0]) + views["head.w1"][1]
-            w2 = torch.matmul(x, views["head.w2"][0]) + views["head.w2"][1]
+            w1, _, _, w2, _, _ = self._heads(self._views(flat), obs)
         k = int(self.x.shape[1])  # type: ignore[union-attr]
         return {"w1_std": float(w1.std()), "w1_kaiming_std": (3 * k) ** -0.5,
                 "w2_std": float(w2.std()), "w2_kaiming_std": (3 * self.dynamic_hidden) ** -0.5}  # fmt: skip

@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from hypergym.agents.base import PopulationAgent, Transition
+from hypergym.agents.base import Transition
 
 __all__ = ["MODELS", "Recorded", "fit_predict", "heldout_study", "record_random"]
 
@@ -55,58 +55,37 @@ class Recorded:
         return out
 
 
-class _RandomRecorder(PopulationAgent):
-    """Uniform choices per member from the member's seed, each member's hyper-steps recorded."""
+class _RecordingRandom:
+    """A uniformly random schedule from its seed that records the transitions it observes (one member's)."""
 
-    name = "random"
+    def __init__(self, env: Any, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.n = int(env.action_space.n)
+        self.steps: list[tuple[Any, ...]] = []
 
-    def __init__(self, venv: gym.vector.VectorEnv, seeds: Sequence[int]) -> None:
-        super().__init__(venv, seeds[0])
-        self.rngs = [np.random.default_rng(s) for s in seeds]
-        self.steps: list[list[tuple[Any, ...]]] = [[] for _ in seeds]
-        self.last = np.zeros(len(seeds), dtype=np.int64)
-        self.acted_on: np.ndarray | None = None
+    def act(self, obs: Any, info: dict[str, Any]) -> int:
+        return int(self.rng.integers(self.n))
 
-    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        waiting = info.get("waiting")
-        for i, rng in enumerate(self.rngs):
-            if waiting is None or self.acted_on is None or not waiting[i]:
-                self.last[i] = rng.integers(self.single_action_space.n)  # type: ignore[attr-defined]
-        moving = np.ones(len(self.rngs), dtype=bool) if waiting is None else ~np.asarray(waiting, dtype=bool)
-        self.acted_on = np.array(obs, dtype=np.float32) if self.acted_on is None else self.acted_on
-        self.acted_on[moving] = np.asarray(obs, dtype=np.float32)[moving]
-        return self.last.copy()
+    def observe(self, t: Transition) -> None:
+        obs, next_obs = np.array(t.obs, dtype=np.float32), np.array(t.next_obs, dtype=np.float32)
+        self.steps.append((obs, int(t.action), t.reward, t.terminated or t.truncated, next_obs))
 
-    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-                terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any]) -> None:  # fmt: skip
-        final, ended, waiting = info.get("final_obs"), info.get("_final_obs"), info.get("waiting")
-        assert self.acted_on is not None
-        for i in range(len(self.rngs)):
-            if waiting is not None and waiting[i]:
-                continue
-            last = final is not None and ended is not None and bool(ended[i])
-            nxt = final[i] if last else next_obs[i]  # type: ignore[index]
-            end = bool(terminated[i] or truncated[i])
-            self.steps[i].append((self.acted_on[i].copy(), int(self.last[i]), float(rewards[i]), end, nxt))
-
-    def recorded(self) -> list[Recorded]:
-        out = []
-        for steps in self.steps:
-            o, a, r, d, n = zip(*steps, strict=True)
-            out.append(Recorded(np.stack(o), np.array(a), np.array(r), np.array(d, dtype=float),
-                                np.stack(n).astype(np.float32)))  # fmt: skip
-        return out
+    def recorded(self) -> Recorded:
+        o, a, r, d, n = zip(*self.steps, strict=True)
+        return Recorded(np.stack(o), np.array(a), np.array(r), np.array(d, dtype=float), np.stack(n))
 
 
 def record_random(env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int]) -> list[Recorded]:
     """Run a uniformly random schedule on ``env_id`` as one population of ``seeds``; each run's hyper-steps."""
+    from hypergym.agents.population import PerMemberAgent
     from hypergym.runner import run
 
     venv = gym.make_vec(env_id, num_envs=len(seeds), **env_kwargs)
-    agent = _RandomRecorder(venv, list(seeds))
-    run(venv, agent, seed=list(seeds), progress=False)
+    view = PerMemberAgent.member_view(venv)
+    members = [_RecordingRandom(view, s) for s in seeds]
+    run(venv, PerMemberAgent(venv, members), seed=list(seeds), progress=False)  # type: ignore[arg-type]
     venv.close()
-    return agent.recorded()
+    return [m.recorded() for m in members]
 
 
 def fit_predict(

@@ -217,8 +217,9 @@ def test_a_gem_population_is_the_gem_runs_of_its_seeds(q_net, tmp_path):
     agent_kwargs = {"q_net": q_net, "learning_starts": 8, "batch_size": 8, "target_update_interval": 5,
                     "q_net_kwargs": {"hidden": [32], "dynamic_hidden": 16}}  # fmt: skip
     venv = gym.make_vec("HyperRL-PPO-CartPole", num_envs=3, **kwargs)
-    members = hypergym.run(venv, make_agent("gem", venv, seed=10, **agent_kwargs), seed=10, out=tmp_path / "pop",
-                           progress=False)  # fmt: skip
+    agent = make_agent("gem", venv, seed=10, **agent_kwargs)
+    members = hypergym.run(venv, agent, seed=10, out=tmp_path / "pop", progress=False)
+    assert agent.core.gradient_steps.min() >= 10  # every member's networks trained: the choices below are learned
     lengths = set()
     for i, seed in enumerate(range(10, 13)):
         env = gym.make("HyperRL-PPO-CartPole", **kwargs)
