@@ -11,7 +11,11 @@ continuous bounds; here the candidates are the env's grid points (hyperparameter
 by grid index), so the suggestion is always a value the env can apply.
 
 The GP is scikit-learn's ``GaussianProcessRegressor`` with a constant x RBF kernel (one length scale per
-input, time included, which lets old data count less) plus white noise, on standardised targets.
+input, time included, which lets old data count less) plus white noise, on standardised targets. It fits
+the latest ``max_data`` observations only, as Ray Tune's PB2 fits its latest 1,000: an exact GP's fit grows
+with the cube of its data, and every member adds one observation per interval (10 members at 4-phase
+intervals add 10,000 over a 4,000-phase run). The default here is 250: on this project's 2-core machine
+one suggestion (3 picks, 7 pending) took 4.8 s on 1,000 observations and 0.48 s on 250.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from hypergym.agents.pbt import PBTAgent
+from hypergym.checks import check_count
 from hypergym.spaces import unravel
 
 if TYPE_CHECKING:
@@ -126,6 +131,7 @@ class PB2Agent(PBTAgent):
     Args:
         venv: The population.
         kappa: Weight of the GP's standard deviation in the upper confidence bound.
+        max_data: The GP fits the latest ``max_data`` observations (Ray Tune's PB2: 1,000).
         **kwargs: :class:`~hypergym.agents.pbt.PBTAgent` arguments (``perturbation_interval``,
             ``quantile_fraction``, ``burn_in``, ``score_window``, ``initial``, ``seed``);
             ``resample_probability`` does not apply (the GP explores).
@@ -133,7 +139,7 @@ class PB2Agent(PBTAgent):
 
     name = "pb2"
 
-    def __init__(self, venv: gym.vector.VectorEnv, kappa: float = 2.0, **kwargs: Any) -> None:
+    def __init__(self, venv: gym.vector.VectorEnv, kappa: float = 2.0, max_data: int = 250, **kwargs: Any) -> None:
         if "resample_probability" in kwargs:
             raise ValueError("PB2 explores with its GP bandit: resample_probability is PBT's (use agent 'pbt')")
         _require_sklearn()
@@ -141,6 +147,8 @@ class PB2Agent(PBTAgent):
         if not (isinstance(kappa, (int, float)) and kappa >= 0):
             raise ValueError(f"kappa must be a number >= 0, got {kappa!r}")
         self.kappa = float(kappa)
+        check_count("max_data", max_data, least=2)
+        self.max_data = max_data
         self.data_X: list[np.ndarray] = []
         self.data_y: list[float] = []
         self._start_scores = np.full(self.num_envs, -np.inf)
@@ -156,6 +164,7 @@ class PB2Agent(PBTAgent):
             if np.isfinite(scores[i]) and np.isfinite(self._start_scores[i]):
                 self.data_X.append(self._inputs(self.phases, self.indices[i]))
                 self.data_y.append(float(scores[i] - self._start_scores[i]))
+        del self.data_X[: -self.max_data], self.data_y[: -self.max_data]  # older ones are never fitted again
         self._start_scores = scores.copy()
         super().perturb()
 
@@ -177,6 +186,6 @@ class PB2Agent(PBTAgent):
 
     def config(self) -> dict[str, Any]:
         """Settings."""
-        out = {**super().config(), "kappa": self.kappa}
+        out = {**super().config(), "kappa": self.kappa, "max_data": self.max_data}
         out.pop("resample_probability")
         return out

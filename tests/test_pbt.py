@@ -138,6 +138,19 @@ def test_pb2_finds_the_best_grid_value_of_a_synthetic_problem():
     assert len(set(spread.tolist())) == 3
 
 
+def test_pb2_keeps_only_its_latest_observations():
+    from hypergym.runner import run as _run
+
+    env = _vec(n=4, total_env_steps=600)
+    agent = make_population_agent("pb2", env, seed=0, perturbation_interval=1, max_data=5)
+    _run(env, agent, seed=[0, 1, 2, 3], progress=False)
+    assert agent.phases * 4 > 5, "too short to fill the window"
+    assert len(agent.data_X) == len(agent.data_y) == 5
+    assert agent.data_X[-1][0] == agent.phases  # the newest are kept
+    with pytest.raises(ValueError, match="max_data"):
+        make_population_agent("pb2", _vec(n=4, total_env_steps=600), max_data=1)
+
+
 def test_grid_points_cover_or_subsample_the_grid():
     rng = np.random.default_rng(0)
     assert grid_points(np.array([2, 3]), rng).tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
