@@ -17,6 +17,7 @@ from functools import cache, partial
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
@@ -27,12 +28,27 @@ from hypergym.envs.tiny import Countdown
 __all__ = ["TASKS", "TaskSpec", "make_one_env", "make_task", "task_spaces", "task_spec"]
 
 
+class _Flat(gym.ObservationWrapper):
+    """Flat observations, which the learner's MLPs read.
+
+    Gymnasium's ``FlattenObservation`` holds a lambda, which a checkpoint cannot pickle.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = gym.spaces.flatten_space(env.observation_space)
+
+    def observation(self, observation: Any) -> Any:
+        """The observation as one row."""
+        return np.asarray(observation).reshape(-1)
+
+
 def _flattened(cls: Callable[..., gym.Env], **kwargs: Any) -> gym.Env:
-    """``cls(**kwargs)`` with flat observations, which the learner's MLPs read.
+    """``cls(**kwargs)`` with flat observations.
 
     Optim4RL's code's networks flatten them too, but for the big gridworlds' first convolution.
     """
-    return gym.wrappers.FlattenObservation(cls(**kwargs))
+    return _Flat(cls(**kwargs))
 
 
 @dataclass(frozen=True)

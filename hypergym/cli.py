@@ -1,9 +1,10 @@
-"""The ``hypergym`` command: ``demo``, ``run``, ``compare``, ``reproduce``, ``plot``, ``list``.
+"""The ``hypergym`` command line (``hypergym --help`` lists its commands).
 
 hypergym demo                                   # EPGT vs static vs random, a few seeds, table + PNG
 hypergym run HyperRL-A2C-CartPole --agent episodic --seed 0 --set total_env_steps=20000
 hypergym compare HyperRL-A2C-MountainCarContinuous --agents episodic,random,static --seeds 10
 hypergym reproduce fig2a                        # one of the paper's studies, with its results section
+hypergym meta-train HyperRL-A2C-Catch --iterations 200   # a learned optimiser (Optim4RL), pipeline training
 hypergym plot runs/compare/HyperRL-A2C-MountainCarContinuous --out mcc.png
 hypergym list
 """
@@ -153,21 +154,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     out = Path(args.out or Path("runs") / "compare" / args.env_id)
     every, minutes = _cadence(args)
     compare(
-        args.env_id,
-        agents,
-        args.seeds,
-        out,
-        args.workers,
-        _env_kwargs(args),
-        parse_assignments(args.agent_set),
-        Path(args.png) if args.png else None,
-        single_runs=args.single_runs,
-        checkpoint_every=every,
-        backend=args.backend,
-        address=args.address,
-        tensorboard=_tensorboard(args.tensorboard),
+        args.env_id, agents, args.seeds, out, args.workers, _env_kwargs(args), parse_assignments(args.agent_set),
+        Path(args.png) if args.png else None, single_runs=args.single_runs, checkpoint_every=every,
+        backend=args.backend, address=args.address, tensorboard=_tensorboard(args.tensorboard),
         checkpoint_minutes=minutes,
-    )
+    )  # fmt: skip
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -216,6 +207,25 @@ def cmd_bench(args: argparse.Namespace) -> None:
     out = Path(args.out)
     print(bench([a for a in (args.agents or []) if a], args.tasks, out, args.workers, args.remake))
     print(f"figure: {out / f'bench-{args.tasks}.png'}")
+
+
+def cmd_meta_train(args: argparse.Namespace) -> None:
+    from hypergym.metatrain import MetaTrainSettings, meta_train
+
+    names = ("iterations", "units", "interval", "inner_updates", "meta_lr", "max_norm", "rule", "seed")
+    try:
+        settings = MetaTrainSettings(
+            args.env_id,
+            **{n: getattr(args, n) for n in names},
+            mlp=tuple(args.mlp),
+            pipeline=not args.no_pipeline,
+            env_kwargs=parse_assignments(args.set),
+        )
+        path = meta_train(settings, args.out or f"runs/meta-train/{args.env_id}", args.checkpoint_every,
+                          tensorboard=args.tensorboard)  # fmt: skip
+    except (TypeError, ValueError) as err:
+        raise CLIError(str(err)) from err
+    print(f"learned optimiser: {path} (use it with gym.make(id, optimizer={str(path)!r}))")
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -330,6 +340,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--remake", action="store_true",
                        help="also run every board entry, static and the fixed rates; write OUT/bench.json")  # fmt: skip
     bench.set_defaults(func=cmd_bench)
+
+    meta = _command(sub, "meta-train", "meta-train a learned optimiser (Optim4RL) by pipeline training over a "
+                    "population of A2C units; resumes from OUT/checkpoint.ckpt",
+                    "hypergym meta-train HyperRL-A2C-Catch --iterations 200 --units 64 --interval 32")  # fmt: skip
+    meta.add_argument("env_id", help="an A2C id (e.g. HyperRL-A2C-Catch, HyperRL-A2C-SmallDenseLong)")
+    for flag, kind, default, text in (
+        ("--iterations", int, None, "meta-iterations (required)"), ("--units", int, 64, "units n (one env each)"),
+        ("--interval", int, 32, "reset interval m (iterations)"), ("--inner-updates", int, 4, "inner updates M"),
+        ("--meta-lr", float, 1e-3, "Adam's step size on the rule"), ("--seed", int, 0, "seed of rule and units"),
+        ("--max-norm", float, 0.5, "clip of the meta-gradient's norm (0: none)"),
+    ):  # fmt: skip
+        meta.add_argument(flag, type=kind, default=default, required=default is None, help=text)
+    meta.add_argument("--rule", choices=("optim4rl", "linear"), default="optim4rl", help="the rule to learn")
+    meta.add_argument("--mlp", type=int, nargs="*", default=[16, 16], help="the rule's MLP widths")
+    meta.add_argument("--no-pipeline", action="store_true", help="never reset units (the paper's ablation)")
+    meta.add_argument("--set", nargs="*", metavar="KEY=VALUE", help=preset)
+    meta.add_argument("--out", help="folder of optimizer.pt, progress.csv, checkpoint.ckpt (runs/meta-train/ID)")
+    meta.add_argument("--checkpoint-every", type=int, default=50, help="iterations between checkpoints")
+    meta.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
+    meta.set_defaults(func=cmd_meta_train)
 
     plot = _command(sub, "plot", "table and figure of finished runs",
                     "hypergym plot runs/compare/HyperRL-A2C-CartPole --out cartpole.png --csv runs.csv")  # fmt: skip

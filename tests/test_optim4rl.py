@@ -86,3 +86,57 @@ def test_the_meta_gradient_through_two_inner_steps_matches_finite_differences():
             num[i] = (values[0] - values[1]) / 2e-6
         torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
         assert analytic.abs().max() > 0
+
+
+def test_linear_optim_by_hand():
+    from hypergym.learners.optim4rl import LinearOptimRule
+
+    rule = LinearOptimRule(mlp=(4,))
+    with torch.no_grad():
+        rule.mlp[-1].weight.zero_()
+        rule.mlp[-1].bias.copy_(torch.tensor([np.log(2.0), np.log(3.0), 0.5]))  # u = -(2 g + 3 * 0.5)
+    u, h = rule(torch.tensor([1.0, 0.0, -2.0]), *rule.initial_state(3))
+    torch.testing.assert_close(u, torch.tensor([-3.5, -1.5, 2.5]))
+    assert h.shape == (3, 8)
+
+
+def test_the_tape_gives_the_meta_gradient_of_the_unrolled_updates():
+    """Steps recorded on the tape differentiate as meta_loss's unroll of the same gradients does."""
+    torch.manual_seed(1)
+    rule = Optim4RLRule(mlp=(4,)).double()
+    theta0 = torch.tensor([[0.3, 0.1, -0.4]], dtype=torch.float64)
+    grads = [torch.tensor([[0.5, -1.0, 0.2]], dtype=torch.float64), torch.tensor([[0.1, 0.3, -0.7]]).double()]
+    weights = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+
+    loss, _ = meta_loss(rule, theta0[0], None, lambda t: (weights * t).sum(), 2, 0.1, [g[0] for g in grads])
+    expected = torch.autograd.grad(loss, list(rule.parameters()))
+
+    flat, grad = theta0.clone(), torch.zeros_like(theta0)
+    opt = BatchedOptim4RL(flat, grad, rule)
+    opt.start_tape()
+    for g in grads:
+        grad.copy_(g)
+        opt.step(torch.tensor([0.1], dtype=torch.float64))
+    change = opt.end_tape()
+    torch.testing.assert_close(change.detach(), flat - theta0)  # the tape holds what the steps did
+    got = torch.autograd.grad((weights * change).sum(), list(rule.parameters()))
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b)
+    assert opt.path is None and any(float(g.abs().max()) > 0 for g in got)
+
+
+def test_a_learned_optimiser_file_round_trips_and_bad_files_are_refused(tmp_path):
+    from hypergym.learners.optim4rl import LinearOptimRule, load_rule, save_rule
+
+    for rule in (Optim4RLRule(mlp=(3,)), LinearOptimRule(mlp=())):
+        save_rule(rule, tmp_path / "r.pt", {"task": "x"})
+        loaded, meta = load_rule(tmp_path / "r.pt")
+        assert type(loaded) is type(rule) and meta == {"task": "x"}
+        for a, b in zip(loaded.state_dict().values(), rule.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b)
+    (tmp_path / "bad.pt").write_text("not a file of ours")
+    with pytest.raises(ValueError, match="not a learned-optimiser file"):
+        load_rule(tmp_path / "bad.pt")
+    torch.save({"format": "hypergym-learned-optimizer", "version": 99, "rule": "optim4rl"}, tmp_path / "new.pt")
+    with pytest.raises(ValueError, match="version 99"):
+        load_rule(tmp_path / "new.pt")

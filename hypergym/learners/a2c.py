@@ -10,7 +10,8 @@ import torch
 from hypergym.learners.config import A2CConfig, LearnerConfig
 from hypergym.learners.core import Learner
 from hypergym.learners.losses import a2c_loss, normalize_advantages
-from hypergym.learners.optim import BatchedAdam, BatchedOptimizer, BatchedRMSprop
+from hypergym.learners.optim import BatchedOptimizer
+from hypergym.learners.optimizers import build_optimizer
 from hypergym.learners.records import Scope
 
 __all__ = ["A2CLearner"]
@@ -47,11 +48,11 @@ class A2CLearner(Learner):
         return kwargs
 
     def _build_optimizer(self) -> BatchedOptimizer:
-        if not self.config.use_rms_prop:
-            return BatchedAdam(self.flat, self.policy.flat_grad, **self.adam_kwargs(self.config))
-        return BatchedRMSprop(
-            self.flat, self.policy.flat_grad, alpha=self.config.rms_prop_alpha, eps=self.config.rms_prop_eps
-        )
+        c = self.config
+        name = c.optimizer or ("rmsprop" if c.use_rms_prop else "adam")
+        adam = self.adam_kwargs(c) if name == "adam" else {}
+        rmsprop = {"alpha": c.rms_prop_alpha, "eps": c.rms_prop_eps}
+        return build_optimizer(name, self.flat, self.policy.flat_grad, adam, rmsprop)
 
     def _on_new_rollout(self) -> None:
         pass

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
+
+from hypergym.learners.optimizers import check_optimizer
 
 __all__ = ["A2CConfig", "ACKTRConfig", "LearnerConfig", "PPOConfig"]
 
@@ -12,6 +14,8 @@ __all__ = ["A2CConfig", "ACKTRConfig", "LearnerConfig", "PPOConfig"]
 @dataclass(frozen=True)
 class LearnerConfig:
     """Settings shared by every on-policy learner (SB3 argument names)."""
+
+    algo: ClassVar[str] = ""
 
     learning_rate: float = 3e-4
     """Optimiser step size alpha (ACKTR: eta)."""
@@ -33,6 +37,10 @@ class LearnerConfig:
     """Keyword arguments of SB3's ``ActorCriticPolicy`` (e.g. ``{"net_arch": [16]}``)."""
     cnn: str = "nature"
     """Image observations only: ``"nature"`` (SB3's NatureCNN) or ``"acktr"`` (ACKTR's 32-64-32-512 net)."""
+    optimizer: str | None = None
+    """``None``: the algorithm's own (A2C: RMSprop, Adam with ``use_rms_prop=False``; PPO: Adam; ACKTR: K-FAC);
+    ``"adam"``, ``"rmsprop"``, ``"optim4rl"`` (the learned optimiser shipped with hypergym) or a learned-optimiser
+    file's path (:mod:`hypergym.learners.optimizers`). ``learning_rate`` is its step size in every case."""
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -56,11 +64,14 @@ class LearnerConfig:
             raise ValueError(f"n_steps must be a positive integer, got {self.n_steps!r}")
         if self.cnn not in ("nature", "acktr"):
             raise ValueError(f"unknown cnn {self.cnn!r}; choose from ['acktr', 'nature']")
+        check_optimizer(self.algo, self.optimizer)
 
 
 @dataclass(frozen=True)
 class PPOConfig(LearnerConfig):
     """PPO settings; defaults follow SB3's PPO."""
+
+    algo: ClassVar[str] = "PPO"
 
     batch_size: int = 64
     """b, samples per minibatch gradient step."""
@@ -75,6 +86,8 @@ class PPOConfig(LearnerConfig):
 @dataclass(frozen=True)
 class A2CConfig(LearnerConfig):
     """A2C settings; defaults follow SB3's A2C (RMSprop, T = 5)."""
+
+    algo: ClassVar[str] = "A2C"
 
     learning_rate: float = 7e-4
     """RMSprop step size."""
@@ -93,6 +106,8 @@ class A2CConfig(LearnerConfig):
 @dataclass(frozen=True)
 class ACKTRConfig(LearnerConfig):
     """ACKTR settings: A2C with K-FAC (defaults of the ACKTR code bases, baselines and ikostrikov's port)."""
+
+    algo: ClassVar[str] = "ACKTR"
 
     learning_rate: float = 0.25
     """K-FAC step size eta (the step is min(eta, sqrt(kl_clip / g^T F^-1 g)) before momentum)."""

@@ -33,7 +33,8 @@ import torch
 from hypergym.devices import resolve_device
 from hypergym.learners.config import LearnerConfig
 from hypergym.learners.networks import build_policy
-from hypergym.learners.optim import BatchedAdam, BatchedOptimizer
+from hypergym.learners.optim import BatchedOptimizer
+from hypergym.learners.optimizers import build_optimizer
 from hypergym.learners.policy import BatchedActorCritic
 from hypergym.learners.records import RECENT_EPISODES, Scope, UpdateResult
 from hypergym.learners.rollback import RowSnapshot
@@ -93,7 +94,6 @@ class Learner(RolloutCollector):
         self.policy = BatchedActorCritic(policies, self.device)
         self.flat = self.policy.flat
         self.layer_infos = self.policy.layer_infos
-        self.optimizer = self._build_optimizer()
         # One stream per member for its sampling noise and minibatch orders: member i draws what the single
         # run of its seed draws (a PBT exploit copies a run's state, never its stream: members stay apart).
         self.streams = MemberStreams([int(s) for s in seeds], self.device)
@@ -116,9 +116,7 @@ class Learner(RolloutCollector):
         self.n_orders = n_orders
         self.grad_slots = torch.zeros((n_orders, *self.flat.shape), device=self.device)
         self._np_views: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = None
-        state = [self.flat, *self.optimizer.tensors()]
-        self._checkpoint = RowSnapshot(state)
-        self._initial = RowSnapshot(state)
+        self.use_optimizer(self._build_optimizer())
 
         self.env_steps = 0
         self.updates = 0
@@ -149,20 +147,25 @@ class Learner(RolloutCollector):
         Raises:
             ValueError: For ``policy_kwargs`` options of the optimiser that the learner cannot honour.
         """
-        kwargs = dict(config.policy_kwargs)
-        if "optimizer_class" in kwargs:
+        if "optimizer_class" in config.policy_kwargs:
             raise ValueError(
-                f"{cls.algo}'s optimiser is chosen by the learner (A2C: use_rms_prop; PPO: Adam; ACKTR: K-FAC), "
-                f"not by policy_kwargs['optimizer_class']; Adam's arguments go in policy_kwargs['optimizer_kwargs']"
+                f"{cls.algo}'s optimiser is the `optimizer` setting (A2C: use_rms_prop too; ACKTR: K-FAC), not "
+                f"policy_kwargs['optimizer_class']; Adam's arguments go in policy_kwargs['optimizer_kwargs']"
             )
-        given = dict(kwargs.get("optimizer_kwargs") or {})
+        given = dict(config.policy_kwargs.get("optimizer_kwargs") or {})
         unknown = sorted(set(given) - {"eps", "betas"})
         if unknown:
             raise ValueError(f"policy_kwargs['optimizer_kwargs'] {unknown} are not supported; Adam takes eps, betas")
         return {"eps": 1e-5, **given}
 
     def _build_optimizer(self) -> BatchedOptimizer:
-        return BatchedAdam(self.flat, self.policy.flat_grad, **self.adam_kwargs(self.config))
+        grad, name = self.policy.flat_grad, self.config.optimizer or "adam"
+        return build_optimizer(name, self.flat, grad, self.adam_kwargs(self.config))
+
+    def use_optimizer(self, optimizer: BatchedOptimizer) -> None:
+        """Step with ``optimizer`` from now on (meta-training's rule); rollbacks and copies carry its state."""
+        self.optimizer, state = optimizer, [self.flat, *optimizer.tensors()]
+        self._checkpoint, self._initial = RowSnapshot(state), RowSnapshot(state)
 
     # ------------------------------------------------------------------ hyperparameters
     @classmethod
@@ -218,9 +221,8 @@ class Learner(RolloutCollector):
 
         Copied: parameters, optimiser state, gradient history, rollback snapshots, recent episode returns,
         the current rollout and its minibatch order (so ``dst``'s next update is ``src``'s, given the same
-        hyperparameters) and the
-        per-rollout hyperparameters that rollout's advantages were computed with, and the observation
-        normalisation statistics. Not copied: ``dst``'s inner envs (their episodes go on) and
+        hyperparameters) and the per-rollout hyperparameters that rollout's advantages were computed with, and
+        the observation normalisation statistics. Not copied: ``dst``'s inner envs (their episodes go on) and
         hyperparameters that take effect later (per-step ones and the next rollout's: set them next).
 
         Raises:
