@@ -29,7 +29,7 @@ import numpy as np
 from hypergym.studies import Arm, Study, arm_dir
 
 __all__ = ["BOARD", "TASKS", "BoardEntry", "Task", "aggregate", "bench", "bench_specs", "leaderboard", "normaliser"]
-__all__ += ["stored", "task_scores", "task_study", "tasks_of"]
+__all__ += ["stored", "task_scores", "task_study", "tasks_of", "verdicts"]
 
 _BLIND = {"obs_mode": "random"}  # agents that never read the hyper-state run with the cheap projection
 #: The hyper-state of every task: per-layer statistics of the weights and gradients. The paper-width VAE costs
@@ -254,6 +254,35 @@ def leaderboard(tasks: Sequence[Task], scores: dict[str, dict[str, list[float]]]
     if figure is not None:
         _plot(matrix, stats, figure)
         lines += ["", f"Figure: `{figure.name}`."]
+    return "\n".join(lines)
+
+
+#: The new agents of issue 35 and what each is judged against (one Holm family per agent over every test task).
+JUDGED = ("GEM", "GEM, hypernetwork Q", "DQN, hypernetwork Q")
+AGAINST = ("static", "random", "EPGT")
+
+
+def verdicts(
+    tasks: Sequence[Task],
+    scores: dict[str, dict[str, list[float]]],
+    judged: Sequence[str] = JUDGED,
+    against: Sequence[str] = AGAINST,
+) -> str:
+    """Markdown: each judged entry against each of ``against`` on every task, by ``reproduce``'s statistics.
+
+    Per judged entry one family (its comparisons on every task): the difference of mean training returns with
+    its 95% bootstrap interval, the exact permutation p alone and Holm-adjusted over the family, and the verdict.
+    """
+    from hypergym.verdicts import judge_family
+
+    lines = ["| entry | vs | task | difference [95% CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|---|"]
+    for entry in judged:
+        pairs = [(t.name, other) for t in tasks for other in against
+                 if entry in scores.get(t.name, {}) and other in scores[t.name]]  # fmt: skip
+        family = judge_family([(scores[t][entry], scores[t][other]) for t, other in pairs])
+        for (task, other), j in zip(pairs, family, strict=True):
+            lines.append(f"| {entry} | {other} | {task} | {j.difference:+.1f} [{j.low:+.1f}, {j.high:+.1f}] | "
+                         f"{j.p:.2g} | {j.adjusted:.2g} | {j.verdict} |")  # fmt: skip
     return "\n".join(lines)
 
 

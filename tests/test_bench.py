@@ -92,3 +92,17 @@ def test_the_docs_table_is_the_suite():
             f"{task.env_kwargs['total_env_steps']:,}",
         ]
         assert cells[5].startswith(f"{n} ")
+
+
+def test_verdicts_judge_each_new_agent_over_its_family_of_tasks():
+    from hypergym.bench import tasks_of, verdicts
+
+    tasks = tasks_of("test")[:2]
+    rng = np.random.default_rng(0)
+    base = {k: list(rng.normal(0, 1, 10)) for k in ("static", "random", "EPGT")}
+    scores = {t.name: {**base, "GEM": list(rng.normal(0, 1, 10))} for t in tasks}
+    scores[tasks[0].name]["GEM"] = list(np.asarray(base["static"]) + 5 + rng.normal(0, 0.1, 10))
+    lines = verdicts(tasks, scores, judged=["GEM"]).splitlines()[2:]
+    assert len(lines) == 6  # 3 comparisons x 2 tasks, one family
+    calls = {(row.split("|")[2].strip(), row.split("|")[3].strip()): row.split("|")[-2].strip() for row in lines}
+    assert calls[("static", tasks[0].name)] == "better" and calls[("static", tasks[1].name)] == "no difference"
