@@ -29,7 +29,7 @@ import numpy as np
 from hypergym.studies import Arm, Study, arm_dir
 
 __all__ = ["BOARD", "TASKS", "BoardEntry", "Task", "aggregate", "bench", "bench_specs", "leaderboard", "normaliser"]
-__all__ += ["stored", "task_scores", "task_study", "tasks_of", "verdicts"]
+__all__ += ["stored", "task_scores", "task_study", "tasks_of", "verdicts", "wall_times"]
 
 _BLIND = {"obs_mode": "random"}  # agents that never read the hyper-state run with the cheap projection
 #: The hyper-state of every task: per-layer statistics of the weights and gradients. The paper-width VAE costs
@@ -163,6 +163,19 @@ def task_scores(task: Task, entries: Sequence[BoardEntry], out: Path) -> dict[st
         if values:
             scores[arm.label] = [math.nan if v is None else float(v) for v in values]
     return scores
+
+
+def wall_times(task: Task, entries: Sequence[BoardEntry], out: Path) -> dict[str, float]:
+    """Each arm's wall time on ``task`` in seconds: its population's (members share it), or its runs' sum (HOOF)."""
+    from hypergym.plots import load_runs
+
+    times = {}
+    for arm in task_study(task, entries).arms:
+        runs = [r for r in load_runs([arm_dir(out / task.name, task.env_id, arm)]) if (r.seed or 0) < task.seeds]
+        seconds = [float(r.summary.get("wall_seconds") or 0.0) for r in runs]
+        if seconds:
+            times[arm.label] = sum(seconds) if arm.single_runs else max(seconds)
+    return times
 
 
 def normaliser(scores: dict[str, list[float]]) -> tuple[float, float, str]:

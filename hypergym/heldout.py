@@ -10,7 +10,10 @@ transitions at the held-out ones:
 - ``"mlp"`` and ``"hyper"``: a Q-network (one-hot head, or the hypernetwork over the points' hyperparameter
   values) regressed on the returns, as a DQN's Q at convergence;
 - ``"gem"`` and ``"gem-hyper"``: GEM's meta networks, trained by GEM itself on the run's learning episodes
-  that hold no held-out step (its twin back-propagation targets need whole episodes);
+  with the held-out steps cut out: each piece between two held-out steps is stored as an episode truncated
+  at its end, so its twin back-propagation targets bootstrap across the gap from GEM's own critics (a
+  learning episode with no held-out step is rare: one of 260 random steps holds none with probability
+  ``(2/3)^260``);
 - ``"mean"``: the mean return of the fitted transitions (what knowing nothing of the point gives).
 
 The error is the mean absolute difference between prediction and return over a run's held-out
@@ -100,13 +103,10 @@ def fit_predict(
 
         rng = np.random.default_rng(seed)
         core = GEMCore(env, [seed], [rng], q_net="hyper" if model == "gem-hyper" else "mlp", gamma=gamma)
-        ends = np.flatnonzero(run.dones)
-        starts = np.r_[0, ends[:-1] + 1]
-        for start, end in zip(starts, ends, strict=True):  # whole learning episodes without a held-out step
-            if train[start : end + 1].all():
-                for t in range(start, end + 1):
-                    core.record(0, Transition(run.obs[t], run.actions[t], run.rewards[t], run.next_obs[t],
-                                              t == end, False, {}))  # fmt: skip
+        for t in np.flatnonzero(train):  # held-out steps cut the episodes: each piece ends truncated there
+            end = bool(run.dones[t])
+            cut = not end and (t + 1 == len(train) or not train[t + 1])
+            core.record(0, Transition(run.obs[t], run.actions[t], run.rewards[t], run.next_obs[t], end, cut, {}))
         for _ in range(steps):
             core.train(np.ones(1, dtype=bool))
         with torch.no_grad():
