@@ -323,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
         "name",
         help="the study: fig2a (Fig. 2a, both profiles), fig2b (Fig. 2b, BipedalWalker A2C), "
         "table2-lunarlandercontinuous and table2-bipedalwalker (Table 2, PPO), ingredients (one released "
-        "setting back to the text), hyperstate (the encoders)",
+        "setting back to the text), hyperstate (the encoders), optim4rl-catch (Optim4RL's learned optimiser vs "
+        "Adam, RMSprop and LinearOptim on Catch)",
     )
     rep.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, as the paper)")
     rep.add_argument("--workers", type=int, default=default_workers(), help=workers)

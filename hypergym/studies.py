@@ -225,6 +225,24 @@ STUDIES: dict[str, Study] = {
         claim="(the paper's design) a VAE of the weights and gradients, h = 32, hidden D/4, is the hyper-state",
         env_kwargs=_MCC_EVAL,
     ),
+    "optim4rl-catch": Study(
+        name="optim4rl-catch",
+        title="Optim4RL (seed 003) on Catch: the learned optimiser against Adam, RMSprop and LinearOptim",
+        env_id="HyperRL-A2C-Catch",
+        metric="train_return_100",
+        seeds=10,
+        arms=tuple(
+            Arm(label, "static", "paper", {"optimizer": name, **_BLIND})
+            for label, name in (
+                ("Adam", "adam"),
+                ("Optim4RL", "optim4rl"),
+                ("RMSprop", "rmsprop"),
+                ("LinearOptim", "linear"),
+            )
+        ),
+        baseline="Adam",
+        claim="Optim4RL learned on Catch trains A2C faster than Adam and RMSprop there; LinearOptim fails (Fig. 3)",
+    ),
 }
 
 

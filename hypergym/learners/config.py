@@ -39,8 +39,8 @@ class LearnerConfig:
     """Image observations only: ``"nature"`` (SB3's NatureCNN) or ``"acktr"`` (ACKTR's 32-64-32-512 net)."""
     optimizer: str | None = None
     """``None``: the algorithm's own (A2C: RMSprop, Adam with ``use_rms_prop=False``; PPO: Adam; ACKTR: K-FAC);
-    ``"adam"``, ``"rmsprop"``, ``"optim4rl"`` (the learned optimiser shipped with hypergym) or a learned-optimiser
-    file's path (:mod:`hypergym.learners.optimizers`). ``learning_rate`` is its step size in every case."""
+    ``"adam"``, ``"rmsprop"``, ``"optim4rl"`` or ``"linear"`` (the learned optimisers shipped with hypergym) or a
+    learned-optimiser file's path (:mod:`hypergym.learners.optimizers`). ``learning_rate`` is its step size."""
 
     @classmethod
     def field_names(cls) -> list[str]:

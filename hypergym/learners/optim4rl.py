@@ -101,7 +101,8 @@ class LinearOptimRule(nn.Module):
         self.kwargs = {"hidden": hidden, "mlp": list(mlp)}
         self.gru = nn.GRUCell(1, hidden)
         head = _mlp(hidden, mlp)
-        head[-1] = nn.Linear(head[-1].in_features, 3)
+        last: nn.Linear = head[-1]  # type: ignore[assignment]
+        head[-1] = nn.Linear(last.in_features, 3)
         self.mlp = head
 
     def forward(self, grad: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,7 +173,8 @@ class BatchedOptim4RL(BatchedOptimizer):
         super().__init__(flat, grad)
         self.rule, self.clip = rule.to(flat.device), clip
         states = rule.initial_state(flat.numel(), flat.device)  # type: ignore[operator]
-        self.state = {name: h.view(*flat.shape, -1) for name, h in zip(rule.state_names, states, strict=True)}
+        names: tuple[str, ...] = rule.state_names  # type: ignore[assignment]
+        self.state = {name: h.view(*flat.shape, -1) for name, h in zip(names, states, strict=True)}
         self._tape: list[torch.Tensor] | None = None
         self.path: torch.Tensor | None = None
         """While taping: ``[M, P]``, the parameters' change since :meth:`start_tape`, in the rule's graph."""

@@ -2,9 +2,10 @@
 
 ``None`` keeps the algorithm's own (A2C: RMSprop, or Adam with ``use_rms_prop=False``; PPO: Adam; ACKTR:
 K-FAC, which is the algorithm and is not replaced). ``"adam"`` and ``"rmsprop"`` name torch's rules with
-SB3's settings; ``"optim4rl"`` is the learned optimiser shipped with hypergym (``hypergym/data/optim4rl.pt``,
-meta-trained by ``hypergym meta-train``, see docs/learners.md); any other value is the path of a
-learned-optimiser file, whose rule (Optim4RL or LinearOptim) the file names. The learned rules take the
+SB3's settings; ``"optim4rl"`` and ``"linear"`` are the learned optimisers shipped with hypergym
+(``hypergym/data/optim4rl.pt``, and the LinearOptim ablation ``hypergym/data/linear.pt``, both meta-trained by
+``hypergym meta-train``, see docs/learners.md); any other value is the path of a learned-optimiser file, whose
+rule (Optim4RL or LinearOptim) the file names. The learned rules take the
 learner's ``learning_rate`` as their step size alpha, so hyper-agents schedule it as they schedule Adam's.
 """
 
@@ -20,28 +21,29 @@ from torch import nn
 from hypergym.learners.optim import BatchedAdam, BatchedOptimizer, BatchedRMSprop
 from hypergym.learners.optim4rl import BatchedOptim4RL, load_rule
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "check_optimizer", "learned_rule", "shipped_path"]
+__all__ = ["OPTIMIZERS", "SHIPPED", "build_optimizer", "check_optimizer", "learned_rule", "shipped_path"]
 
 #: The optimisers named by a word (any other value is a learned-optimiser file's path).
-OPTIMIZERS = ("adam", "rmsprop", "optim4rl")
+OPTIMIZERS = ("adam", "rmsprop", "optim4rl", "linear")
+#: The learned optimisers shipped with the package.
+SHIPPED = ("optim4rl", "linear")
 
 
-def shipped_path() -> Path:
-    """Where the learned optimiser shipped with the package lies."""
-    return Path(str(resources.files("hypergym").joinpath("data/optim4rl.pt")))
+def shipped_path(name: str = "optim4rl") -> Path:
+    """Where the shipped learned optimiser ``name`` (``"optim4rl"`` or ``"linear"``) lies."""
+    return Path(str(resources.files("hypergym").joinpath(f"data/{name}.pt")))
 
 
 def learned_rule(optimizer: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The rule of ``"optim4rl"`` (the shipped file) or of a learned-optimiser file's path, and its ``meta``."""
-    return load_rule(shipped_path() if optimizer == "optim4rl" else optimizer)
+    """The rule of a shipped learned optimiser's name or of a learned-optimiser file's path, and its ``meta``."""
+    return load_rule(shipped_path(optimizer) if optimizer in SHIPPED else optimizer)
 
 
 def check_optimizer(algo: str, optimizer: str | None) -> None:
     """Refuse an ``optimizer`` setting that cannot be honoured, naming what is valid.
 
     Raises:
-        ValueError: For ACKTR (its optimiser is K-FAC), for ``"linear"`` without a file, or for a path that is
-            not a learned-optimiser file.
+        ValueError: For ACKTR (its optimiser is K-FAC), or for a path that is not a learned-optimiser file.
     """
     if optimizer is None:
         return
@@ -52,10 +54,10 @@ def check_optimizer(algo: str, optimizer: str | None) -> None:
         )
     if not isinstance(optimizer, str) or not optimizer:
         raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)} or a learned-optimiser file's path")
-    if optimizer == "linear":
+    if optimizer in SHIPPED and not shipped_path(optimizer).is_file():
         raise ValueError(
-            "LinearOptim ships no meta-trained file: meta-train one (hypergym meta-train ID --rule linear) and pass "
-            "optimizer=<its path>"
+            f"this installation lacks the shipped {optimizer!r} optimiser ({shipped_path(optimizer)}): meta-train one "
+            f"(hypergym meta-train ID --rule {optimizer}) and pass optimizer=<its path>"
         )
     if optimizer not in ("adam", "rmsprop"):
         learned_rule(optimizer)  # read now: a bad file fails at gym.make, not at the first update
@@ -71,7 +73,7 @@ def build_optimizer(
     """The batched optimiser named ``optimizer`` over ``flat`` (its gradients in ``grad``).
 
     Args:
-        optimizer: ``"adam"``, ``"rmsprop"``, ``"optim4rl"`` or a learned-optimiser file's path.
+        optimizer: ``"adam"``, ``"rmsprop"``, ``"optim4rl"``, ``"linear"`` or a learned-optimiser file's path.
         flat: The ``[M, P]`` parameters.
         grad: Their ``[M, P]`` gradients.
         adam: Adam's settings.
