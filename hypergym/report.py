@@ -32,14 +32,16 @@ def _metric(runs: Sequence[Run], metric: str) -> list[float]:
 
 
 def judged_metrics(study: Study, held: set[str]) -> tuple[str, str]:
-    """The two metrics a report judges: the study's own first, then the best evaluation (a table's: training return).
+    """The two metrics a report judges: the study's own first, then the best evaluation (or the training return).
 
-    ``held``: the metrics every arm's runs recorded; runs made before ``train_return_100`` was recorded have
-    the final return over 10 episodes in its place.
+    The training return comes second in a table's report (its own is the best evaluation) and in a study's
+    without evaluations. ``held``: the metrics every arm's runs recorded; runs made before
+    ``train_return_100`` was recorded have the final return over 10 episodes in its place.
     """
     own = study.metric if study.metric in held else "final_return"
     training = "train_return_100" if "train_return_100" in held else "final_return"
-    return own, "best_eval_return" if own != "best_eval_return" else training
+    evaluated = own != "best_eval_return" and "best_eval_return" in held  # a study without evaluations has none
+    return own, "best_eval_return" if evaluated else training
 
 
 def families(study: Study) -> dict[str, list[tuple[str, str]]]:

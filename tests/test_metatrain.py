@@ -142,3 +142,30 @@ def test_the_meta_train_command(tmp_path, capsys):
     assert main(argv) == 0
     assert (out / "optimizer.pt").is_file() and "learned optimiser:" in capsys.readouterr().out
     assert main(["meta-train", "HyperRL-A2C-Catch", "--iterations", "0", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_every_a2c_and_ppo_id_takes_the_shipped_optimisers_and_acktr_ids_refuse():
+    from hypergym.envs.settings import HyperRLSettings
+    from hypergym.presets import PRESETS
+
+    for env_id in PRESETS:
+        for name in ("optim4rl", "linear"):
+            if "-ACKTR-" in env_id:
+                with pytest.raises(ValueError, match="K-FAC"):
+                    HyperRLSettings.from_kwargs(preset=env_id, optimizer=name)
+            else:
+                assert HyperRLSettings.from_kwargs(preset=env_id, optimizer=name).config.optimizer == name
+
+
+def test_the_optimizer_snippet_of_the_docs_runs_as_printed():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "learners.md").read_text()
+    section = text[text.index("### The `optimizer` setting") :]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/learners.md optimizer snippet", "exec"), namespace)
+    env = namespace["env"]
+    env.reset(seed=0)
+    assert isinstance(env.unwrapped.runs.learner.optimizer, BatchedOptim4RL)
