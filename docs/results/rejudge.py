@@ -26,6 +26,7 @@ METRICS = {
     "train_return_100": "training return (last 100 episodes)",
     "best_eval_return": "best evaluation",
     "final_return": "final training return",
+    "mean_G": "mean return over the run",
 }
 
 
