@@ -3,10 +3,9 @@
 Each task is a registered id under an EPGT profile at a stated budget, ten seeds, and is either a tuning task
 (develop an agent on it) or a held-out test task (report on it). Every agent's seeds on a task run as one
 population (members = seeds; HOOF seed by seed). A run's score is its training return at the end (mean of its
-last 100 training episodes), normalised per task so that the static default's mean is 0 and the task's
-reference is 1: the best fixed learning rate of the task's grid (the other hyperparameters at their
-defaults), measured here; where the default itself is the best fixed rate, 1 is the span of the fixed rates'
-means (best minus worst). The aggregate over a split's tasks is the interquartile mean with 95%
+last 100 training episodes), normalised per task so that the static default's mean is 0 and 1 is the span
+of the task's fixed learning rates (the other hyperparameters at their defaults), measured here: the mean
+of the best fixed rate minus that of the worst. The aggregate over a split's tasks is the interquartile mean with 95%
 stratified-bootstrap intervals, a performance profile and the probability of improvement over static,
 computed by ``rliable`` (Agarwal et al., NeurIPS 2021; ``pip install "hypergym[bench]"``).
 
@@ -181,16 +180,16 @@ def wall_times(task: Task, entries: Sequence[BoardEntry], out: Path) -> dict[str
 def normaliser(scores: dict[str, list[float]]) -> tuple[float, float, str]:
     """``(zero, scale, what)``: a task's score is ``(return - zero) / scale``.
 
-    ``zero`` is the static default's mean; ``zero + scale`` the best fixed learning rate's, or, where the default
-    is the best fixed rate, ``scale`` is the fixed rates' span (best minus worst).
+    ``zero`` is the static default's mean; ``scale`` the span of the task's fixed learning rates' means (the
+    best's minus the worst's). A gain of 1 is a gain as large as the whole grid's spread. The best fixed rate's
+    gain over the default is no scale: it is near 0 where the default is nearly the best (MountainCar's best
+    fixed rate is 1.2 above its default, which would multiply every difference by 80).
     """
     zero = float(np.mean(scores["static"]))
     fixed = {label: float(np.mean(v)) for label, v in scores.items() if label.startswith("fixed lr")}
-    best = max(fixed, key=lambda k: fixed[k])
-    if fixed[best] > zero:
-        return zero, fixed[best] - zero, f"{best} = 1"
-    span = max(fixed.values()) - min(fixed.values())
-    return zero, span if span > 0 else 1.0, "the default is the best fixed rate: 1 = the fixed rates' span"
+    best, worst = max(fixed, key=lambda k: fixed[k]), min(fixed, key=lambda k: fixed[k])
+    span = fixed[best] - fixed[worst]
+    return zero, span if span > 0 else 1.0, f"1 = {best} minus {worst} ({span:.3g})"
 
 
 def aggregate(normalised: dict[str, np.ndarray], draws: int = 2000, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -251,7 +250,8 @@ def _matrix(tasks: Sequence[Task], scores: dict[str, dict[str, list[float]]]) ->
 
 def leaderboard(tasks: Sequence[Task], scores: dict[str, dict[str, list[float]]], figure: Path | None = None) -> str:
     """The leaderboard of ``scores`` (per task, per entry, per-seed training returns) on ``tasks``, as Markdown."""
-    missing = [t.name for t in tasks if "static" not in scores.get(t.name, {})]
+    missing = [t.name for t in tasks if "static" not in scores.get(t.name, {})
+               or not any(k.startswith("fixed lr") for k in scores[t.name])]  # fmt: skip
     if missing:
         raise ValueError(f"no runs of the static default and fixed rates on {missing}: run `hypergym bench --remake`")
     matrix, norms = _matrix(tasks, scores)

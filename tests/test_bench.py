@@ -12,13 +12,13 @@ from hypergym import bench as bench_module
 from hypergym.bench import BOARD, Task, aggregate, normaliser, task_study, tasks_of
 
 
-def test_a_task_score_is_zero_at_the_static_default_and_one_at_the_best_fixed_rate():
+def test_a_task_score_is_zero_at_the_static_default_and_one_a_span_of_the_fixed_rates():
     scores = {"static": [10.0, 12.0], "fixed lr 0.001": [11.0, 11.0], "fixed lr 0.002": [20.0, 22.0], "EPGT": [16.0]}
     zero, scale, what = normaliser(scores)
-    assert (zero, scale) == (11.0, 10.0) and what == "fixed lr 0.002 = 1"
-    # where the default is the best fixed rate, 1 is the fixed rates' span
-    zero, scale, what = normaliser({"static": [20.0], "fixed lr 0.001": [20.0], "fixed lr 0.002": [15.0]})
-    assert (zero, scale) == (20.0, 5.0) and "span" in what
+    assert (zero, scale) == (11.0, 10.0) and what == "1 = fixed lr 0.002 minus fixed lr 0.001 (10)"
+    # a default that is nearly the best does not shrink the scale (the best's gain over it would be 0.5)
+    zero, scale, _ = normaliser({"static": [20.0], "fixed lr 0.001": [20.5], "fixed lr 0.002": [15.0]})
+    assert (zero, scale) == (20.0, 5.5)
 
 
 def test_the_aggregate_is_rliables_iqm_with_intervals_and_probability_of_improvement():
