@@ -110,3 +110,17 @@ def test_a_resumed_run_logs_each_hyper_step_once_with_the_uninterrupted_numbers(
     assert got.keys() == expected.keys()
     for tag in expected:
         assert got[tag] == expected[tag], tag
+
+
+def test_meta_training_logs_its_progress_to_tensorboard(tmp_path):
+    from hypergym.metatrain import MetaTrainSettings, meta_train
+
+    settings = MetaTrainSettings("HyperRL-A2C-Catch", iterations=2, units=2, interval=2, inner_updates=1,
+                                 env_kwargs={"policy_kwargs": {"net_arch": [8]}})  # fmt: skip
+    meta_train(settings, tmp_path / "mt", progress=False, tensorboard=tmp_path / "tb")
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"meta/outer_loss", "meta/meta_grad_norm", "meta/skipped"} <= tags
+    # per iteration 2 units x 20 steps x (1 inner update + the validation rollout)
+    assert [e.step for e in events.Scalars("meta/outer_loss")] == [80, 160]
