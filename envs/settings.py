@@ -31,7 +31,7 @@ from hypergym.rewards import REWARDS, HyperReward, make_reward
 from hypergym.seeding import TorchRNG
 from hypergym.spaces import Hyperparameter, HyperparamSpace, check_value
 
-__all__ = ["ACTION_MODES", "LR_DECAYS", "OBS_EXTRAS", "HyperRLSettings"]
+__all__ = ["ACTION_MODES", "ADDED_SETTINGS", "LR_DECAYS", "OBS_EXTRAS", "HyperRLSettings", "with_added"]
 
 #: Valid ``action_mode`` values.
 ACTION_MODES = ("discrete", "multi_discrete")
@@ -41,6 +41,14 @@ OBS_EXTRAS = ("progress", "hyperparams")
 CREDITS = ("after", "before")
 #: Valid ``lr_decay`` values: none, or the learning rate in force times ``1 - env steps done / budget``.
 LR_DECAYS = ("none", "linear")
+#: Settings added after runs were first recorded, with the value every earlier run had (``config.optimizer``:
+#: the algorithm's own optimiser): a run or checkpoint that lacks one was made with that value.
+ADDED_SETTINGS = {"config.optimizer": repr(None)}
+
+
+def with_added(described: Mapping[str, str]) -> dict[str, str]:
+    """``described`` (:meth:`HyperRLSettings.described` of a run, maybe an older one) with every added setting."""
+    return {**ADDED_SETTINGS, **described}
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,7 @@ class HyperRLSettings:
 
     def differences(self, other: HyperRLSettings) -> list[str]:
         """``"name: ours != theirs"`` for each setting of :meth:`described` in which ``other`` differs."""
-        ours, theirs = self.described(), other.described()
+        ours, theirs = with_added(self.described()), with_added(other.described())
         return [
             f"{k}: {ours.get(k)} != {theirs.get(k)}"
             for k in sorted(set(ours) | set(theirs))

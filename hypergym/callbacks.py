@@ -22,6 +22,17 @@ from hypergym.rundir import MemberTally, Recorder, jsonable, read_rows
 __all__ = ["Checkpoints", "Loop", "ProgressBar", "RunCallback", "SharedProgress", "StudyProgress", "TensorBoard"]
 
 
+def _comparable(identity: str) -> Any:
+    """A run identity (JSON) with the settings added since older checkpoints filled in as they had them."""
+    from hypergym.envs.settings import with_added
+
+    data = json.loads(identity)
+    for config in data if isinstance(data, list) else [data]:
+        if isinstance(config, dict) and isinstance(config.get("settings"), dict):
+            config["settings"] = with_added(config["settings"])
+    return data
+
+
 @dataclass
 class Loop:
     """Where the runner's loop stands: what a checkpoint saves besides the env and the agent."""
@@ -169,7 +180,7 @@ class Checkpoints(RunCallback):
         payload = read_checkpoint(self.path)
         if not isinstance(payload, dict) or payload.get("kind") != "run":
             raise CheckpointError(f"{self.path} is not a run checkpoint")
-        if payload["config"] != self.identity:
+        if _comparable(payload["config"]) != _comparable(self.identity):
             raise CheckpointError(
                 f"{self.path} was written by a run with other settings (env, agent or seed); delete it to start "
                 "this run afresh, or run with the settings it was written with"

@@ -544,3 +544,38 @@ def test_an_annoy_index_survives_a_checkpoint_with_the_same_answers(tmp_path):
             (i1, d1), (i2, d2) = index.query(action, x, 3), loaded.query(action, x, 3)
             np.testing.assert_array_equal(i1, i2)
             np.testing.assert_array_equal(d1, d2)
+
+
+def test_a_checkpoint_written_before_a_setting_was_added_resumes_and_loads(tmp_path):
+    """Runs checkpointed before ``optimizer`` existed recorded no ``config.optimizer``: they had the default."""
+    import json
+    from types import SimpleNamespace
+
+    from hypergym.envs.settings import ADDED_SETTINGS
+    from hypergym.runner import CHECKPOINT_FILE
+
+    def older(settings: dict) -> dict:
+        return {k: v for k, v in settings.items() if k not in ADDED_SETTINGS}
+
+    env = gym.make("HyperRL-A2C-CartPole", **TINY, obs_mode="random")
+    ours = env.unwrapped.settings
+    identity = {"env_id": "HyperRL-A2C-CartPole", "seed": 0, "settings": ours.described()}
+    path = tmp_path / "r" / CHECKPOINT_FILE
+    path.parent.mkdir()
+    config = json.dumps([{**identity, "settings": older(identity["settings"])}], sort_keys=True)
+    loop = SimpleNamespace(journal=[0])
+    write_checkpoint(path, {"kind": "run", "config": config, "env": "the env", "agent": None, "loop": loop})
+    from hypergym.callbacks import Checkpoints
+
+    recorder = SimpleNamespace(dirs=[tmp_path / "r"], rewind=lambda journal, path: None)
+    checkpoints = Checkpoints(path, None, [identity], recorder, env, None)
+    assert checkpoints.resume()[0] == "the env"  # accepted: the older run had the default optimiser
+    adam = gym.make("HyperRL-A2C-CartPole", **TINY, obs_mode="random", optimizer="adam")
+    checkpoints = Checkpoints(path, None, [{**identity, "settings": adam.unwrapped.settings.described()}], recorder,
+                              adam, None)  # fmt: skip
+    with pytest.raises(CheckpointError, match="other settings"):
+        checkpoints.resume()
+
+    before = SimpleNamespace(described=lambda: older(ours.described()))  # an env of an older hypergym
+    assert ours.differences(before) == []
+    assert [d.split(":")[0] for d in adam.unwrapped.settings.differences(before)] == ["config.optimizer"]
