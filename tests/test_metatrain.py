@@ -21,6 +21,14 @@ def _settings(**kw):
                                                      "inner_updates": 2, "env_kwargs": TINY, **kw})  # fmt: skip
 
 
+def _catch(optimizer):
+    """A tiny Catch env stepping with ``optimizer``, reset."""
+    env = gym.make("HyperRL-A2C-Catch", optimizer=str(optimizer), obs_mode="random", n_envs=2, updates_per_phase=1,
+                   total_env_steps=400, **TINY)  # fmt: skip
+    env.reset(seed=0)
+    return env
+
+
 def _rule_tensors(trainer):
     return [p.detach().clone() for p in trainer.rule.parameters()]
 
@@ -41,16 +49,7 @@ def test_meta_training_steps_the_rule_resets_units_on_schedule_and_writes_a_usab
     assert meta["done_iterations"] == 4 and meta["pipeline"] is True and meta["env_id"] == "HyperRL-A2C-Catch"
     with (tmp_path / "mt" / "progress.csv").open() as f:
         assert [int(r["iteration"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
-    env = gym.make(
-        "HyperRL-A2C-Catch",
-        optimizer=str(path),
-        obs_mode="random",
-        n_envs=2,
-        updates_per_phase=1,
-        total_env_steps=400,
-        **TINY,
-    )
-    env.reset(seed=0)
+    env = _catch(path)
     learner = env.unwrapped.runs.learner
     assert isinstance(learner.optimizer, BatchedOptim4RL)
     start = learner.flat.clone()
@@ -102,16 +101,7 @@ def test_a_non_finite_meta_gradient_is_skipped_and_counted_never_written():
 def test_the_linear_rule_meta_trains_and_its_file_is_read_as_linear(tmp_path):
     path = meta_train(_settings(rule="linear", iterations=2), tmp_path / "lin", progress=False)
     assert isinstance(load_rule(path)[0], LinearOptimRule)
-    env = gym.make(
-        "HyperRL-A2C-Catch",
-        optimizer=str(path),
-        obs_mode="random",
-        n_envs=2,
-        updates_per_phase=1,
-        total_env_steps=400,
-        **TINY,
-    )
-    env.reset(seed=0)
+    env = _catch(path)
     assert isinstance(env.unwrapped.runs.learner.optimizer.rule, LinearOptimRule)
 
 
@@ -131,6 +121,10 @@ def test_optimizer_names_todays_rules_and_refuses_what_it_cannot_honour():
         gym.make("HyperRL-ACKTR-CartPole", optimizer="adam")
     with pytest.raises(ValueError, match="no learned-optimiser file"):
         gym.make("HyperRL-A2C-CartPole", optimizer="missing.pt")
+    with pytest.raises(ValueError, match="takes none"):
+        gym.make("HyperRL-PPO-CartPole", optimizer="rmsprop", policy_kwargs={"optimizer_kwargs": {"eps": 1e-8}})
+    eps = {"optimizer_kwargs": {"eps": 1e-7}}  # Adam's eps, honoured when optimizer="adam" overrides use_rms_prop
+    assert learner("HyperRL-A2C-CartPole", optimizer="adam", policy_kwargs=eps).optimizer.eps == 1e-7
     with pytest.raises(ValueError, match="A2C"):
         MetaTrainer(MetaTrainSettings("HyperRL-PPO-CartPole", iterations=1))
 

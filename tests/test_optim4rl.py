@@ -140,3 +140,22 @@ def test_a_learned_optimiser_file_round_trips_and_bad_files_are_refused(tmp_path
     torch.save({"format": "hypergym-learned-optimizer", "version": 99, "rule": "optim4rl"}, tmp_path / "new.pt")
     with pytest.raises(ValueError, match="version 99"):
         load_rule(tmp_path / "new.pt")
+
+
+def test_a_taped_step_reads_rows_a_rollback_restored():
+    """Taping keeps the gradient path, but each step starts from the live hidden states, as an untaped one does."""
+    torch.manual_seed(2)
+    rule = Optim4RLRule(mlp=(4,))
+    grads = [torch.tensor([[0.5, -1.0], [0.2, 0.3]]), torch.tensor([[0.1, 0.4], [-0.6, 0.2]])]
+    taped, plain = [BatchedOptim4RL(torch.zeros(2, 2), torch.zeros(2, 2), rule) for _ in range(2)]
+    taped.start_tape()
+    for k, g in enumerate(grads):
+        for opt in (taped, plain):
+            opt.grad.copy_(g)
+            opt.step(torch.tensor([0.1, 0.1], dtype=torch.float64))
+            if k == 0:  # member 0's update rolled back: its hidden states restored to the start
+                for h in opt.state.values():
+                    h[0] = 0
+    for name in plain.state:
+        torch.testing.assert_close(taped.state[name], plain.state[name])
+    assert taped.end_tape().requires_grad

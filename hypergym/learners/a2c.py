@@ -40,7 +40,8 @@ class A2CLearner(Learner):
             ValueError: For ``policy_kwargs["optimizer_kwargs"]`` with RMSprop (set its two settings instead).
         """
         kwargs = super().adam_kwargs(config)
-        if getattr(config, "use_rms_prop", False) and config.policy_kwargs.get("optimizer_kwargs"):
+        rms_prop = config.optimizer is None and getattr(config, "use_rms_prop", False)  # the `optimizer` setting wins
+        if rms_prop and config.policy_kwargs.get("optimizer_kwargs"):
             raise ValueError(
                 "A2C with RMSprop takes its settings from rms_prop_eps and rms_prop_alpha, not from "
                 "policy_kwargs['optimizer_kwargs'] (which is for Adam: use_rms_prop=False)"

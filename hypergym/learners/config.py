@@ -65,6 +65,10 @@ class LearnerConfig:
         if self.cnn not in ("nature", "acktr"):
             raise ValueError(f"unknown cnn {self.cnn!r}; choose from ['acktr', 'nature']")
         check_optimizer(self.algo, self.optimizer)
+        if self.optimizer not in (None, "adam") and self.policy_kwargs.get("optimizer_kwargs"):
+            raise ValueError(
+                f"policy_kwargs['optimizer_kwargs'] are Adam's (eps, betas); optimizer={self.optimizer!r} takes none"
+            )
 
 
 @dataclass(frozen=True)

@@ -196,8 +196,10 @@ class BatchedOptim4RL(BatchedOptimizer):
         if self._tape is not None:
             grad = grad.clone()  # the graph keeps it: the learner rewrites its gradient tensor in place
         shape = self.flat.shape
-        hidden = self._tape or [h.reshape(-1, h.shape[-1]) for h in self.state.values()]
+        hidden = [h.reshape(-1, h.shape[-1]) for h in self.state.values()]
         with torch.set_grad_enabled(self._tape is not None):
+            if self._tape is not None:  # the live values (a rollback may have restored rows), the tape's gradient
+                hidden = [t + (h - t).detach() for t, h in zip(self._tape, hidden, strict=True)]
             u, *hidden = self.rule(grad.reshape(-1), *hidden)
             delta = u.view(shape) * lr.to(u.dtype).unsqueeze(1)
             if self._tape is not None:
