@@ -215,13 +215,10 @@ def cmd_meta_train(args: argparse.Namespace) -> None:
     names = ("iterations", "units", "interval", "inner_updates", "meta_lr", "max_norm", "rule", "seed")
     try:
         settings = MetaTrainSettings(
-            args.env_id,
-            **{n: getattr(args, n) for n in names},
-            mlp=tuple(args.mlp),
-            pipeline=not args.no_pipeline,
-            env_kwargs=parse_assignments(args.set),
-        )
-        path = meta_train(settings, args.out or f"runs/meta-train/{args.env_id}", args.checkpoint_every,
+            args.env_id[0], **{n: getattr(args, n) for n in names}, extra_ids=tuple(args.env_id[1:]),
+            mlp=tuple(args.mlp), pipeline=not args.no_pipeline, env_kwargs=parse_assignments(args.set),
+        )  # fmt: skip
+        path = meta_train(settings, args.out or f"runs/meta-train/{'+'.join(args.env_id)}", args.checkpoint_every,
                           tensorboard=args.tensorboard)  # fmt: skip
     except (TypeError, ValueError) as err:
         raise CLIError(str(err)) from err
@@ -345,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta = _command(sub, "meta-train", "meta-train a learned optimiser (Optim4RL) by pipeline training over a "
                     "population of A2C units; resumes from OUT/checkpoint.ckpt",
                     "hypergym meta-train HyperRL-A2C-Catch --iterations 200 --units 64 --interval 32")  # fmt: skip
-    meta.add_argument("env_id", help="an A2C id (e.g. HyperRL-A2C-Catch, HyperRL-A2C-SmallDenseLong)")
+    meta.add_argument("env_id", nargs="+", help="A2C ids (e.g. HyperRL-A2C-Catch); several: trained on at once")
     for flag, kind, default, text in (
         ("--iterations", int, None, "meta-iterations (required)"), ("--units", int, 64, "units n (one env each)"),
         ("--interval", int, 32, "reset interval m (iterations)"), ("--inner-updates", int, 4, "inner updates M"),

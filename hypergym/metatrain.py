@@ -17,6 +17,11 @@ one env each, as the official code). One meta-iteration (the official code's ``a
    Unlike the official code a reset unit's env finishes the episode under way (the core resets envs only
    with their episodes); ``--no-pipeline`` never resets.
 
+With ``extra_ids`` the rule trains on several tasks at once (the paper's 6-grid run, Fig. 4): each id has
+its own ``units`` units in a learner core of its own (the ids' networks differ), the rule steps them all, and
+the meta-gradient is the mean over ids of each id's mean over its units, as the official code averages over
+units, then over tasks. (The code also scales each grid's rewards for that run; here they are unscaled.)
+
 The run directory holds ``optimizer.pt`` (the learned-optimiser file ``optimizer=`` reads), ``progress.csv``
 (one row per iteration), ``checkpoint.ckpt`` (every ``checkpoint_every`` iterations and at the end; a run
 that finds one resumes from it), and with ``tensorboard`` the event files.
@@ -71,15 +76,57 @@ class MetaTrainSettings:
     seed: int = 0
     """Seed of the rule's initial weights, the units and their resets."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the id's preset (e.g. ``learning_rate``)."""
+    """Overrides of the ids' presets (e.g. ``learning_rate``)."""
+    extra_ids: tuple[str, ...] = ()
+    """More A2C ids to train on at once, each with ``units`` units of its own (see the module)."""
 
     def __post_init__(self) -> None:
+        if len({self.env_id, *self.extra_ids}) != 1 + len(self.extra_ids):
+            raise ValueError(f"each id once: got {self.env_id!r} and {list(self.extra_ids)}")
         for name in ("iterations", "units", "interval", "inner_updates"):
             check_count(name, getattr(self, name))
         if self.rule not in RULES:
             raise ValueError(f"unknown rule {self.rule!r}; choose from {sorted(RULES)}")
         if not (self.meta_lr > 0 and self.max_norm >= 0):
             raise ValueError(f"meta_lr must be > 0 and max_norm >= 0, got {self.meta_lr!r} and {self.max_norm!r}")
+
+
+class _Task:
+    """One id's units: the learner core whose members they are, and the rule's batched optimiser over them.
+
+    Task ``k`` draws its seeds from the words ``2k, 2k + 1`` of each seed's stream, so the first id's units
+    are those of a one-id run.
+    """
+
+    def __init__(self, env_id: str, k: int, s: MetaTrainSettings, rule: torch.nn.Module) -> None:
+        from hypergym.envs.members import MemberVecEnv
+        from hypergym.envs.settings import HyperRLSettings
+
+        env = HyperRLSettings.from_kwargs(preset=env_id, **{**s.env_kwargs, "n_envs": 1, "obs_mode": "random"})
+        if env.algo != "A2C":
+            raise ValueError(f"meta-training unrolls A2C updates (the paper's); {env_id} is {env.algo}")
+        self.env, self.k = env, k
+        seeds = [self._seeds(s.seed * 1_000_003 + i) for i in range(s.units)]
+        venv = MemberVecEnv(env.task, [d[0] for d in seeds], n_envs=1, normalize=env.normalize, gamma=env.config.gamma)
+        self.learner = env.learner_class(venv, env.config, [d[1] for d in seeds], "cpu", 0)
+        self.optimizer = BatchedOptim4RL(self.learner.flat, self.learner.policy.flat_grad, rule)
+        self.learner.use_optimizer(self.optimizer)
+
+    def _seeds(self, seed: int) -> list[int]:
+        return derive_seeds(seed, 2 * self.k + 2)[2 * self.k :]
+
+    @torch.no_grad()
+    def reset(self, unit: int, seed: int) -> None:
+        """Fresh parameters for ``unit`` (from ``seed``, never used before) and zero hidden states."""
+        from hypergym.learners import build_policy
+
+        torch_seed, _ = self._seeds(seed)
+        with TorchRNG(torch_seed, torch.device("cpu")).active():
+            policy = build_policy(self.learner.observation_space, self.learner.action_space, self.env.config)
+        self.learner.flat[unit] = self.learner.policy.row_of(policy)
+        mask = torch.zeros(self.learner.flat.shape[0], dtype=torch.bool)
+        mask[unit] = True
+        self.optimizer.reset_members(mask)
 
 
 class MetaTrainer:
@@ -90,43 +137,51 @@ class MetaTrainer:
     """
 
     def __init__(self, settings: MetaTrainSettings) -> None:
-        from hypergym.envs.members import MemberVecEnv
-        from hypergym.envs.settings import HyperRLSettings
-
         s = settings
-        env = HyperRLSettings.from_kwargs(preset=s.env_id, **{**s.env_kwargs, "n_envs": 1, "obs_mode": "random"})
-        if env.algo != "A2C":
-            raise ValueError(f"meta-training unrolls A2C updates (the paper's); {s.env_id} is {env.algo}")
-        self.settings, self.env = s, env
-        seeds = [derive_seeds(s.seed * 1_000_003 + i, 2) for i in range(s.units)]
-        venv = MemberVecEnv(env.task, [d[0] for d in seeds], n_envs=1, normalize=env.normalize, gamma=env.config.gamma)
-        self.learner = env.learner_class(venv, env.config, [d[1] for d in seeds], "cpu", 0)
+        self.settings = s
         with TorchRNG(s.seed, torch.device("cpu")).active():
             self.rule = RULES[s.rule](mlp=s.mlp)
-        self.optimizer = BatchedOptim4RL(self.learner.flat, self.learner.policy.flat_grad, self.rule)
-        self.learner.use_optimizer(self.optimizer)
+        self.tasks = [_Task(env_id, k, s, self.rule) for k, env_id in enumerate((s.env_id, *s.extra_ids))]
         self.meta_optimizer = torch.optim.Adam(self.rule.parameters(), lr=s.meta_lr)
         self.offsets = pipeline_offsets(s.units, s.interval)
         self.iteration, self.skipped, self.resets, self.env_steps = 0, 0, 0, 0
 
+    @property
+    def learner(self) -> Any:
+        """The first id's learner core (its units are its members)."""
+        return self.tasks[0].learner
+
+    @property
+    def optimizer(self) -> BatchedOptim4RL:
+        """The rule's batched optimiser over the first id's units."""
+        return self.tasks[0].optimizer
+
     def iterate(self) -> dict[str, float]:
         """One meta-iteration (see the module); its row of ``progress.csv``."""
-        s, learner, started = self.settings, self.learner, time.perf_counter()
+        s, started = self.settings, time.perf_counter()
         self.iteration += 1
         diverged = np.zeros(s.units, dtype=bool)
-        self.optimizer.start_tape()
+        for task in self.tasks:
+            task.optimizer.start_tape()
         for _ in range(s.inner_updates):
-            learner.collect_rollout()
-            diverged |= learner.update_step().diverged
-        change = self.optimizer.end_tape()
-        learner.collect_rollout()  # the validation rollout: the outer loss's, never trained on
-        loss, _ = learner.member_losses(learner.batch)
-        learner.policy.zero_grad()
-        learner.policy.backward(loss.sum())
-        outer = learner.policy.flat_grad.detach()
+            for task in self.tasks:
+                task.learner.collect_rollout()
+                diverged |= task.learner.update_step().diverged
         self.meta_optimizer.zero_grad()
-        assert change is not None  # inner_updates >= 1
-        ((outer * change).sum() / s.units).backward()
+        losses = []
+        for task in self.tasks:
+            change = task.optimizer.end_tape()
+            learner = task.learner
+            learner.collect_rollout()  # the validation rollout: the outer loss's, never trained on
+            loss, _ = learner.member_losses(learner.batch)
+            learner.policy.zero_grad()
+            learner.policy.backward(loss.sum())
+            outer = learner.policy.flat_grad.detach()
+            assert change is not None  # inner_updates >= 1
+            ((outer * change).sum() / (s.units * len(self.tasks))).backward()
+            learner.policy.zero_grad()
+            losses.append(loss.detach())
+        loss = torch.cat(losses)
         grads = [p.grad for p in self.rule.parameters() if p.grad is not None]
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
         if math.isfinite(norm) and bool(torch.isfinite(loss).all()) and not diverged.any():
@@ -135,31 +190,19 @@ class MetaTrainer:
             self.meta_optimizer.step()
         else:
             self.skipped += 1
-        learner.policy.zero_grad()
         reset = pipeline_resets(self.iteration, self.offsets, s.interval) if s.pipeline else np.zeros(s.units, bool)
-        for unit in np.flatnonzero(reset):
-            self._reset(int(unit))
-        self.env_steps = learner.env_steps * s.units  # the core counts one member's steps
-        returns = [r[-10:].mean() for r in learner.recent_returns() if len(r)]
+        for task in self.tasks:
+            for unit in np.flatnonzero(reset):
+                self.resets += 1
+                task.reset(int(unit), s.seed * 1_000_003 + s.units + self.resets)
+        # the core counts one member's steps
+        self.env_steps = sum(task.learner.env_steps for task in self.tasks) * s.units
+        returns = [r[-10:].mean() for task in self.tasks for r in task.learner.recent_returns() if len(r)]
         return {
-            "iteration": self.iteration, "env_steps": self.env_steps, "outer_loss": float(loss.detach().mean()),
+            "iteration": self.iteration, "env_steps": self.env_steps, "outer_loss": float(loss.mean()),
             "unit_return": float(np.mean(returns)) if returns else math.nan, "meta_grad_norm": norm,
             "skipped": self.skipped, "resets": self.resets, "seconds": time.perf_counter() - started,
         }  # fmt: skip
-
-    @torch.no_grad()
-    def _reset(self, unit: int) -> None:
-        """Fresh parameters for ``unit`` (a seed never used before) and zero hidden states."""
-        from hypergym.learners import build_policy
-
-        self.resets += 1
-        torch_seed, _ = derive_seeds(self.settings.seed * 1_000_003 + self.settings.units + self.resets, 2)
-        with TorchRNG(torch_seed, torch.device("cpu")).active():
-            policy = build_policy(self.learner.observation_space, self.learner.action_space, self.env.config)
-        self.learner.flat[unit] = self.learner.policy.row_of(policy)
-        mask = torch.zeros(self.settings.units, dtype=torch.bool)
-        mask[unit] = True
-        self.optimizer.reset_members(mask)
 
     def meta(self) -> dict[str, Any]:
         """What the learned-optimiser file records of its training."""

@@ -64,6 +64,24 @@ def test_without_the_pipeline_no_unit_is_reset():
     assert row["resets"] == 0
 
 
+def test_several_ids_train_one_rule_each_on_units_of_its_own():
+    one = MetaTrainer(_settings())
+    two = MetaTrainer(_settings(extra_ids=("HyperRL-A2C-SmallDenseShort",)))
+    grid = two.tasks[1].learner
+    assert torch.equal(one.learner.flat, two.learner.flat)  # the first id's units are a one-id run's
+    assert grid.flat.shape[0] == 4 and grid.flat.shape[1] != one.learner.flat.shape[1]  # a network of its own
+    start = grid.flat.clone()
+    one.iterate()
+    row = two.iterate()
+    assert torch.equal(one.learner.flat, two.learner.flat)  # the same inner updates and resets on the first id
+    assert not torch.equal(grid.flat[3], start[3])  # the grid's units trained with the same rule
+    assert row["resets"] == 6 and row["env_steps"] == 2 * 4 * 20 * 3
+    grads = [(a.grad, b.grad) for a, b in zip(one.rule.parameters(), two.rule.parameters(), strict=True)]
+    assert any(not torch.equal(a, b) for a, b in grads)  # the grid's meta-gradient counted
+    with pytest.raises(ValueError, match="each id once"):
+        MetaTrainSettings("HyperRL-A2C-Catch", iterations=1, extra_ids=("HyperRL-A2C-Catch",))
+
+
 def test_a_resumed_meta_training_ends_where_an_uninterrupted_one_does(tmp_path):
     straight = meta_train(_settings(), tmp_path / "a", progress=False)
     meta_train(_settings(iterations=2), tmp_path / "b", checkpoint_every=1, progress=False)
@@ -131,10 +149,11 @@ def test_optimizer_names_todays_rules_and_refuses_what_it_cannot_honour():
 
 def test_the_meta_train_command(tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["meta-train", "HyperRL-A2C-Catch", "--iterations", "2", "--units", "2", "--interval", "2",
+    argv = ["meta-train", "HyperRL-A2C-Catch", "HyperRL-A2C-SmallDenseShort", "--iterations", "2", "--units", "2", "--interval", "2",
             "--inner-updates", "1", "--set", "policy_kwargs={'net_arch': [8]}", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert (out / "optimizer.pt").is_file() and "learned optimiser:" in capsys.readouterr().out
+    assert load_rule(out / "optimizer.pt")[1]["extra_ids"] == ["HyperRL-A2C-SmallDenseShort"]
     assert main(["meta-train", "HyperRL-A2C-Catch", "--iterations", "0", "--out", str(tmp_path / "x")]) == 2
 
 

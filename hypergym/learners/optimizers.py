@@ -4,7 +4,9 @@
 K-FAC, which is the algorithm and is not replaced). ``"adam"`` and ``"rmsprop"`` name torch's rules with
 SB3's settings; ``"optim4rl"`` and ``"linear"`` are the learned optimisers shipped with hypergym
 (``hypergym/data/optim4rl.pt``, and the LinearOptim ablation ``hypergym/data/linear.pt``, both meta-trained by
-``hypergym meta-train``, see docs/learners.md); any other value is the path of a learned-optimiser file, whose
+``hypergym meta-train`` on Catch, see docs/learners.md); ``"optim4rl-sdl"`` and ``"optim4rl-sdl-nopipe"`` are
+the rules of the pipeline ablation (Optim4RL's Table 1), meta-trained on small_dense_long with and without
+pipeline training; any other value is the path of a learned-optimiser file, whose
 rule (Optim4RL or LinearOptim) the file names. The learned rules take the
 learner's ``learning_rate`` as their step size alpha, so hyper-agents schedule it as they schedule Adam's.
 """
@@ -25,12 +27,12 @@ __all__ = ["OPTIMIZERS", "SHIPPED", "build_optimizer", "check_optimizer", "learn
 
 #: The optimisers named by a word (any other value is a learned-optimiser file's path).
 OPTIMIZERS = ("adam", "rmsprop", "optim4rl", "linear")
-#: The learned optimisers shipped with the package.
-SHIPPED = ("optim4rl", "linear")
+#: The learned optimisers shipped with the package (``hypergym/data/<name>.pt``).
+SHIPPED = ("optim4rl", "linear", "optim4rl-sdl", "optim4rl-sdl-nopipe")
 
 
 def shipped_path(name: str = "optim4rl") -> Path:
-    """Where the shipped learned optimiser ``name`` (``"optim4rl"`` or ``"linear"``) lies."""
+    """Where the shipped learned optimiser ``name`` (one of :data:`SHIPPED`) lies."""
     return Path(str(resources.files("hypergym").joinpath(f"data/{name}.pt")))
 
 
@@ -57,7 +59,7 @@ def check_optimizer(algo: str, optimizer: str | None) -> None:
     if optimizer in SHIPPED and not shipped_path(optimizer).is_file():
         raise ValueError(
             f"this installation lacks the shipped {optimizer!r} optimiser ({shipped_path(optimizer)}): meta-train one "
-            f"(hypergym meta-train ID --rule {optimizer}) and pass optimizer=<its path>"
+            f"(hypergym meta-train ID, see docs/learners.md) and pass optimizer=<its path>"
         )
     if optimizer not in ("adam", "rmsprop"):
         learned_rule(optimizer)  # read now: a bad file fails at gym.make, not at the first update
