@@ -149,8 +149,9 @@ def test_optimizer_names_todays_rules_and_refuses_what_it_cannot_honour():
 
 def test_the_meta_train_command(tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["meta-train", "HyperRL-A2C-Catch", "HyperRL-A2C-SmallDenseShort", "--iterations", "2", "--units", "2", "--interval", "2",
-            "--inner-updates", "1", "--set", "policy_kwargs={'net_arch': [8]}", "--out", str(out)]  # fmt: skip
+    argv = ["meta-train", "HyperRL-A2C-Catch", "HyperRL-A2C-SmallDenseShort", "--iterations", "2", "--units", "2",
+            "--interval", "2", "--inner-updates", "1", "--set", "policy_kwargs={'net_arch': [8]}",
+            "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert (out / "optimizer.pt").is_file() and "learned optimiser:" in capsys.readouterr().out
     assert load_rule(out / "optimizer.pt")[1]["extra_ids"] == ["HyperRL-A2C-SmallDenseShort"]
