@@ -116,6 +116,30 @@ _BW_PAPER_FIXED = Arm("fixed lr x1 (paper)", "static", "paper", _BLIND)
 _BW_SINGLE_FIXED = Arm("fixed lr x1 (code), single runs", "static", "code", _BLIND, single_runs=True)
 
 
+def _general(task: str, env_id: str, budget: int) -> Study:
+    """Optim4RL's generalisation to a task it never saw.
+
+    Its rule meta-trained on the six gridworlds (and the one meta-trained on Catch) against Adam, each at the
+    preset's learning rate, at ``budget`` env steps.
+    """
+    return Study(
+        name=f"optim4rl-general-{task.lower()}",
+        title=f"Optim4RL (seed 003) meta-trained on the gridworlds, tested on {task}",
+        env_id=env_id,
+        metric="train_return_100",
+        seeds=10,
+        arms=tuple(
+            Arm(label, "static", "paper", {"optimizer": name, **_BLIND})
+            for label, name in (
+                ("Adam", "adam"), ("Optim4RL (6 grids)", "optim4rl-grids"), ("Optim4RL (Catch)", "optim4rl")
+            )
+        ),
+        baseline="Adam",
+        claim="Optim4RL meta-trained on the six gridworlds generalises to unseen tasks, close to Adam (Fig. 4, Brax)",
+        env_kwargs={"total_env_steps": budget},
+    )  # fmt: skip
+
+
 def _table2(task: str, median: str) -> Study:
     """Table 2 on one task: PPO with the 144-action grid, EPGT (code) against PBT, PB2 and the static default.
 
@@ -278,6 +302,14 @@ STUDIES: dict[str, Study] = {
         baseline="fixed alpha (code)",
         claim="(neither paper) a schedule of alpha composes with a learned optimiser as with Adam",
     ),
+    **{
+        s.name: s
+        for s in (
+            _general("CartPole", "HyperRL-A2C-CartPole", 100_000),
+            _general("Acrobot", "HyperRL-A2C-Acrobot", 100_000),
+            _general("LunarLanderContinuous", "HyperRL-PPO-LunarLanderContinuous", 100_000),
+        )
+    },
 }
 
 

@@ -6,7 +6,8 @@ SB3's settings; ``"optim4rl"`` and ``"linear"`` are the learned optimisers shipp
 (``hypergym/data/optim4rl.pt``, and the LinearOptim ablation ``hypergym/data/linear.pt``, both meta-trained by
 ``hypergym meta-train`` on Catch, see docs/learners.md); ``"optim4rl-sdl"`` and ``"optim4rl-sdl-nopipe"`` are
 the rules of the pipeline ablation (Optim4RL's Table 1), meta-trained on small_dense_long with and without
-pipeline training; any other value is the path of a learned-optimiser file, whose
+pipeline training; ``"optim4rl-grids"`` was meta-trained on the six gridworlds at once (the rule of the
+generalisation study, the paper's Fig. 4); any other value is the path of a learned-optimiser file, whose
 rule (Optim4RL or LinearOptim) the file names. The learned rules take the
 learner's ``learning_rate`` as their step size alpha, so hyper-agents schedule it as they schedule Adam's.
 """
@@ -28,7 +29,7 @@ __all__ = ["OPTIMIZERS", "SHIPPED", "build_optimizer", "check_optimizer", "learn
 #: The optimisers named by a word (any other value is a learned-optimiser file's path).
 OPTIMIZERS = ("adam", "rmsprop", "optim4rl", "linear")
 #: The learned optimisers shipped with the package (``hypergym/data/<name>.pt``).
-SHIPPED = ("optim4rl", "linear", "optim4rl-sdl", "optim4rl-sdl-nopipe")
+SHIPPED = ("optim4rl", "linear", "optim4rl-sdl", "optim4rl-sdl-nopipe", "optim4rl-grids")
 
 
 def shipped_path(name: str = "optim4rl") -> Path:
