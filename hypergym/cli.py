@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         "table2-lunarlandercontinuous and table2-bipedalwalker (Table 2, PPO), ingredients (one released "
         "setting back to the text), hyperstate (the encoders), optim4rl-catch (Optim4RL's learned optimiser vs "
         "Adam, RMSprop and LinearOptim on Catch), optim4rl-pipeline (its Table 1), optim4rl-schedule (EPGT and "
-        "random choosing its alpha)",
+        "random choosing its alpha), optim4rl-general-{cartpole,acrobot,lunarlandercontinuous} (its generalisation)",
     )
     rep.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, as the paper)")
     rep.add_argument("--workers", type=int, default=default_workers(), help=workers)

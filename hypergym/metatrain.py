@@ -94,8 +94,8 @@ class MetaTrainSettings:
 class _Task:
     """One id's units: the learner core whose members they are, and the rule's batched optimiser over them.
 
-    Task ``k`` draws its seeds from the words ``2k, 2k + 1`` of each seed's stream, so the first id's units
-    are those of a one-id run.
+    Task ``k`` draws its seeds, and those of its units' resets, from the words ``2k, 2k + 1`` of each seed's
+    stream, so the first id's units (and their resets) are those of a one-id run.
     """
 
     def __init__(self, env_id: str, k: int, s: MetaTrainSettings, rule: torch.nn.Module) -> None:
@@ -105,12 +105,37 @@ class _Task:
         env = HyperRLSettings.from_kwargs(preset=env_id, **{**s.env_kwargs, "n_envs": 1, "obs_mode": "random"})
         if env.algo != "A2C":
             raise ValueError(f"meta-training unrolls A2C updates (the paper's); {env_id} is {env.algo}")
-        self.env, self.k = env, k
+        self.env, self.k, self.resets = env, k, 0
         seeds = [self._seeds(s.seed * 1_000_003 + i) for i in range(s.units)]
         venv = MemberVecEnv(env.task, [d[0] for d in seeds], n_envs=1, normalize=env.normalize, gamma=env.config.gamma)
         self.learner = env.learner_class(venv, env.config, [d[1] for d in seeds], "cpu", 0)
         self.optimizer = BatchedOptim4RL(self.learner.flat, self.learner.policy.flat_grad, rule)
         self.learner.use_optimizer(self.optimizer)
+
+    def meta_gradient(self, inner_updates: int, divisor: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Add the units' summed meta-gradient over ``divisor`` to the rule's ``.grad``.
+
+        ``inner_updates`` updates on fresh rollouts, taped; then the outer loss on a fresh rollout, its gradient
+        ``G`` in the parameters, and ``d(G . change)/d phi`` by backpropagation through the tape.
+
+        Returns:
+            The units' outer losses, and which units diverged.
+        """
+        learner, diverged = self.learner, np.zeros(self.learner.flat.shape[0], dtype=bool)
+        self.optimizer.start_tape()
+        for _ in range(inner_updates):
+            learner.collect_rollout()
+            diverged |= learner.update_step().diverged
+        change = self.optimizer.end_tape()
+        learner.collect_rollout()  # the validation rollout: the outer loss's, never trained on
+        loss, _ = learner.member_losses(learner.batch)
+        learner.policy.zero_grad()
+        learner.policy.backward(loss.sum())
+        outer = learner.policy.flat_grad.detach()
+        assert change is not None  # inner_updates >= 1
+        ((outer * change).sum() / divisor).backward()
+        learner.policy.zero_grad()
+        return loss.detach(), diverged
 
     def _seeds(self, seed: int) -> list[int]:
         return derive_seeds(seed, 2 * self.k + 2)[2 * self.k :]
@@ -146,6 +171,14 @@ class MetaTrainer:
         self.offsets = pipeline_offsets(s.units, s.interval)
         self.iteration, self.skipped, self.resets, self.env_steps = 0, 0, 0, 0
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "tasks" not in state:  # a checkpoint written before several ids: its one id's core becomes task 0
+            task = _Task.__new__(_Task)
+            task.env, task.learner, task.optimizer = state.pop("env"), state.pop("learner"), state.pop("optimizer")
+            task.k, task.resets = 0, state["resets"]
+            state["tasks"] = [task]
+        self.__dict__.update(state)
+
     @property
     def learner(self) -> Any:
         """The first id's learner core (its units are its members)."""
@@ -160,27 +193,12 @@ class MetaTrainer:
         """One meta-iteration (see the module); its row of ``progress.csv``."""
         s, started = self.settings, time.perf_counter()
         self.iteration += 1
-        diverged = np.zeros(s.units, dtype=bool)
-        for task in self.tasks:
-            task.optimizer.start_tape()
-        for _ in range(s.inner_updates):
-            for task in self.tasks:
-                task.learner.collect_rollout()
-                diverged |= task.learner.update_step().diverged
         self.meta_optimizer.zero_grad()
-        losses = []
-        for task in self.tasks:
-            change = task.optimizer.end_tape()
-            learner = task.learner
-            learner.collect_rollout()  # the validation rollout: the outer loss's, never trained on
-            loss, _ = learner.member_losses(learner.batch)
-            learner.policy.zero_grad()
-            learner.policy.backward(loss.sum())
-            outer = learner.policy.flat_grad.detach()
-            assert change is not None  # inner_updates >= 1
-            ((outer * change).sum() / (s.units * len(self.tasks))).backward()
-            learner.policy.zero_grad()
-            losses.append(loss.detach())
+        # one id at a time: the ids share nothing but the rule, which steps once all have added their gradient,
+        # so the order changes no number and only one id's tape is alive at once
+        steps = [task.meta_gradient(s.inner_updates, s.units * len(self.tasks)) for task in self.tasks]
+        losses = [loss for loss, _ in steps]
+        diverged = np.logical_or.reduce([d for _, d in steps])
         loss = torch.cat(losses)
         grads = [p.grad for p in self.rule.parameters() if p.grad is not None]
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
@@ -193,8 +211,9 @@ class MetaTrainer:
         reset = pipeline_resets(self.iteration, self.offsets, s.interval) if s.pipeline else np.zeros(s.units, bool)
         for task in self.tasks:
             for unit in np.flatnonzero(reset):
-                self.resets += 1
-                task.reset(int(unit), s.seed * 1_000_003 + s.units + self.resets)
+                task.resets += 1
+                task.reset(int(unit), s.seed * 1_000_003 + s.units + task.resets)
+        self.resets = sum(task.resets for task in self.tasks)
         # the core counts one member's steps
         self.env_steps = sum(task.learner.env_steps for task in self.tasks) * s.units
         returns = [r[-10:].mean() for task in self.tasks for r in task.learner.recent_returns() if len(r)]
