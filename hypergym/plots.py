@@ -267,6 +267,7 @@ def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: in
 SUMMARY_KEYS = (
     "final_return",
     "train_return_100",
+    "mean_return",
     "best_eval_return",
     "final_eval_return",
     "best_G",

@@ -68,6 +68,9 @@ class RunResult:
     """The last evaluation, of the final policy (NaN without ``eval_every``)."""
     train_return_100: float = math.nan
     """Mean raw return of the last 100 inner episodes (Fig. 2's training return; NaN if none completed)."""
+    mean_return: float = math.nan
+    """Mean raw return of every inner episode of the run: the area under its learning curve, how fast it learns,
+    whatever the hyper-reward (NaN if none completed)."""
 
 
 def scalar(x: Any) -> Any:
@@ -295,6 +298,7 @@ class MemberTally:
             env_steps=self.env_steps,
             final_return=float(np.mean(returns[-FINAL_EPISODES:])) if returns else math.nan,
             train_return_100=float(np.mean(returns[-TRAIN_EPISODES:])) if returns else math.nan,
+            mean_return=float(np.mean(returns)) if returns else math.nan,
             best_G=max(gs) if gs else math.nan,
             mean_G=float(np.mean(gs)) if gs else math.nan,
             diverged_steps=self.diverged,

@@ -27,6 +27,7 @@ METRICS = {
     "best_eval_return": "best evaluation",
     "final_return": "final training return",
     "mean_G": "mean return over the run",
+    "mean_return": "mean training return over the run",
 }
 
 
