@@ -181,14 +181,19 @@ def normaliser(scores: dict[str, list[float]]) -> tuple[float, float, str]:
     """``(zero, scale, what)``: a task's score is ``(return - zero) / scale``.
 
     ``zero`` is the static default's mean; ``scale`` the span of the task's fixed learning rates' means (the
-    best's minus the worst's). A gain of 1 is a gain as large as the whole grid's spread. The best fixed rate's
-    gain over the default is no scale: it is near 0 where the default is nearly the best (MountainCar's best
-    fixed rate is 1.2 above its default, which would multiply every difference by 80).
+    best's minus the worst's), or the static default's seed-to-seed standard deviation where that is larger.
+    A gain of 1 is a gain as large as the whole grid's spread. The best fixed rate's gain over the default is
+    no scale: it is near 0 where the default is nearly the best (MountainCar's best fixed rate is 1.2 above its
+    default, which would multiply every difference by 80). Nor is a span inside the seeds' noise: on ACKTR's
+    CartPole the three rates' means lie within 0.6 of each other (K-FAC's trust region bounds the step).
     """
     zero = float(np.mean(scores["static"]))
     fixed = {label: float(np.mean(v)) for label, v in scores.items() if label.startswith("fixed lr")}
     best, worst = max(fixed, key=lambda k: fixed[k]), min(fixed, key=lambda k: fixed[k])
     span = fixed[best] - fixed[worst]
+    noise = float(np.std(scores["static"], ddof=1)) if len(scores["static"]) > 1 else 0.0
+    if noise > span:
+        return zero, noise, f"1 = static's standard deviation over seeds ({noise:.3g}; the rates' span {span:.3g})"
     return zero, span if span > 0 else 1.0, f"1 = {best} minus {worst} ({span:.3g})"
 
 
@@ -235,34 +240,50 @@ def stored() -> dict[str, dict[str, list[float]]]:
     return dict(json.loads(text)["tasks"])
 
 
-def _matrix(tasks: Sequence[Task], scores: dict[str, dict[str, list[float]]]) -> tuple[dict[str, np.ndarray], dict]:
-    """Per entry on every task: its ``[seeds, tasks]`` normalised scores; and each task's normaliser."""
+def _matrix(
+    tasks: Sequence[Task], scores: dict[str, dict[str, list[float]]]
+) -> tuple[dict[str, np.ndarray], dict[str, list[int]], dict]:
+    """Per entry its ``[seeds, tasks]`` normalised scores on the tasks it ran.
+
+    Also which tasks those are (indices into ``tasks``), and each task's normaliser.
+    """
     norms = {t.name: normaliser(scores[t.name]) for t in tasks}
-    labels = [label for label in scores[tasks[0].name] if not label.startswith("fixed lr")]
-    out = {}
+    labels = dict.fromkeys(label for t in tasks for label in scores[t.name] if not label.startswith("fixed lr"))
+    out, where = {}, {}
     for label in labels:
-        if all(label in scores[t.name] for t in tasks):
-            columns = [(np.asarray(scores[t.name][label]) - norms[t.name][0]) / norms[t.name][1] for t in tasks]
-            n = min(len(c) for c in columns)
-            out[label] = np.stack([c[:n] for c in columns], axis=1)
-    return out, norms
+        on = [j for j, t in enumerate(tasks) if label in scores[t.name]]
+        columns = [(np.asarray(scores[tasks[j].name][label]) - norms[tasks[j].name][0]) / norms[tasks[j].name][1]
+                   for j in on]  # fmt: skip
+        n = min(len(c) for c in columns)
+        out[label], where[label] = np.stack([c[:n] for c in columns], axis=1), on
+    return out, where, norms
 
 
 def leaderboard(tasks: Sequence[Task], scores: dict[str, dict[str, list[float]]], figure: Path | None = None) -> str:
-    """The leaderboard of ``scores`` (per task, per entry, per-seed training returns) on ``tasks``, as Markdown."""
+    """The leaderboard of ``scores`` (per task, per entry, per-seed training returns) on ``tasks``, as Markdown.
+
+    An entry that ran on only some of the tasks (HOOF has no ACKTR form) is aggregated over those, against
+    static's runs on the same tasks, and its row says on how many.
+    """
     missing = [t.name for t in tasks if "static" not in scores.get(t.name, {})
                or not any(k.startswith("fixed lr") for k in scores[t.name])]  # fmt: skip
     if missing:
         raise ValueError(f"no runs of the static default and fixed rates on {missing}: run `hypergym bench --remake`")
-    matrix, norms = _matrix(tasks, scores)
-    stats = aggregate(matrix)
+    matrix, where, norms = _matrix(tasks, scores)
+    full = {label: m for label, m in matrix.items() if len(where[label]) == len(tasks)}
+    stats = aggregate(full)
+    for label in matrix.keys() - full.keys():
+        static = matrix["static"][:, where[label]]
+        stats[label] = aggregate({label: matrix[label], "static": static})[label]
     head = "| entry | IQM [95% CI] | P(better than static) [95% CI] | " + " | ".join(t.name for t in tasks) + " |"
     lines = [head, "|---" * (3 + len(tasks)) + "|"]
     for label in sorted(stats, key=lambda k: -stats[k]["iqm"]):
-        s = stats[label]
+        s, on = stats[label], where[label]
         p = f"{s['p_improve']:.2f} [{s['p_low']:.2f}, {s['p_high']:.2f}]" if "p_improve" in s else "-"
-        per_task = " | ".join(f"{np.nanmean(matrix[label][:, j]):.2f}" for j in range(len(tasks)))
-        lines.append(f"| {label} | {s['iqm']:.2f} [{s['iqm_low']:.2f}, {s['iqm_high']:.2f}] | {p} | {per_task} |")
+        means = [f"{np.nanmean(matrix[label][:, on.index(j)]):.2f}" if j in on else "n/a" for j in range(len(tasks))]
+        name = label if len(on) == len(tasks) else f"{label} (on {len(on)} of {len(tasks)} tasks)"
+        iqm = f"{s['iqm']:.2f} [{s['iqm_low']:.2f}, {s['iqm_high']:.2f}]"
+        lines.append(f"| {name} | {iqm} | {p} | {' | '.join(means)} |")
     lines += ["", "Normalisation (static default = 0): " + "; ".join(f"{k}: {v[2]}" for k, v in norms.items()) + "."]
     if figure is not None:
         _plot(matrix, stats, figure)

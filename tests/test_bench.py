@@ -12,13 +12,16 @@ from hypergym import bench as bench_module
 from hypergym.bench import BOARD, Task, aggregate, normaliser, task_study, tasks_of
 
 
-def test_a_task_score_is_zero_at_the_static_default_and_one_a_span_of_the_fixed_rates():
+def test_a_task_score_is_zero_at_the_static_default_and_one_a_span_of_the_fixed_rates_or_the_noise():
     scores = {"static": [10.0, 12.0], "fixed lr 0.001": [11.0, 11.0], "fixed lr 0.002": [20.0, 22.0], "EPGT": [16.0]}
     zero, scale, what = normaliser(scores)
     assert (zero, scale) == (11.0, 10.0) and what == "1 = fixed lr 0.002 minus fixed lr 0.001 (10)"
     # a default that is nearly the best does not shrink the scale (the best's gain over it would be 0.5)
     zero, scale, _ = normaliser({"static": [20.0], "fixed lr 0.001": [20.5], "fixed lr 0.002": [15.0]})
     assert (zero, scale) == (20.0, 5.5)
+    # rates that change nothing give no unit: the default's noise over seeds does (standard deviation 4)
+    zero, scale, what = normaliser({"static": [16.0, 24.0], "fixed lr 0.001": [20.0], "fixed lr 0.002": [20.5]})
+    assert (zero, scale) == (20.0, pytest.approx(np.std([16.0, 24.0], ddof=1))) and "standard deviation" in what
 
 
 def test_the_aggregate_is_rliables_iqm_with_intervals_and_probability_of_improvement():
@@ -71,6 +74,26 @@ def test_bench_runs_a_new_agent_only_and_prints_its_row_beside_the_stored_board(
     printed = capsys.readouterr().out
     assert "| episodic |" in printed and "| random |" in printed and (tmp_path / "new" / "bench-test.png").is_file()
     assert not (tmp_path / "new" / "cartpole-tiny" / "HyperRL-A2C-CartPole" / "random").exists()  # not rerun
+
+
+def test_an_entry_on_some_tasks_is_aggregated_over_those_against_static_on_the_same():
+    from scipy.stats import trim_mean
+
+    from hypergym.bench import leaderboard
+
+    tasks = tasks_of("test")[:2]
+    rng = np.random.default_rng(1)
+    scores = {t.name: {"static": list(rng.normal(0, 1, 10)), "fixed lr 1": [0.0] * 10, "fixed lr 2": [2.0] * 10,
+                       "random": list(rng.normal(0, 1, 10))} for t in tasks}  # fmt: skip
+    scores[tasks[0].name]["HOOF"] = list(rng.normal(4, 1, 10))  # HOOF on the first task only
+    board = leaderboard(tasks, scores)
+    row = next(line for line in board.splitlines() if line.startswith("| HOOF"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "HOOF (on 1 of 2 tasks)" and cells[-1] == "n/a"
+    zero, scale, _ = normaliser(scores[tasks[0].name])
+    expected = trim_mean((np.asarray(scores[tasks[0].name]["HOOF"]) - zero) / scale, 0.25)
+    assert cells[1].startswith(f"{expected:.2f} [") and cells[2].startswith("1.00")  # above every static run
+    assert "| random | " in board  # the entries on every task as before
 
 
 def test_the_docs_table_is_the_suite():
