@@ -35,12 +35,15 @@ def judged_metrics(study: Study, held: set[str]) -> tuple[str, str]:
     """The two metrics a report judges: the study's own first, then the best evaluation (or the training return).
 
     The training return comes second in a table's report (its own is the best evaluation) and in a study's
-    without evaluations. ``held``: the metrics every arm's runs recorded; runs made before
-    ``train_return_100`` was recorded have the final return over 10 episodes in its place.
+    without evaluations; where that is the study's own, the mean training return over the run (how fast it
+    learned) does. ``held``: the metrics every arm's runs recorded; runs made before ``train_return_100`` was
+    recorded have the final return over 10 episodes in its place.
     """
     own = study.metric if study.metric in held else "final_return"
     training = "train_return_100" if "train_return_100" in held else "final_return"
     evaluated = own != "best_eval_return" and "best_eval_return" in held  # a study without evaluations has none
+    if not evaluated and training == own:  # judged on the training return already: then on how fast it learned
+        training = "mean_return" if "mean_return" in held else "final_return"
     return own, "best_eval_return" if evaluated else training
 
 
