@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -202,8 +203,8 @@ def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: in
     """Draw a figure like the paper's Fig. 2 from finished runs.
 
     Left: inner return over env steps per agent (mean and std band over seeds; episode returns smoothed
-    over 10 episodes). Right: each hyperparameter's chosen value over env steps (smoothed over 100
-    hyper-steps, mean over seeds).
+    over 10 episodes). Right: each hyperparameter some run changed, its chosen value over env steps (smoothed
+    over 100 hyper-steps, mean over seeds).
 
     Returns:
         The path written.
@@ -216,7 +217,10 @@ def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: in
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     groups = _by_label(runs)
-    names = list(dict.fromkeys(n for r in runs for n in r.tuned if n in r.hyperparams))[:max_hparams]
+    names = list(dict.fromkeys(n for r in runs for n in r.tuned if n in r.hyperparams))
+    # a hyperparameter no run changed gets no panel: a constant on a log axis draws its rounding noise
+    names = [n for n in names if any(len(r.hyperparams.get(n, ())) and np.ptp(r.hyperparams[n]) > 0 for r in runs)]
+    names = names[:max_hparams]
     top = max((float(np.nanmax(r.env_steps)) for r in runs if len(r.env_steps)), default=1.0)
     grid = np.linspace(0, top, points)
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(5.5 * (1 + len(names)), 4.2), squeeze=False)
@@ -255,8 +259,8 @@ def plot_runs(runs: Sequence[Run], path: str | Path, title: str = "", points: in
         axes[0][j].set_ylabel(f"{name} (smoothed)")
         if name == "learning_rate":
             axes[0][j].set_yscale("log")
-    if title:
-        fig.suptitle(title)
+    if title:  # wrapped to the figure's width (about 11 characters an inch)
+        fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() * 11)))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
