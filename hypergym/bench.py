@@ -335,7 +335,7 @@ def _plot(matrix: dict[str, np.ndarray], stats: dict[str, dict[str, float]], pat
         left.plot([s["iqm_low"], s["iqm_high"]], [y, y], lw=6, alpha=0.5)
         left.plot([s["iqm"]], [y], "k|", ms=14)
     left.set_yticks(range(len(order)), order)
-    left.set_xlabel("IQM of normalised score (static 0, 1 = the fixed rates' span)")
+    left.set_xlabel("IQM of normalised score (static 0; 1 = the fixed rates' span, or static's s.d.)")
     taus = np.linspace(
         min(float(np.nanmin(m)) for m in matrix.values()), max(float(np.nanmax(m)) for m in matrix.values()), 81
     )
