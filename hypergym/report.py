@@ -157,8 +157,9 @@ def report(study: Study, out: Path, command: str, seeds: int | None = None) -> P
             x = np.array(_metric(group, metric), dtype=np.float64)
             x = x[np.isfinite(x)]
             se = x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else math.nan
-            mean = f"{x.mean():.1f} ± {se:.1f}" if len(x) > 1 else f"{x.mean():.1f}" if len(x) else "n/a"
-            cells += [mean, f"{np.median(x):.1f}" if len(x) else "n/a"]
+            # significant figures, not decimals: Catch's returns lie in [-1, 1], BipedalWalker's in the hundreds
+            mean = f"{x.mean():.4g} ± {se:.2g}" if len(x) > 1 else f"{x.mean():.4g}" if len(x) else "n/a"
+            cells += [mean, f"{np.median(x):.4g}" if len(x) else "n/a"]
         if label in judged:
             j = judged[label]
             shown = f"{j.difference:+.3g} [{j.low:+.3g}, {j.high:+.3g}]" if math.isfinite(j.difference) else "n/a"
