@@ -169,15 +169,20 @@ class MetaTrainer:
         self.tasks = [_Task(env_id, k, s, self.rule) for k, env_id in enumerate((s.env_id, *s.extra_ids))]
         self.meta_optimizer = torch.optim.Adam(self.rule.parameters(), lr=s.meta_lr)
         self.offsets = pipeline_offsets(s.units, s.interval)
-        self.iteration, self.skipped, self.resets, self.env_steps = 0, 0, 0, 0
+        self.iteration, self.skipped, self.env_steps = 0, 0, 0
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "tasks" not in state:  # a checkpoint written before several ids: its one id's core becomes task 0
             task = _Task.__new__(_Task)
             task.env, task.learner, task.optimizer = state.pop("env"), state.pop("learner"), state.pop("optimizer")
-            task.k, task.resets = 0, state["resets"]
+            task.k, task.resets = 0, state.pop("resets")
             state["tasks"] = [task]
         self.__dict__.update(state)
+
+    @property
+    def resets(self) -> int:
+        """Unit resets so far, over every id."""
+        return sum(task.resets for task in self.tasks)
 
     @property
     def learner(self) -> Any:
@@ -213,7 +218,6 @@ class MetaTrainer:
             for unit in np.flatnonzero(reset):
                 task.resets += 1
                 task.reset(int(unit), s.seed * 1_000_003 + s.units + task.resets)
-        self.resets = sum(task.resets for task in self.tasks)
         # the core counts one member's steps
         self.env_steps = sum(task.learner.env_steps for task in self.tasks) * s.units
         returns = [r[-10:].mean() for task in self.tasks for r in task.learner.recent_returns() if len(r)]

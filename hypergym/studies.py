@@ -117,6 +117,11 @@ _BW_PAPER_FIXED = Arm("fixed lr x1 (paper)", "static", "paper", _BLIND)
 _BW_SINGLE_FIXED = Arm("fixed lr x1 (code), single runs", "static", "code", _BLIND, single_runs=True)
 
 
+def _optimizer_arms(*arms: tuple[str, str]) -> tuple[Arm, ...]:
+    """One static arm per ``(label, optimizer)``: the preset's learning rate, the learner's optimiser changed."""
+    return tuple(Arm(label, "static", "paper", {"optimizer": name, **_BLIND}) for label, name in arms)
+
+
 def _general(task: str, env_id: str, budget: int) -> Study:
     """Optim4RL's generalisation to a task it never saw.
 
@@ -129,11 +134,8 @@ def _general(task: str, env_id: str, budget: int) -> Study:
         env_id=env_id,
         metric="train_return_100",
         seeds=10,
-        arms=tuple(
-            Arm(label, "static", "paper", {"optimizer": name, **_BLIND})
-            for label, name in (
-                ("Adam", "adam"), ("Optim4RL (6 grids)", "optim4rl-grids"), ("Optim4RL (Catch)", "optim4rl")
-            )
+        arms=_optimizer_arms(
+            ("Adam", "adam"), ("Optim4RL (6 grids)", "optim4rl-grids"), ("Optim4RL (Catch)", "optim4rl")
         ),
         baseline="Adam",
         claim="Optim4RL meta-trained on the six gridworlds generalises to unseen tasks, close to Adam (Fig. 4, Brax)",
@@ -257,14 +259,8 @@ STUDIES: dict[str, Study] = {
         env_id="HyperRL-A2C-Catch",
         metric="mean_G",  # the claim is speed: Adam reaches Catch's ceiling of 1 within the budget
         seeds=10,
-        arms=tuple(
-            Arm(label, "static", "paper", {"optimizer": name, **_BLIND})
-            for label, name in (
-                ("Adam", "adam"),
-                ("Optim4RL", "optim4rl"),
-                ("RMSprop", "rmsprop"),
-                ("LinearOptim", "linear"),
-            )
+        arms=_optimizer_arms(
+            ("Adam", "adam"), ("Optim4RL", "optim4rl"), ("RMSprop", "rmsprop"), ("LinearOptim", "linear")
         ),
         baseline="Adam",
         claim="Optim4RL learned on Catch trains A2C faster than Adam and RMSprop there; LinearOptim fails (Fig. 3)",
@@ -277,13 +273,8 @@ STUDIES: dict[str, Study] = {
         seeds=10,
         # the two rules ship with the package (optimizer="optim4rl-sdl", "optim4rl-sdl-nopipe"); docs/results.md
         # has the meta-train commands that made them
-        arms=tuple(
-            Arm(label, "static", "paper", {"optimizer": name, **_BLIND})
-            for label, name in (
-                ("Optim4RL, no pipeline", "optim4rl-sdl-nopipe"),
-                ("Optim4RL, pipeline", "optim4rl-sdl"),
-                ("Adam", "adam"),
-            )
+        arms=_optimizer_arms(
+            ("Optim4RL, no pipeline", "optim4rl-sdl-nopipe"), ("Optim4RL, pipeline", "optim4rl-sdl"), ("Adam", "adam")
         ),
         baseline="Optim4RL, no pipeline",
         claim="pipeline training improves Optim4RL on small_dense_long: 32.22 +- 0.52 against 30.64 +- 0.69 (Table 1)",

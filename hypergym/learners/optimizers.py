@@ -26,10 +26,10 @@ from hypergym.learners.optim4rl import BatchedOptim4RL, load_rule
 
 __all__ = ["OPTIMIZERS", "SHIPPED", "build_optimizer", "check_optimizer", "learned_rule", "shipped_path"]
 
-#: The optimisers named by a word (any other value is a learned-optimiser file's path).
-OPTIMIZERS = ("adam", "rmsprop", "optim4rl", "linear")
 #: The learned optimisers shipped with the package (``hypergym/data/<name>.pt``).
 SHIPPED = ("optim4rl", "linear", "optim4rl-sdl", "optim4rl-sdl-nopipe", "optim4rl-grids")
+#: The optimisers named by a word (any other value is a learned-optimiser file's path).
+OPTIMIZERS = ("adam", "rmsprop", *SHIPPED)
 
 
 def shipped_path(name: str = "optim4rl") -> Path:
