@@ -104,10 +104,6 @@ def tasks_of(split: str) -> tuple[Task, ...]:
     return tuple(t for t in TASKS if split in ("all", t.split))
 
 
-def _applies(entry: BoardEntry, task: Task) -> bool:
-    return entry.agent != "hoof" or "-ACKTR-" not in task.env_id
-
-
 def _reference_arms(task: Task) -> tuple[Arm, ...]:
     """The fixed learning rates of the task's grid, the other hyperparameters at their defaults."""
     import gymnasium as gym
@@ -129,7 +125,7 @@ def task_study(task: Task, entries: Sequence[BoardEntry] = BOARD) -> Study:
     arms = tuple(
         Arm(e.label, e.agent, task.profile, _BLIND if e.blind else {}, e.agent_kwargs, single_runs=e.agent == "hoof")
         for e in entries
-        if _applies(e, task)
+        if e.agent != "hoof" or "-ACKTR-" not in task.env_id  # HOOF has no ACKTR form
     )
     return Study(
         name=f"bench-{task.name}", title=f"hypergym bench: {task.name}", env_id=task.env_id, seeds=task.seeds,

@@ -381,11 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (hypergym list | head): as other Unix tools, say nothing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail again
         return 0
-    except CLIError as err:
-        print(f"hypergym: error: {err}", file=sys.stderr)
-        return 2
-    except (CheckpointError, ConnectionError, RunFolderBusy, RunFilesError) as err:
-        # other settings; no cluster; a second writer; a corrupt run directory
+    except (CLIError, CheckpointError, ConnectionError, RunFolderBusy, RunFilesError) as err:
+        # a bad argument; other settings; no cluster; a second writer; a corrupt run directory
         print(f"hypergym: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk, an unwritable --out or --png: the file and the cause, in one line

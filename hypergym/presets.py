@@ -183,12 +183,6 @@ _A2C_CLASSIC: dict[str, Any] = {
 }
 
 
-def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    out = dict(base)
-    out.update(changes)
-    return out
-
-
 #: Registered id -> HyperRLEnv kwargs.
 PRESETS: dict[str, dict[str, Any]] = {}
 #: Registered id -> where its preset comes from.
@@ -196,15 +190,15 @@ PRESET_SOURCES: dict[str, str] = {}
 
 for _task in ("HalfCheetah", "Hopper", "Walker2d", "Swimmer", "Ant", "Humanoid"):
     _steps = 10_000_000 if _task in ("Ant", "Humanoid") else 1_000_000
-    PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_MUJOCO, task=_task, total_env_steps=_steps)
+    PRESETS[f"HyperRL-PPO-{_task}"] = dict(_PPO_MUJOCO, task=_task, total_env_steps=_steps)
     PRESET_SOURCES[f"HyperRL-PPO-{_task}"] = (
         "B.3 '6 Mujoco tasks with PPO' (Fig. 12); b = 128 (the grid value nearest PPO's 64) is the default"
     )
 for _task in ("BipedalWalker", "LunarLanderContinuous", "InvertedDoublePendulum"):
-    PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_MIXED, task=_task)
+    PRESETS[f"HyperRL-PPO-{_task}"] = dict(_PPO_MIXED, task=_task)
     PRESET_SOURCES[f"HyperRL-PPO-{_task}"] = "B.3 '4 mixed tasks with PPO' (Table 2, Fig. 8); b = 128 default"
 
-PRESETS["HyperRL-A2C-MountainCarContinuous"] = _with(
+PRESETS["HyperRL-A2C-MountainCarContinuous"] = dict(
     _A2C_OPENAI,
     task="MountainCarContinuous",
     total_env_steps=20_000,
@@ -213,7 +207,7 @@ PRESETS["HyperRL-A2C-MountainCarContinuous"] = _with(
 PRESET_SOURCES["HyperRL-A2C-MountainCarContinuous"] = (
     "B.3 / Fig. 2a / Table 5: lr only, B = 15 log-spaced over [4e-5, 1e-2], U = 10, 20k steps, 1 env"
 )
-PRESETS["HyperRL-A2C-BipedalWalker"] = _with(
+PRESETS["HyperRL-A2C-BipedalWalker"] = dict(
     _A2C_OPENAI,
     task="BipedalWalker",
     total_env_steps=1_000_000,
@@ -223,34 +217,34 @@ PRESET_SOURCES["HyperRL-A2C-BipedalWalker"] = (
     "B.3 / Fig. 2b: lr only, B = 5 log-spaced over [2.8e-4, 1.8e-3], U = 10; budget 1M (not stated)"
 )
 for _task in ("HalfCheetah", "Hopper", "Ant", "Walker2d"):
-    PRESETS[f"HyperRL-A2C-{_task}"] = _with(_A2C_MUJOCO, task=_task)
+    PRESETS[f"HyperRL-A2C-{_task}"] = dict(_A2C_MUJOCO, task=_task)
     PRESET_SOURCES[f"HyperRL-A2C-{_task}"] = (
         "B.3 '4 Mujoco tasks with A2C' (Table 1, Fig. 7); 16 envs (paper silent; its PyTorch A2C default)"
     )
 for _task in ATARI_GAMES:
-    PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_ATARI, task=_task)
+    PRESETS[f"HyperRL-PPO-{_task}"] = dict(_PPO_ATARI, task=_task)
     PRESET_SOURCES[f"HyperRL-PPO-{_task}"] = (
         "B.3 'Atari PPO' (T = 2048 as 8 envs x 256 steps, b/lambda/clip grid, lr B = 3); standard Atari PPO "
         "defaults where the paper is silent (lr 2.5e-4, 4 epochs, ent 0.01, b 256, clip 0.1); NoFrameskip-v4"
     )
-    PRESETS[f"HyperRL-A2C-{_task}"] = _with(_A2C_ATARI, task=_task)
+    PRESETS[f"HyperRL-A2C-{_task}"] = dict(_A2C_ATARI, task=_task)
     PRESET_SOURCES[f"HyperRL-A2C-{_task}"] = (
         "standard Atari A2C (OpenAI baselines: 16 envs, T = 5, RMSprop 7e-4, vf 0.5, ent 0.01); U = 10 and "
         "lr B = 3 x vf {0.25, 0.5, 1} as the paper's ACKTR Atari setting; NoFrameskip-v4"
     )
 for _task in ATARI_GAMES:
-    PRESETS[f"HyperRL-ACKTR-{_task}"] = _with(_ACKTR_ATARI, task=_task)
+    PRESETS[f"HyperRL-ACKTR-{_task}"] = dict(_ACKTR_ATARI, task=_task)
     PRESET_SOURCES[f"HyperRL-ACKTR-{_task}"] = (
         "B.3 'Atari, ACKTR': eta 0.25 (B = 3), GAE 0.95, T = 20, U = 10, kl_clip {1, 2, 3}e-3, vf {0.25, 0.5, 1}; "
         "16 envs (paper: 40 workers); NoFrameskip-v4"
     )
 for _task in ("HalfCheetah", "Hopper", "Walker2d", "Ant"):
-    PRESETS[f"HyperRL-ACKTR-{_task}"] = _with(_ACKTR_MUJOCO, task=_task)
+    PRESETS[f"HyperRL-ACKTR-{_task}"] = dict(_ACKTR_MUJOCO, task=_task)
     PRESET_SOURCES[f"HyperRL-ACKTR-{_task}"] = (
         "not in the paper: the ACKTR Atari grid and 16 envs x T 20, with the A2C MuJoCo presets' U = 1, "
         "VecNormalize and 5M steps"
     )
-PRESETS["HyperRL-ACKTR-CartPole"] = _with(
+PRESETS["HyperRL-ACKTR-CartPole"] = dict(
     _ACKTR_MUJOCO,
     **_TEACHING_REWARD,
     normalize=False,
@@ -264,9 +258,9 @@ PRESET_SOURCES["HyperRL-ACKTR-CartPole"] = (
     "teaching preset (not in the paper): ACKTR T = 20 x 4 envs, U = 10, eta B = 3 x kl_clip {1, 2, 3}e-3"
 )
 for _task in ("CartPole", "Pendulum", "Acrobot", "MountainCar"):
-    PRESETS[f"HyperRL-PPO-{_task}"] = _with(_PPO_CLASSIC, task=_task)
+    PRESETS[f"HyperRL-PPO-{_task}"] = dict(_PPO_CLASSIC, task=_task)
     PRESET_SOURCES[f"HyperRL-PPO-{_task}"] = "teaching preset (not in the paper): small PPO, lr/clip/b"
-    PRESETS[f"HyperRL-A2C-{_task}"] = _with(_A2C_CLASSIC, task=_task)
+    PRESETS[f"HyperRL-A2C-{_task}"] = dict(_A2C_CLASSIC, task=_task)
     PRESET_SOURCES[f"HyperRL-A2C-{_task}"] = "teaching preset (not in the paper): A2C lr B = 5, U = 10"
 PRESETS["HyperRL-PPO-Pendulum"]["normalize"] = True
 
@@ -286,14 +280,14 @@ _A2C_OPTIM4RL: dict[str, Any] = {
     "vf_coef": 0.5,
     "use_rms_prop": False,
 }
-PRESETS["HyperRL-A2C-Catch"] = _with(
+PRESETS["HyperRL-A2C-Catch"] = dict(
     _A2C_OPTIM4RL, task="Catch", learning_rate=1e-3, max_grad_norm=1.0, total_env_steps=500_000,
     policy_kwargs={"net_arch": [256]}, hyperparams={"learning_rate": around_default(1e-3, 3)},
 )  # fmt: skip
 PRESET_SOURCES["HyperRL-A2C-Catch"] = "Optim4RL (RLC 2024) App. C: A2C, rollout 20, Adam 1e-3; lr B = 3, U = 10"
 for _grid, _lr in (("SmallDenseLong", 1e-3), ("SmallDenseShort", 3e-3), ("BigSparseShort", 3e-3),
                    ("BigSparseLong", 1e-3), ("BigDenseShort", 3e-3), ("BigDenseLong", 3e-3)):  # fmt: skip
-    PRESETS[f"HyperRL-A2C-{_grid}"] = _with(
+    PRESETS[f"HyperRL-A2C-{_grid}"] = dict(
         _A2C_OPTIM4RL, task=_grid, learning_rate=_lr, max_grad_norm=1.0, total_env_steps=1_000_000,
         policy_kwargs={"net_arch": [32]}, hyperparams={"learning_rate": around_default(_lr, 3)},
     )  # fmt: skip

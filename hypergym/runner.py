@@ -60,10 +60,6 @@ class _KeepFinished(gym.Wrapper):  # type: ignore[type-arg]
         return self.env.reset(seed=seed, options=options)
 
 
-def _one(env: gym.Env) -> gym.Env:
-    return _KeepFinished(env)
-
-
 def run(
     env: gym.Env | gym.vector.VectorEnv,
     agent: Any,
@@ -125,7 +121,7 @@ def run(
     budget = getattr(env.unwrapped, "total_env_steps", None)
     if budget is None and max_steps is None:
         raise ValueError("this env has no inner env-step budget: pass max_steps")
-    venv: Any = SyncVectorEnv([partial(_one, env)], autoreset_mode=AutoresetMode.SAME_STEP) if single else env  # type: ignore[arg-type]
+    venv: Any = SyncVectorEnv([partial(_KeepFinished, env)], autoreset_mode=AutoresetMode.SAME_STEP) if single else env  # type: ignore[arg-type]
     population: Any = PerMemberAgent(venv, [agent], seed) if single else agent
     seeds = member_seeds(seed, venv.num_envs)  # non-negative, distinct: one run directory each
     configs = _configs(env, population, seeds, single, extra_config)

@@ -129,3 +129,48 @@ def test_verdicts_judge_each_new_agent_over_its_family_of_tasks():
     assert len(lines) == 6  # 3 comparisons x 2 tasks, one family
     calls = {(row.split("|")[2].strip(), row.split("|")[3].strip()): row.split("|")[-2].strip() for row in lines}
     assert calls[("static", tasks[0].name)] == "better" and calls[("static", tasks[1].name)] == "no difference"
+
+
+
+def _docs_boards() -> list[list[list[str]]]:
+    """docs/bench.md's three boards (all, test, tuning), each a list of rows of cells."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "bench.md").read_text()
+    boards = []
+    for block in text.split("| entry | IQM")[1:]:
+        rows = [line for line in block.splitlines()[2:]]
+        rows = rows[: rows.index("")]
+        boards.append([[c.strip() for c in row.strip("|").split("|")] for row in rows])
+    return boards
+
+
+def test_the_docs_boards_show_the_stored_runs_means_and_iqms():
+    """Fast: every row's per-task means and IQM (the intervals are the slow test's) from the shipped runs."""
+    from scipy.stats import trim_mean
+
+    from hypergym.bench import _matrix, stored
+
+    boards = _docs_boards()
+    assert len(boards) == 3
+    for split, board in zip(("all", "test", "tuning"), boards, strict=True):
+        tasks = tasks_of(split)
+        matrix, where, _ = _matrix(tasks, stored())
+        assert len(board) == len(matrix), f"{split}: the board's entries are not the stored ones"
+        for cells in board:
+            label = cells[0].split(" (on ")[0]
+            means = [f"{np.mean(matrix[label][:, where[label].index(j)]):.2f}" if j in where[label] else "n/a"
+                     for j in range(len(tasks))]  # fmt: skip
+            assert cells[3:] == means, (split, label)
+            assert cells[1].startswith(f"{trim_mean(matrix[label].ravel(), 0.25):.2f} ["), (split, label)
+
+
+@pytest.mark.slow
+def test_the_docs_boards_and_verdicts_are_what_the_stored_runs_give():
+    from hypergym.bench import leaderboard, stored, verdicts
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "bench.md").read_text()
+    for split in ("all", "test", "tuning"):  # the page shows them in this order
+        board = leaderboard(tasks_of(split), stored())
+        assert board in text, f"docs/bench.md's {split} board is not what `hypergym bench --tasks {split}` prints"
+        text = text[text.index(board) + len(board) :]
+    test_split = (Path(__file__).resolve().parent.parent / "docs" / "bench.md").read_text()
+    assert verdicts(tasks_of("test"), stored()) in test_split
