@@ -131,7 +131,6 @@ def test_verdicts_judge_each_new_agent_over_its_family_of_tasks():
     assert calls[("static", tasks[0].name)] == "better" and calls[("static", tasks[1].name)] == "no difference"
 
 
-
 def _docs_boards() -> list[list[list[str]]]:
     """docs/bench.md's three boards (all, test, tuning), each a list of rows of cells."""
     text = (Path(__file__).resolve().parent.parent / "docs" / "bench.md").read_text()
